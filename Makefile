@@ -8,7 +8,7 @@ export PYTHONHASHSEED ?= 0
 .PHONY: demo test data setup
 
 demo: setup data
-	$(PY) -m nachos_tf.cli demo
+	.venv/bin/nachos-tf sample --seed 0
 
 test: setup data
 	$(PY) -m pytest -q
@@ -18,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt setuptools
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -7,5 +7,6 @@ from .errors import (ConstraintError, DataError, ExportError, GenomeError, Nacho
                      NoAdmissibleSolutionError, ProfileError, RunDirError)
 from .space import ExitGene, Gene, Genome, SearchSpace  # noqa: E402
 from .builder import build_eenn  # noqa: E402
+from .tuner_bridge import ExitPoint  # noqa: E402
 
 __version__ = "0.1.0"

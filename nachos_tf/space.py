@@ -157,12 +157,12 @@ class SearchSpace:
         h, w, _ = (int(s) for s in input_shape)
         res = sorted({_even(h), _even(h * 0.86), _even(h * 0.72)}, reverse=True)
         genes = [Gene("resolution", tuple(res)), Gene("stem_width", (8, 16))]
-        stage_widths = ((8, 12, 16), (12, 16, 24), (16, 24, 32), (24, 32, 40), (32, 40, 48))
+        stage_widths = ((8, 12, 16), (12, 16, 20), (16, 20, 24), (20, 24, 32), (24, 32, 40))
         for s in range(5):
             genes += [Gene(f"s{s + 1}_depth", (2, 3, 4)), Gene(f"s{s + 1}_kernel", (3, 5, 7)),
                       Gene(f"s{s + 1}_expand", (3, 4, 6)), Gene(f"s{s + 1}_width", stage_widths[s]),
                       Gene(f"s{s + 1}_se", (False, True)), Gene(f"s{s + 1}_act", ACTIVATIONS)]
-        settings = {"stem_stride": 2 if min(h, w) >= 24 else 1, "strides": [1, 2, 1, 2, 1]}
+        settings = {"stem_stride": 2 if min(h, w) >= 24 else 1, "strides": [2, 1, 2, 1, 1]}
         n_points = 4 if early_exits else 0
         return cls(input_shape, num_classes, genes, n_points, kind="mcu", confidence=confidence and early_exits,
                    min_early_exits=1 if early_exits else 0, settings=settings)

@@ -1,0 +1,118 @@
+"""Builder: flat standard-layer Keras models that follow the naming contract and convert to int8 TFLite."""
+import numpy as np
+import keras
+import pytest
+
+import nachos_tf as nt
+from nachos_tf import naming
+from nachos_tf.space import ExitGene, Genome, SearchSpace
+
+
+@pytest.fixture(scope="module")
+def space():
+    return SearchSpace.mcu((28, 28, 1), 10)
+
+
+def _blocks(model, stage):
+    return {l.name.split("_")[1] for l in model.layers if l.name.startswith(f"s{stage}_b")}
+
+
+def test_outputs_follow_the_naming_contract(space):
+    for seed in range(6):
+        g = space.sample(seed)
+        m = nt.build_eenn(space, g)
+        names = naming.output_names(m)
+        k = len(g.exit_positions)
+        expected = []
+        for i in range(k):
+            expected += [f"exit_{i}", f"exit_{i}_conf"]
+        assert names == expected + ["final"]
+        assert [s.name for s in naming.exit_layout(m)] == [f"exit_{i}" for i in range(k)] + ["final"]
+        assert all(m.get_layer(f"exit_{i}_point").__class__ is keras.layers.Identity for i in range(k))
+        assert isinstance(m.layers[1], keras.layers.Rescaling)
+        assert not any(isinstance(l, keras.Model) for l in m.layers)  # flat
+
+
+def test_architecture_matches_the_genes(space):
+    g = space.sample(5)
+    p = g.params
+    m = nt.build_eenn(space, g)
+    for s in range(1, 6):
+        assert len(_blocks(m, s)) == p[f"s{s}_depth"]
+        dw = m.get_layer(f"s{s}_b0_dw")
+        assert dw.kernel_size == (p[f"s{s}_kernel"],) * 2
+        assert m.get_layer(f"s{s}_b0_project").filters == p[f"s{s}_width"]
+        assert (f"s{s}_b0_se_scale" in [l.name for l in m.layers]) == p[f"s{s}_se"]
+    assert m.get_layer("stem_conv").filters == p["stem_width"]
+    has_resize = any(isinstance(l, keras.layers.Resizing) for l in m.layers)
+    assert has_resize == (p["resolution"] != 28)
+
+
+def test_same_genome_same_architecture_and_exit_heads(space):
+    g = space.sample(7)
+    a, b = nt.build_eenn(space, g), nt.build_eenn(space, g)
+    cfg = lambda m: [(l.__class__.__name__, l.name, tuple(w.shape for w in l.weights)) for l in m.layers]
+    assert cfg(a) == cfg(b)
+    exits = [ExitGene(True, "nachos", 16, 4), ExitGene(), ExitGene(True, "conv_gap_dense", 8, 2), ExitGene()]
+    g2 = space.repair(Genome(g.backbone, tuple(exits)))
+    m = nt.build_eenn(space, g2)
+    names = [l.name for l in m.layers]
+    assert "exit_0_flatten" in names and "exit_1_gap" in names and "exit_0_pool" in names
+    assert m.get_layer("exit_0_conv").kernel_size == (3, 3) and m.get_layer("exit_1_conv").kernel_size == (1, 1)
+
+
+def test_static_space_has_only_the_final_classifier():
+    space = SearchSpace.mcu((28, 28, 1), 10, early_exits=False)
+    m = nt.build_eenn(space, space.sample(0))
+    assert naming.output_names(m) == ["final"]
+
+
+def test_save_and_load_with_plain_keras(space, tmp_path):
+    m = nt.build_eenn(space, space.sample(2))
+    x = np.random.default_rng(0).uniform(0, 255, (3, 28, 28, 1)).astype("float32")
+    m.save(tmp_path / "m.keras")
+    m2 = keras.models.load_model(tmp_path / "m.keras")
+    for a, b in zip(m.predict(x, verbose=0), m2.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def _convert_int8(model, shape):
+    import tensorflow as tf
+
+    def rep():
+        rng = np.random.default_rng(0)
+        for _ in range(8):
+            yield [rng.uniform(0, 255, (1,) + shape).astype(np.float32)]
+
+    c = tf.lite.TFLiteConverter.from_keras_model(model)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = rep
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    c.inference_input_type = tf.int8
+    c.inference_output_type = tf.int8
+    return c.convert()
+
+
+def _check_converts_and_runs_on_tflm(space, seed):
+    from tflite_micro.python.tflite_micro import runtime
+
+    g = space.sample(seed)
+    m = nt.build_eenn(space, g)
+    blob = _convert_int8(m, space.input_shape)
+    interp = runtime.Interpreter.from_bytes(blob)
+    assert interp.get_input_details(0)["dtype"] == np.int8
+    interp.set_input(np.zeros((1,) + space.input_shape, np.int8), 0)
+    interp.invoke()
+    shapes = sorted(interp.get_output(i).shape[-1] for i in range(len(m.outputs)))
+    assert shapes == sorted(int(t.shape[-1]) for t in m.outputs)
+
+
+@pytest.mark.parametrize("seed", [11])
+def test_sampled_genomes_convert_to_full_int8_and_run_on_tflm(space, seed):
+    _check_converts_and_runs_on_tflm(space, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 124))
+def test_many_sampled_genomes_convert_to_full_int8(space, seed):
+    _check_converts_and_runs_on_tflm(space, seed)
