@@ -1,0 +1,438 @@
+"""Training an EENN with Keras ``fit``: the NACHOS two-phase schedule, support-set calibration, seeding.
+
+``train_eenn`` wraps the user's functional EENN in a small trainer ``keras.Model`` whose
+``train_step``/``test_step`` compute the multi-exit loss of ``nachos_tf.losses``; the EENN itself is
+left a plain functional model (the trainer only shares its layers), ready for ``save`` / export.
+
+Schedule (as in NACHOS): phase ``"backbone"`` trains the backbone and the final classifier
+(``backbone_loss="final"``, heads frozen) or every exit with a CE sum (``"ce_sum"``); phase ``"heads"``
+trains the exits (and confidences) with the configured loss, with the backbone frozen or not.
+Each phase uses Keras progress output, user callbacks and optional early stopping on validation
+loss (``restore_best_weights``). Inside a callback, ``self.model`` is the trainer; the EENN is
+``self.model.eenn``.
+
+Data: the arrays already in memory are turned into one tensor each; batches are gathered by index
+(``tf.gather``) from a per-epoch index schedule, so nothing is copied twice and the support set is
+simply a set of indices left out of that epoch's schedule. The model is fed the raw arrays: it is
+expected to scale its own input (e.g. a ``Rescaling`` layer, as ``build_eenn`` does).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from .errors import ConstraintError, DataError
+from .losses import LossConfig, eenn_loss
+from .naming import exit_layout
+
+__all__ = ["train_eenn", "TrainHistory", "predict_exits", "EENNTrainer", "SupportSetCalibration",
+           "support_accuracy", "balanced_support_indices", "PHASES"]
+
+PHASES = ("backbone", "heads")
+Augment = Union[None, str, Callable[[tf.Tensor], tf.Tensor]]
+
+
+@dataclass
+class TrainHistory:
+    """What ``train_eenn`` did: per-phase Keras logs, epochs run, early stops and the last support accuracy."""
+
+    phases: Dict[str, Dict[str, List[float]]] = field(default_factory=dict)
+    epochs_run: Dict[str, int] = field(default_factory=dict)
+    stopped_early: Dict[str, bool] = field(default_factory=dict)
+    support_accuracy: Optional[List[List[float]]] = None
+    exit_macs: Optional[List[float]] = None
+    loss: Optional[Dict] = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> Dict:
+        """Plain-JSON form."""
+        return {"phases": self.phases, "epochs_run": self.epochs_run, "stopped_early": self.stopped_early,
+                "support_accuracy": self.support_accuracy, "exit_macs": self.exit_macs,
+                "loss": self.loss, "seconds": self.seconds}
+
+    def last(self, key: str, phase: str = "heads") -> Optional[float]:
+        """Last logged value of ``key`` in a phase (None if absent)."""
+        vals = self.phases.get(phase, {}).get(key)
+        return vals[-1] if vals else None
+
+
+class _CalibrationState:
+    """Support-set accuracies S and the 0/1 switch the loss reads; plain object so Keras does not track it."""
+
+    def __init__(self, num_classes: int, num_early: int):
+        self.S = tf.Variable(tf.zeros((num_classes, max(num_early, 1))), trainable=False, name="support_accuracy")
+        self.on = tf.Variable(0.0, trainable=False, name="calibration_on")
+
+
+class EENNTrainer(keras.Model):
+    """Trainer around an EENN: computes the multi-exit loss in ``train_step`` / ``test_step``.
+
+    mode ``"final"``: CE of the final exit only; ``"ce_sum"``: CE sum over exits; ``"loss"``: ``config``.
+    """
+
+    def __init__(self, eenn: keras.Model, config: LossConfig, mode: str = "loss",
+                 exit_macs: Optional[Sequence[float]] = None, calibration: Optional[_CalibrationState] = None):
+        super().__init__(name="eenn_trainer")
+        self.eenn = eenn
+        self._layout = exit_layout(eenn)
+        self._mode = mode
+        self._config = config if mode == "loss" else LossConfig.ce_sum()
+        self._exit_macs = None if exit_macs is None else [float(m) for m in exit_macs]
+        self._cal = [calibration]  # list: keep Keras from tracking the variables as weights
+        names = ["loss"]
+        if mode == "loss" and config.kind == "nachos":
+            names += ["cls_loss", "conf_loss", "mac_loss", "cal_loss"]
+        has_conf = any(s.conf_index is not None for s in self._layout)
+        if self._exit_macs is not None and mode == "loss" and (config.kind == "nachos" or has_conf):
+            names.append("exp_macs")
+        self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        exits = self._layout if mode != "final" else self._layout[-1:]
+        self._accs = {s.name: keras.metrics.SparseCategoricalAccuracy(name=f"{s.name}_acc") for s in exits}
+        self.built = True
+
+    def call(self, x, training=False):
+        return self.eenn(x, training=training)
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values()) + list(self._accs.values())
+
+    def _split(self, outs):
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        logits = [outs[s.logits_index] for s in self._layout]
+        confs = [outs[s.conf_index] if s.conf_index is not None else None for s in self._layout[:-1]]
+        return logits, (confs if confs and all(c is not None for c in confs) else None)
+
+    def _loss(self, y, outs):
+        logits, confs = self._split(outs)
+        if self._mode == "final":
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.reshape(tf.cast(y, tf.int32), [-1]), logits=tf.cast(logits[-1], tf.float32))
+            total, terms = tf.reduce_mean(ce), {}
+        else:
+            cal = self._cal[0]
+            total, terms = eenn_loss(self._config, y, logits, confs, exit_macs=self._exit_macs,
+                                     support_accuracy=None if cal is None else cal.S,
+                                     calibration_weight=1.0 if cal is None else cal.on)
+        if self.eenn.losses:
+            total = total + tf.add_n([tf.cast(l, tf.float32) for l in self.eenn.losses])
+        return total, terms, logits
+
+    def _update(self, y, total, terms, logits):
+        self._trackers["loss"].update_state(total)
+        for key, name in (("cls", "cls_loss"), ("conf", "conf_loss"), ("mac", "mac_loss"),
+                          ("cal", "cal_loss"), ("exp_macs", "exp_macs")):
+            if name in self._trackers:
+                self._trackers[name].update_state(terms[key])
+        by_name = {s.name: z for s, z in zip(self._layout, logits)}
+        for name, acc in self._accs.items():
+            acc.update_state(y, by_name[name])
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        with tf.GradientTape() as tape:
+            outs = self.eenn(x, training=True)
+            total, terms, logits = self._loss(y, outs)
+        weights = self.trainable_weights
+        grads = tape.gradient(total, weights)
+        self.optimizer.apply_gradients([(g, w) for g, w in zip(grads, weights) if g is not None])
+        return self._update(y, total, terms, logits)
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        outs = self.eenn(x, training=False)
+        total, terms, logits = self._loss(y, outs)
+        return self._update(y, total, terms, logits)
+
+
+class SupportSetCalibration(keras.callbacks.Callback):
+    """At the start of every epoch, S[c, i] = accuracy of early exit i on that epoch's held-out support
+    samples of class c (they are left out of the epoch's training batches); switched on after the warm-up."""
+
+    def __init__(self, eenn: keras.Model, x: tf.Tensor, y: np.ndarray, support: np.ndarray,
+                 state: _CalibrationState, num_classes: int, warmup: int, batch_size: int):
+        super().__init__()
+        self.eenn, self.x, self.y, self.support = eenn, x, y, support
+        self.state, self.num_classes, self.warmup, self.batch_size = state, num_classes, warmup, batch_size
+        self.history: List[np.ndarray] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch < self.warmup:
+            self.state.on.assign(0.0)
+            return
+        idx = self.support[epoch]
+        probs, _ = predict_exits(self.eenn, tf.gather(self.x, idx), self.batch_size)
+        y = self.y[idx]
+        S = support_accuracy(probs[:-1], y, self.num_classes)
+        self.state.S.assign(S if S.size else np.zeros(self.state.S.shape, np.float32))
+        self.state.on.assign(1.0)
+        self.history.append(S)
+
+
+def support_accuracy(early_probs: Sequence[np.ndarray], y: np.ndarray, num_classes: int) -> np.ndarray:
+    """S[c, i]: accuracy of early exit i on the samples of class c (0 for a class with no sample)."""
+    y = np.asarray(y).reshape(-1)
+    S = np.zeros((num_classes, len(early_probs)), np.float32)
+    for i, pr in enumerate(early_probs):
+        correct = (np.argmax(pr, axis=-1) == y).astype(np.float64)
+        counts = np.bincount(y, minlength=num_classes)
+        hits = np.bincount(y, weights=correct, minlength=num_classes)
+        S[:, i] = np.where(counts > 0, hits / np.maximum(counts, 1), 0.0)
+    return S
+
+
+def balanced_support_indices(y: np.ndarray, fraction: float, num_classes: int,
+                             rng: np.random.Generator) -> np.ndarray:
+    """A class-balanced sample of about ``fraction`` of the indices: the same count from every class."""
+    y = np.asarray(y).reshape(-1)
+    per_class = max(1, int(round(fraction * len(y))) // num_classes)
+    chosen = []
+    for c in range(num_classes):
+        members = np.flatnonzero(y == c)
+        if len(members) < 2:
+            continue
+        chosen.append(rng.choice(members, size=min(per_class, len(members) - 1), replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else np.zeros(0, np.int64)
+
+
+def _epoch_schedule(n: int, epochs: int, rng: np.random.Generator, y: Optional[np.ndarray] = None,
+                    support_fraction: Optional[float] = None, num_classes: int = 0
+                    ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Per-epoch shuffled training indices (E, n_train) and, if asked, the held-out support indices (E, n_sup)."""
+    if support_fraction is None:
+        return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int32), None
+    orders, supports = [], []
+    for _ in range(epochs):
+        sup = balanced_support_indices(y, support_fraction, num_classes, rng)
+        keep = np.ones(n, bool)
+        keep[sup] = False
+        orders.append(rng.permutation(np.flatnonzero(keep)))
+        supports.append(sup)
+    return np.stack(orders).astype(np.int32), np.stack(supports).astype(np.int32)
+
+
+def _augment_fn(augment: Augment, seed: int) -> Optional[Callable]:
+    """Batch augmentation (x, step) -> x: ``"flip"`` (horizontal), ``"shift"`` (±10 % translation), combos
+    joined by ``+``, or a callable x -> x. Stateless random ops seeded by (seed, step): reproducible."""
+    if augment is None:
+        return None
+    if callable(augment):
+        return lambda x, step: augment(x)
+    kinds = [a.strip() for a in str(augment).split("+") if a.strip()]
+    bad = [k for k in kinds if k not in ("flip", "shift")]
+    if bad:
+        raise ConstraintError(f"unknown augmentation {bad}; use 'flip', 'shift', 'flip+shift' or a callable")
+
+    def fn(x, step):
+        if x.shape.rank != 4:
+            raise DataError("flip/shift augmentation needs image batches (N, H, W, C)")
+        b = tf.shape(x)[0]
+        if "flip" in kinds:
+            s = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64) * 2])
+            flip = tf.random.stateless_uniform([b], seed=s) < 0.5
+            x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
+        if "shift" in kinds:
+            h, w = int(x.shape[1]), int(x.shape[2])
+            dh, dw = max(1, round(0.1 * h)), max(1, round(0.1 * w))
+            s = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64) * 2 + 1])
+            off = tf.random.stateless_uniform([b, 2], seed=s, minval=0, maxval=1)
+            oy = tf.cast(tf.floor(off[:, 0] * (2 * dh + 1)), tf.int32)
+            ox = tf.cast(tf.floor(off[:, 1] * (2 * dw + 1)), tf.int32)
+            xp = tf.pad(x, [[0, 0], [dh, dh], [dw, dw], [0, 0]])
+            rows = oy[:, None] + tf.range(h)[None, :]
+            cols = ox[:, None] + tf.range(w)[None, :]
+            x = tf.gather(xp, rows, axis=1, batch_dims=1)
+            x = tf.gather(x, cols, axis=2, batch_dims=1)
+        return x
+
+    return fn
+
+
+def _train_dataset(x: tf.Tensor, y: tf.Tensor, order: np.ndarray, batch_size: int,
+                   augment: Optional[Callable]) -> tf.data.Dataset:
+    """Batches gathered by index from the in-memory tensors following the per-epoch order (no copies)."""
+    ds = tf.data.Dataset.from_tensor_slices(order)
+    ds = ds.flat_map(lambda idx: tf.data.Dataset.from_tensor_slices(idx).batch(batch_size))
+    ds = ds.enumerate()
+
+    def gather(step, idx):
+        xb = tf.gather(x, idx)
+        if augment is not None:
+            xb = augment(xb, step)
+        return xb, tf.gather(y, idx)
+
+    return ds.map(gather).prefetch(tf.data.AUTOTUNE)
+
+
+def _backbone_layer_names(model: keras.Model) -> set:
+    """Layers the final exit depends on (backbone + final classifier)."""
+    final = model.outputs[exit_layout(model)[-1].logits_index]
+    return {l.name for l in keras.Model(model.inputs, final).layers}
+
+
+def _resolve_exit_macs(model: keras.Model, exit_macs, required: bool) -> Optional[List[float]]:
+    n_exits = len(exit_layout(model))
+    if exit_macs is None:
+        try:
+            from .macs import profile_macs  # written by another part of the project
+        except ImportError:
+            if required:
+                raise ConstraintError("the MAC term needs exit_macs (nachos_tf.macs is not available)") from None
+            return None
+        exit_macs = profile_macs(model).exit_macs
+    exit_macs = [float(m) for m in exit_macs]
+    if len(exit_macs) != n_exits:
+        raise ConstraintError(f"exit_macs has {len(exit_macs)} entries, the model has {n_exits} exits")
+    return exit_macs
+
+
+def _arrays(data, train_limit: Optional[int], rng: np.random.Generator):
+    for f in ("x_train", "y_train"):
+        if getattr(data, f, None) is None:
+            raise DataError(f"the dataset has no {f}")
+    x, y = data.x_train, np.asarray(data.y_train).reshape(-1)
+    if len(x) != len(y):
+        raise DataError(f"x_train has {len(x)} samples but y_train has {len(y)}")
+    num_classes = int(getattr(data, "num_classes", 0) or (int(y.max()) + 1))
+    if y.min() < 0 or y.max() >= num_classes:
+        raise DataError(f"labels must be in 0..{num_classes - 1}")
+    if train_limit is not None and train_limit < len(y):
+        keep = np.sort(rng.choice(len(y), size=int(train_limit), replace=False))
+        x, y = x[keep], y[keep]  # one copy of the subset, the full array is untouched
+    xv, yv = getattr(data, "x_val", None), getattr(data, "y_val", None)
+    val = None
+    if xv is not None and yv is not None and len(xv) > 0:
+        val = (np.asarray(xv, np.float32), np.asarray(yv).reshape(-1).astype(np.int32))
+    return x, y.astype(np.int32), num_classes, val
+
+
+def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epochs: int = 5,
+               head_epochs: Optional[int] = None, batch_size: int = 64, learning_rate: float = 1e-3,
+               head_learning_rate: Optional[float] = None, freeze_backbone: bool = False,
+               backbone_loss: str = "final", exit_macs: Optional[Sequence[float]] = None,
+               augment: Augment = None, early_stopping_patience: Optional[int] = None, seed: int = 0,
+               callbacks: Optional[List[keras.callbacks.Callback]] = None, verbose: int = 1,
+               train_limit: Optional[int] = None, deterministic: bool = True) -> TrainHistory:
+    """Train an EENN in place with the NACHOS schedule; returns a ``TrainHistory``.
+
+    epochs: backbone-phase epochs (0 skips it); head_epochs: exit-phase epochs (default ``epochs``).
+    loss: the head-phase loss (default ``LossConfig.ce_sum()``). freeze_backbone: keep the backbone
+    (every layer the final exit depends on) fixed in the head phase. backbone_loss: ``"final"`` (final
+    exit only, heads frozen) or ``"ce_sum"`` (all exits). exit_macs: staged MACs per exit (profiled
+    when omitted and needed). early_stopping_patience: None = off, else EarlyStopping on val_loss
+    (loss without validation data) with best weights restored. deterministic: also enables TF op
+    determinism (process-wide). train_limit: train on a seeded random subset of that many samples.
+    """
+    t0 = time.time()
+    loss = LossConfig.ce_sum() if loss is None else loss
+    if backbone_loss not in ("final", "ce_sum"):
+        raise ConstraintError("backbone_loss must be 'final' or 'ce_sum'")
+    head_epochs = epochs if head_epochs is None else head_epochs
+    if epochs < 0 or head_epochs < 0 or batch_size < 1:
+        raise ConstraintError("epochs, head_epochs must be >= 0 and batch_size >= 1")
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    rng = np.random.default_rng(seed)
+    x_np, y_np, num_classes, val = _arrays(data, train_limit, rng)
+    layout = exit_layout(model)
+    num_early = len(layout) - 1
+    macs = _resolve_exit_macs(model, exit_macs, required=loss.needs_macs and head_epochs > 0)
+    aug = _augment_fn(augment, seed)
+    x_t = tf.convert_to_tensor(x_np)  # the one in-TF copy of the training set; batches are gathered from it
+    if x_t.dtype != tf.float32:
+        x_t = tf.cast(x_t, tf.float32)
+    y_t = tf.convert_to_tensor(y_np, tf.int32)
+    val_ds = None
+    if val is not None:
+        val_ds = tf.data.Dataset.from_tensor_slices(val).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    history = TrainHistory(exit_macs=macs, loss=loss.to_dict())
+    backbone = _backbone_layer_names(model)
+    saved_trainable = {l.name: l.trainable for l in model.layers}
+    cal_state = _CalibrationState(num_classes, num_early)
+
+    def run_phase(name: str, n_epochs: int, trainer: EENNTrainer, lr: float, extra: List) -> None:
+        use_sup = name == "heads" and loss.needs_support_set and num_early > 0
+        order, support = _epoch_schedule(len(y_np), n_epochs, rng, y_np,
+                                         loss.support_fraction if use_sup else None, num_classes)
+        cbs = list(extra)
+        if use_sup:
+            cbs.append(SupportSetCalibration(model, x_t, y_np, support, cal_state, num_classes,
+                                             loss.calibration_warmup, batch_size))
+        stopper = None
+        if early_stopping_patience is not None:
+            # the calibration term joins the loss after the warm-up: compare epochs from then on only
+            stopper = keras.callbacks.EarlyStopping(monitor="val_loss" if val_ds is not None else "loss",
+                                                    patience=early_stopping_patience,
+                                                    restore_best_weights=True, verbose=verbose,
+                                                    start_from_epoch=loss.calibration_warmup if use_sup else 0)
+            cbs.append(stopper)
+        cbs += list(callbacks or [])
+        trainer.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=False)
+        # create the optimizer slots now, so that tf.function does not trace the step twice
+        trainer.optimizer.build(trainer.trainable_variables)
+        steps = math.ceil(order.shape[1] / batch_size)
+        if verbose:
+            print(f"[nachos-tf] phase {name}: {n_epochs} epochs, {order.shape[1]} samples/epoch")
+        h = trainer.fit(_train_dataset(x_t, y_t, order, batch_size, aug), epochs=n_epochs,
+                        steps_per_epoch=steps, validation_data=val_ds, callbacks=cbs, verbose=verbose,
+                        shuffle=False)
+        history.phases[name] = {k: [float(v) for v in vs] for k, vs in h.history.items()}
+        history.epochs_run[name] = len(next(iter(h.history.values()), []))
+        history.stopped_early[name] = bool(stopper is not None and stopper.stopped_epoch > 0)
+
+    try:
+        if epochs > 0:
+            if backbone_loss == "final":
+                for l in model.layers:
+                    if l.name not in backbone:
+                        l.trainable = False
+            trainer = EENNTrainer(model, loss, mode="final" if backbone_loss == "final" else "ce_sum")
+            run_phase("backbone", epochs, trainer, learning_rate, [])
+            for l in model.layers:
+                l.trainable = saved_trainable[l.name]
+        if head_epochs > 0:
+            if freeze_backbone:
+                for l in model.layers:
+                    if l.name in backbone:
+                        l.trainable = False
+            trainer = EENNTrainer(model, loss, mode="loss", exit_macs=macs, calibration=cal_state)
+            run_phase("heads", head_epochs, trainer, head_learning_rate or learning_rate, [])
+            if loss.needs_support_set and num_early > 0 and float(cal_state.on.numpy()) > 0:
+                history.support_accuracy = cal_state.S.numpy().tolist()
+    finally:
+        for l in model.layers:
+            l.trainable = saved_trainable[l.name]
+    history.seconds = time.time() - t0
+    return history
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def predict_exits(model: keras.Model, x, batch_size: int = 256
+                  ) -> Tuple[List[np.ndarray], Optional[List[Optional[np.ndarray]]]]:
+    """One forward pass: (softmax probabilities of every exit, final last; early-exit confidences (N,) or None).
+
+    Confidences is None when the model has no confidence output; otherwise one array per early exit
+    (None for an exit without one).
+    """
+    layout = exit_layout(model)
+    outs = model.predict(x, batch_size=batch_size, verbose=0)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    probs = [_softmax(np.asarray(outs[s.logits_index], np.float32)) for s in layout]
+    if all(s.conf_index is None for s in layout[:-1]):
+        return probs, None
+    confs = [None if s.conf_index is None else np.asarray(outs[s.conf_index], np.float32).reshape(-1)
+             for s in layout[:-1]]
+    return probs, confs
