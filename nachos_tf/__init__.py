@@ -1,12 +1,24 @@
-"""nachos-tf: hardware-constrained NAS for early-exit neural networks on microcontrollers (Keras 3)."""
+"""nachos-tf: hardware-constrained NAS for early-exit neural networks on microcontrollers (Keras 3).
+
+Public API (see README.md): datasets (`nachos_tf.data.load`), the search space (`SearchSpace`, `Genome`),
+the builder (`build_eenn`), the MAC profiler (`profile_macs`), training (`train_eenn`, `LossConfig`),
+exit policies (`simulate`, `calibrate`) and the search (`search`, `Constraints`).
+"""
 import os as _os
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .errors import (ConstraintError, DataError, ExportError, GenomeError, NachosError,  # noqa: E402
                      NoAdmissibleSolutionError, ProfileError, RunDirError)
+from . import data, naming  # noqa: E402
+from .data import Dataset  # noqa: E402
 from .space import ExitGene, Gene, Genome, SearchSpace  # noqa: E402
-from .builder import build_eenn  # noqa: E402
 from .tuner_bridge import ExitPoint  # noqa: E402
+from .builder import build_eenn  # noqa: E402
+from .macs import MacReport, profile_macs  # noqa: E402
+from .losses import LossConfig  # noqa: E402
+from .train import TrainHistory, predict_exits, train_eenn  # noqa: E402
+from .policy import Calibration, SimResult, calibrate, exit_scores, simulate  # noqa: E402
+from .units import parse_size  # noqa: E402
 
 __version__ = "0.1.0"

@@ -21,9 +21,9 @@ def parse_size(text: str) -> float:
 
 
 def human(n: float) -> str:
-    """1234567 -> '1.23M' (decimal suffixes, for MACs and counts)."""
+    """Compact decimal units for MACs and counts: 950, 12.3k, 1.23M, 4.5G."""
     n = float(n)
-    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= div:
-            return f"{n / div:.3g}{suf}"
-    return f"{n:.0f}"
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.0f}" if n == int(n) else f"{n:.3g}"
