@@ -7,8 +7,17 @@ export PYTHONHASHSEED ?= 0
 
 .PHONY: demo test data setup
 
+DEMO_RUN ?= runs/demo
+
+# The quick search on real Fashion-MNIST (< 10 min on 2 cores), then the int8 staged export of the first
+# admissible solution and its figures measured on TFLM. A second `make demo` resumes (replays) the run.
 demo: setup data
-	.venv/bin/nachos-tf sample --seed 0
+	@if [ -f $(DEMO_RUN)/config.json ]; then .venv/bin/nachos-tf search --resume $(DEMO_RUN); \
+	else .venv/bin/nachos-tf search --dataset fashion_mnist --min-accuracy 0.85 --max-macs 1.0M \
+	  --budget quick --seed 0 --out $(DEMO_RUN); fi
+	.venv/bin/nachos-tf export $(DEMO_RUN) --solution 0 --out $(DEMO_RUN)/deploy
+	.venv/bin/nachos-tf evaluate $(DEMO_RUN)/deploy --dataset fashion_mnist --split test --limit 2000 \
+	  --json $(DEMO_RUN)/deploy/evaluate.json
 
 test: setup data
 	$(PY) -m pytest -q
