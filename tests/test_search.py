@@ -1,0 +1,660 @@
+"""Tests of the search (nachos_tf.search) and the run directory (nachos_tf.results).
+
+Fast tests use a deterministic fake evaluator (module-level, so Dask and process workers can import it);
+the end-to-end tests train real candidates of a tiny space on a real Fashion-MNIST subset.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nachos_tf import results as R
+from nachos_tf import search as S
+from nachos_tf.data import Dataset
+from nachos_tf.errors import ConstraintError, NoAdmissibleSolutionError, RunDirError
+from nachos_tf.space import ExitGene, Gene, Genome, SearchSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers: a fake evaluator / finalizer (deterministic in the genome), tiny datasets and spaces
+# --------------------------------------------------------------------------------------------------
+
+def _u(genome: Genome, salt: str) -> float:
+    """A deterministic number in [0, 1) from the genome."""
+    return int(hashlib.sha256((salt + genome.key()).encode()).hexdigest()[:8], 16) / 16 ** 8
+
+
+def fake_metrics(genome: Genome, space: SearchSpace):
+    x = space.encode(genome).astype(float)
+    frac = x / np.maximum(space.xu, 1)
+    macs = 2.0e4 + 1.0e5 * float(frac.mean()) + 1.0e4 * len(genome.exit_positions)
+    acc = min(0.99, 0.45 + 0.35 * float(frac.mean()) + 0.15 * _u(genome, "acc"))
+    return acc, macs
+
+
+def fake_evaluate(genome, space, data, constraints, budget, seed, loss=None):
+    """Same record shape as `search.evaluate_candidate`, no training; tags the process it ran in."""
+    acc, macs = fake_metrics(genome, space)
+    n = len(genome.exit_positions) + 1
+    g = constraints.violations(acc, macs)
+    return {"seed": S.candidate_seed(seed, genome),
+            "metrics": {"accuracy": acc, "error": 1.0 - acc, "expected_macs": macs, "exit_rates": [1.0 / n] * n,
+                        "total_macs": int(1.5 * macs), "params": 1000, "flash_bytes": None, "arena_bytes": None},
+            "constraints": g, "feasible": all(v <= 0 for v in g.values() if v is not None), "rule": "confidence",
+            "thresholds": [0.5] * (n - 1), "exit_macs": [macs * (k + 1) / n for k in range(n)],
+            "train_seconds": 0.0, "seconds": 0.0, "pid": os.getpid(), "n_data": int(len(data.y_train))}
+
+
+def fake_finalize(rec, space, data, constraints, budget, seed, loss, out_dir):
+    """Same record shape as `search.finalize_candidate`: figures shifted a little, an untrained model saved."""
+    from nachos_tf.builder import build_eenn
+
+    genome = Genome.from_dict(rec["genome"])
+    acc = rec["metrics"]["accuracy"] - 0.01 * _u(genome, "final")
+    macs = rec["metrics"]["expected_macs"]
+    val = {"accuracy": acc, "exit_rates": rec["metrics"]["exit_rates"], "expected_macs": macs}
+    test = dict(val, accuracy=acc - 0.005)
+    g = constraints.violations(acc, macs)
+    failed = [k for k, v in g.items() if v is not None and v > 0]
+    out = {"id": rec["id"], "stage": R.STAGE_FINAL, "genome": rec["genome"], "seed": rec["seed"], "rule": rec["rule"],
+           "thresholds": rec["thresholds"], "exit_macs": rec["exit_macs"], "val": val, "test": test, "int8": None,
+           "constraints": g, "metrics": dict(val, error=1 - acc), "feasible": not failed, "model": None,
+           "dropped": "after re-training, validation misses " + ", ".join(failed) if failed else None,
+           "search_metrics": {}, "train_seconds": 0.0, "seconds": 0.0, "time": "x"}
+    if not failed:
+        rel = f"{R.MODELS}/{rec['id']}.keras"
+        build_eenn(space, genome).save(out_dir / rel)
+        out["model"] = rel
+    return out
+
+
+class Counting:
+    """Wraps an evaluator and records every genome it was asked to evaluate."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def __call__(self, genome, *args, **kwargs):
+        self.calls.append(genome.key())
+        return self.fn(genome, *args, **kwargs)
+
+
+def synthetic(n_train=40, n_val=20, n_test=20, shape=(8, 8, 1), classes=10, seed=0) -> Dataset:
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        return (rng.integers(0, 256, (n,) + shape).astype(np.float32),
+                (np.arange(n) % classes).astype(np.int32))
+
+    (xt, yt), (xv, yv), (xs, ys) = split(n_train), split(n_val), split(n_test)
+    return Dataset(xt, yt, xv, yv, xs, ys, classes, shape, "synthetic")
+
+
+def tiny_space(input_shape=(28, 28, 1), classes=10) -> SearchSpace:
+    """An MCU-kind space of tiny 5-block networks: cheap to trace and train (for real end-to-end tests)."""
+    genes = [Gene("resolution", (16, 12)), Gene("stem_width", (4, 8))]
+    for s in range(1, 6):
+        genes += [Gene(f"s{s}_depth", (1,)), Gene(f"s{s}_kernel", (3, 5)), Gene(f"s{s}_expand", (1, 2)),
+                  Gene(f"s{s}_width", (4, 8)), Gene(f"s{s}_se", (False,)), Gene(f"s{s}_act", ("relu",))]
+    return SearchSpace(input_shape, classes, genes, 4, kind="mcu",
+                       settings={"stem_stride": 2, "strides": [1, 2, 1, 2, 1]})
+
+
+FAKE_BUDGET = S.Budget("test", population=6, generations=3, proxy_train=20, proxy_val=10, epochs=0, head_epochs=1,
+                       final_train=None, final_epochs=0, final_head_epochs=1, max_final=3)
+FAKE_CONSTRAINTS = S.Constraints(min_accuracy=0.6, max_macs=8.0e4)
+
+
+def fake_search(out_dir, data=None, **kw):
+    kw.setdefault("evaluator", fake_evaluate)
+    kw.setdefault("finalizer", fake_finalize)
+    kw.setdefault("progress", None)
+    return S.search(S.SearchSpace.mcu((8, 8, 1), 10), synthetic() if data is None else data, FAKE_CONSTRAINTS,
+                    budget=FAKE_BUDGET, seed=3, out_dir=out_dir, **kw)
+
+
+def search_lines(path: Path):
+    """Search-stage archive records by id, without wall-clock fields and the worker tag."""
+    recs = R.Archive(path / R.ARCHIVE).read()[0]
+    drop = ("time", "seconds", "train_seconds", "pid")
+    return {r["id"]: {k: v for k, v in r.items() if k not in drop} for r in recs if r["stage"] == R.STAGE_SEARCH}
+
+
+# --------------------------------------------------------------------------------------------------
+# settings
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(min_accuracy=0.0, max_macs=1e6), "min_accuracy"),
+    (dict(min_accuracy=1.2, max_macs=1e6), "min_accuracy"),
+    (dict(min_accuracy=88, max_macs=1e6), "fraction"),
+    (dict(min_accuracy=float("nan"), max_macs=1e6), "finite"),
+    (dict(min_accuracy=0.9, max_macs=-5), "max_macs"),
+    (dict(min_accuracy=0.9, max_macs=0), "max_macs"),
+    (dict(min_accuracy=0.9, max_macs=float("inf")), "finite"),
+    (dict(min_accuracy=0.9, max_macs="1M"), "number"),
+    (dict(min_accuracy=0.9, max_macs=1e6, max_flash=-1), "max_flash"),
+    (dict(min_accuracy=0.9, max_macs=1e6, max_ram=10.5), "max_ram"),
+])
+def test_constraints_reject_bad_values(kw, match):
+    with pytest.raises(ConstraintError, match=match):
+        S.Constraints(**kw)
+
+
+def test_constraints_accept_and_round_trip():
+    c = S.Constraints(min_accuracy=1, max_macs=1_500_000, max_flash=65536.0)
+    assert c.min_accuracy == 1.0 and c.max_flash == 65536 and isinstance(c.max_flash, int)
+    assert c.active == ["accuracy", "macs", "flash"]
+    assert S.Constraints.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_constraint_values_sign_and_scale():
+    c = S.Constraints(min_accuracy=0.8, max_macs=1e6, max_flash=1000, max_ram=2000)
+    met = c.violations(0.9, 5e5, flash=900, ram=2000)
+    assert met["accuracy"] < 0 and met["macs"] < 0 and met["flash"] < 0 and met["ram"] == 0
+    bad = c.violations(0.72, 1.5e6, flash=1100, ram=3000)
+    assert bad["accuracy"] == pytest.approx(0.1) and bad["macs"] == pytest.approx(0.5)
+    assert bad["flash"] == pytest.approx(0.1) and bad["ram"] == pytest.approx(0.5)
+    assert c.violations(0.8, 1e6, 1000, 2000)["accuracy"] == 0.0       # the bound itself is admissible
+    with pytest.raises(ConstraintError, match="flash"):
+        c.violations(0.9, 5e5)                                         # set but not measured
+    assert S.Constraints(0.8, 1e6).violations(0.9, 5e5)["flash"] is None
+
+
+def test_budget_presets_and_validation():
+    q = S.Budget.preset("quick")
+    assert S.Budget.resolve("quick", generations=5, population=4).generations == 5
+    assert S.Budget.resolve(q, population=4).population == 4
+    assert S.Budget.from_dict(json.loads(json.dumps(q.to_dict()))) == q
+    assert {"standard", "thorough"} <= set(S.BUDGETS)
+    with pytest.raises(ConstraintError, match="unknown budget"):
+        S.Budget.preset("fast")
+    with pytest.raises(ConstraintError, match="population"):
+        q.with_(population=1)
+    with pytest.raises(ConstraintError, match="proxy_train"):
+        q.with_(proxy_train=0)
+    with pytest.raises(ConstraintError, match="at least one epoch"):
+        q.with_(epochs=0, head_epochs=0)
+
+
+def test_candidate_seed_is_stable_and_genome_specific():
+    space = SearchSpace.mcu()
+    a, b = space.sample(1), space.sample(2)
+    assert S.candidate_seed(0, a) == S.candidate_seed(0, Genome.from_dict(json.loads(json.dumps(a.to_dict()))))
+    assert len({S.candidate_seed(0, a), S.candidate_seed(0, b), S.candidate_seed(1, a)}) == 3
+    # pinned values: a stable hash (not Python's salted hash()), unchanged across processes and releases,
+    # or archives written by another process / version would not resume
+    g = Genome.make({"a": 1, "b": "x"}, [ExitGene(True)])
+    assert (S.candidate_seed(0, g), S.candidate_seed(7, g)) == (1847069301, 1954545381)
+
+
+def test_candidate_over_budget_at_its_first_exit_is_not_trained():
+    """Expected MACs >= the first exit's staged cost whatever the thresholds: no training needed."""
+    space = SearchSpace.mcu((8, 8, 1), 10)
+    c = S.Constraints(min_accuracy=0.5, max_macs=100)
+    rec = S.evaluate_candidate(space.sample(0), space, synthetic(), c, FAKE_BUDGET, seed=0)
+    assert rec["pruned"] and rec["train_seconds"] == 0.0 and not rec["feasible"]
+    assert rec["metrics"]["expected_macs"] == rec["exit_macs"][0] > 100
+    assert rec["constraints"]["macs"] == pytest.approx((rec["exit_macs"][0] - 100) / 100)
+    msg = S.explain_no_admissible([dict(rec, id="c0000")], c)
+    assert "raise max MACs" in msg and "cheapest first exit" in msg
+
+
+# --------------------------------------------------------------------------------------------------
+# the pymoo problem
+# --------------------------------------------------------------------------------------------------
+
+class _FakePool:
+    def __init__(self, space, constraints):
+        self.space, self.constraints, self.asked = space, constraints, []
+
+    def evaluate(self, genomes):
+        self.asked += genomes
+        out = []
+        for i, g in enumerate(genomes):
+            rec = fake_evaluate(g, self.space, synthetic(), self.constraints, None, 0)
+            out.append(dict(rec, id=f"c{i}"))
+        return out
+
+
+def test_repair_gives_canonical_encodings_that_round_trip():
+    space = SearchSpace.mcu()
+    rng = np.random.default_rng(0)
+    X = rng.uniform(space.xl - 0.49, space.xu + 0.49, size=(50, space.n_var))   # what SBX/PM may produce
+    X[:5, -16:] = 0                                                              # no exit enabled: repaired
+    fixed = S.GenomeRepair(space)._do(None, X)
+    assert fixed.dtype.kind == "i" and fixed.shape == X.shape
+    for x in fixed:
+        g = space.decode(x)
+        space.validate(g)                                   # canonical and valid
+        assert np.array_equal(space.encode(g), x)           # repair is idempotent
+        assert len(g.exit_positions) >= 1
+
+
+def test_problem_fills_objectives_and_constraints():
+    space = SearchSpace.mcu((8, 8, 1), 10)
+    c = S.Constraints(0.6, 8e4, max_flash=None)
+    pool = _FakePool(space, c)
+    problem = S.EENNProblem(space, c, pool)
+    assert problem.n_var == space.n_var and problem.n_obj == 2 and problem.n_ieq_constr == 2
+    X = np.array([space.encode(space.sample(s)) for s in range(6)])
+    out = problem.evaluate(X, return_as_dictionary=True)
+    for x, f, g in zip(X, out["F"], out["G"]):
+        acc, macs = fake_metrics(space.decode(x), space)
+        assert f[0] == pytest.approx(1 - acc) and f[1] == pytest.approx(macs)
+        assert g[0] == pytest.approx((0.6 - acc) / 0.6) and g[1] == pytest.approx((macs - 8e4) / 8e4)
+    assert [g.key() for g in pool.asked] == [space.decode(x).key() for x in X]
+
+
+# --------------------------------------------------------------------------------------------------
+# archive
+# --------------------------------------------------------------------------------------------------
+
+def test_archive_appends_with_fsync_and_tolerates_truncated_tail(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    a = R.Archive(tmp_path / "archive.jsonl")
+    for i in range(3):
+        a.append({"id": f"c{i}", "x": [i, 0.5]})
+        assert len(synced) == i + 1                                   # durable before append returns
+        assert len(a.read()[0]) == i + 1                              # visible to a reader at once
+    with open(a.path, "a") as f:
+        f.write('{"id": "c3", "x": [3, 0.')                           # killed mid-write
+    recs, end = a.read()
+    assert [r["id"] for r in recs] == ["c0", "c1", "c2"]
+    assert a.open() == recs and a.path.stat().st_size == end          # partial line cut off
+    a.append({"id": "c3"})
+    assert [r["id"] for r in a.read()[0]] == ["c0", "c1", "c2", "c3"]
+
+
+def test_archive_rejects_corruption_in_the_middle(tmp_path):
+    p = tmp_path / "archive.jsonl"
+    p.write_text('{"id": "c0"}\nnot json\n{"id": "c2"}\n')
+    with pytest.raises(RunDirError, match="line 2"):
+        R.Archive(p).read()
+
+
+def test_archive_complete_last_line_without_newline_is_kept(tmp_path):
+    p = tmp_path / "archive.jsonl"
+    p.write_text('{"id": "c0"}\n{"id": "c1"}')
+    a = R.Archive(p)
+    assert [r["id"] for r in a.open()] == ["c0", "c1"]
+    a.append({"id": "c2"})
+    assert [r["id"] for r in a.read()[0]] == ["c0", "c1", "c2"]
+
+
+# --------------------------------------------------------------------------------------------------
+# whole searches with the fake evaluator: run folder, resume, parallel backends, failures
+# --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fake") / "run"
+    ev = Counting(fake_evaluate)
+    lines = []
+    res = fake_search(out, evaluator=ev, progress=lines.append)
+    return res, ev, out, lines
+
+
+def test_fake_run_folder_contents(fake_run):
+    res, ev, out, lines = fake_run
+    for f in (R.CONFIG, R.ARCHIVE, R.PARETO, R.REPORT, R.PARETO_PNG, R.EXITS_PNG):
+        assert (out / f).is_file(), f
+    cfg = json.loads((out / R.CONFIG).read_text())
+    assert cfg["seed"] == 3 and cfg["budget"]["population"] == 6 and cfg["constraints"]["max_macs"] == 8e4
+    assert {"tensorflow", "keras", "pymoo", "numpy"} <= set(cfg["versions"])
+    keys = [Genome.from_dict(r["genome"]).key() for r in res.archive]
+    assert len(keys) == len(set(keys)) == len(ev.calls)                 # every candidate evaluated once
+    assert sorted(ev.calls) == sorted(keys)
+    assert len(res.archive) <= FAKE_BUDGET.population * FAKE_BUDGET.generations
+    assert [l.split(":")[0] for l in lines if l.startswith("gen ")] == ["gen 1/3", "gen 2/3", "gen 3/3"]
+    assert all("hypervolume" in l and "ETA" in l for l in lines if l.startswith("gen "))
+
+
+def test_pareto_json_matches_the_issue_contract(fake_run):
+    res, _, out, _ = fake_run
+    doc = json.loads((out / R.PARETO).read_text())
+    assert set(doc) == {"constraints", "solutions"}
+    assert doc["constraints"] == FAKE_CONSTRAINTS.to_dict()
+    assert doc["solutions"], "the fake problem has admissible candidates"
+    for s in doc["solutions"]:
+        assert set(s) == {"id", "genome", "model", "rule", "thresholds", "exit_macs", "val", "test", "int8"}
+        for split in ("val", "test"):
+            assert set(s[split]) == {"accuracy", "exit_rates", "expected_macs"}
+        assert (out / s["model"]).is_file() and not Path(s["model"]).is_absolute()
+    sol = res.admissible[0]
+    assert sol.model.name == "nachos_eenn" and sol.model is sol.model          # loaded lazily, once
+
+
+def test_admissible_set_meets_constraints_and_is_non_dominated(fake_run):
+    res, _, _, _ = fake_run
+    c = FAKE_CONSTRAINTS
+    sols = res.admissible
+    assert sols
+    for s in sols:
+        assert s.val["accuracy"] >= c.min_accuracy and s.val["expected_macs"] <= c.max_macs
+    for a in sols:
+        for b in sols:
+            dominates = (b.val["accuracy"] >= a.val["accuracy"] and b.val["expected_macs"] <= a.val["expected_macs"]
+                         and (b.val["accuracy"] > a.val["accuracy"] or b.val["expected_macs"] < a.val["expected_macs"]))
+            assert not dominates, (a.id, b.id)
+    # the re-trained members come from the search-time admissible front
+    front_ids = {r["id"] for r in R.admissible_front(res.archive)}
+    assert {s.id for s in sols} <= front_ids
+    for r in R.admissible_front(res.archive):
+        assert r["feasible"] and all(v <= 0 for v in r["constraints"].values() if v is not None)
+
+
+def test_hypervolume_equals_pymoo_hv_computed_here(fake_run):
+    from pymoo.indicators.hv import HV
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    res, _, _, _ = fake_run
+    c = FAKE_CONSTRAINTS
+    feas = [r for r in res.archive if r["metrics"]["accuracy"] >= c.min_accuracy
+            and r["metrics"]["expected_macs"] <= c.max_macs]
+    F = np.array([[1 - r["metrics"]["accuracy"], r["metrics"]["expected_macs"]] for r in feas])
+    F = F[NonDominatedSorting().do(F, only_non_dominated_front=True)]
+    F = F / np.array([1 - c.min_accuracy, c.max_macs])
+    expected = HV(ref_point=np.array([1.0, 1.0]))(F)
+    assert res.hypervolume == pytest.approx(expected, rel=1e-12) and res.hypervolume > 0
+    assert R.load_run(res.out_dir).hypervolume == pytest.approx(expected, rel=1e-12)
+
+
+def test_load_run_and_report_redraw(fake_run, tmp_path):
+    res, _, out, _ = fake_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    for f in (R.REPORT, R.PARETO_PNG, R.EXITS_PNG):
+        (copy / f).unlink()
+    assert R.report(copy) == copy / R.REPORT
+    assert (copy / R.PARETO_PNG).stat().st_size > 1000 and (copy / R.EXITS_PNG).stat().st_size > 1000
+    text = (copy / R.REPORT).read_text()
+    assert all(s.id in text for s in res.admissible)
+    again = R.load_run(copy)
+    assert [s.to_dict() for s in again.admissible] == [s.to_dict() for s in res.admissible]
+    assert len(again.archive) == len(res.archive)
+    assert res.table().count("\n") == len(res.admissible) + 1
+
+
+def test_run_folder_errors(tmp_path, fake_run):
+    with pytest.raises(RunDirError, match="does not exist"):
+        R.load_run(tmp_path / "nope")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="not a folder"):
+        R.report(tmp_path / "file")
+    bad = tmp_path / "bad"
+    shutil.copytree(fake_run[2], bad)
+    (bad / R.PARETO).write_text("{ not json")
+    with pytest.raises(RunDirError, match="pareto.json is not valid JSON"):
+        R.load_run(bad)
+    (bad / R.PARETO).write_text('{"constraints": {}, "solutions": [{"id": "c1"}]}')
+    with pytest.raises(RunDirError, match="lacks"):
+        R.load_run(bad)
+    with pytest.raises(RunDirError, match="not empty"):               # never overwrite a run
+        fake_search(fake_run[2])
+
+
+def test_resume_replays_without_evaluating_twice(fake_run, tmp_path):
+    res, ev, out, _ = fake_run
+    crashed = tmp_path / "crashed"
+    shutil.copytree(out, crashed)
+    lines = (crashed / R.ARCHIVE).read_text().splitlines(keepends=True)
+    kept = 5
+    (crashed / R.ARCHIVE).write_text("".join(lines[:kept]) + lines[kept][:17])     # kill -9 while writing
+    for f in (R.PARETO, R.REPORT):
+        (crashed / f).unlink()
+    shutil.rmtree(crashed / R.MODELS)
+    ev2 = Counting(fake_evaluate)
+    msgs = []
+    res2 = fake_search(crashed, evaluator=ev2, resume=True, progress=msgs.append)
+    done = {Genome.from_dict(json.loads(l)["genome"]).key() for l in lines[:kept]}
+    assert not done & set(ev2.calls)                                   # nothing from the archive again
+    assert len(ev2.calls) == len(set(ev2.calls)) == len(ev.calls) - kept
+    assert json.loads((crashed / R.PARETO).read_text()) == json.loads((out / R.PARETO).read_text())
+    assert search_lines(crashed) == search_lines(out)
+    assert any("resuming" in m for m in msgs)
+    # resuming a finished run trains nothing and gives the same set
+    ev3 = Counting(fake_evaluate)
+    fake_search(crashed, evaluator=ev3, resume=True)
+    assert ev3.calls == []
+    assert json.loads((crashed / R.PARETO).read_text()) == json.loads((out / R.PARETO).read_text())
+
+
+def test_resume_refuses_different_settings(fake_run, tmp_path):
+    crashed = tmp_path / "other"
+    shutil.copytree(fake_run[2], crashed)
+    with pytest.raises(RunDirError, match="differ in constraints"):
+        S.search(S.SearchSpace.mcu((8, 8, 1), 10), synthetic(), S.Constraints(0.7, 8e4), budget=FAKE_BUDGET,
+                 seed=3, out_dir=crashed, resume=True, evaluator=fake_evaluate, finalizer=fake_finalize,
+                 progress=None)
+    with pytest.raises(RunDirError, match="does not exist"):
+        fake_search(tmp_path / "missing", resume=True)
+
+
+def test_keyboard_interrupt_keeps_archive_and_says_how_to_resume(tmp_path):
+    class Interrupting:
+        def __init__(self):
+            self.n = 0
+
+        def __call__(self, *a, **k):
+            self.n += 1
+            if self.n == 4:
+                raise KeyboardInterrupt
+            return fake_evaluate(*a, **k)
+
+    msgs = []
+    with pytest.raises(KeyboardInterrupt):
+        fake_search(tmp_path / "run", evaluator=Interrupting(), progress=msgs.append)
+    assert len(R.Archive(tmp_path / "run" / R.ARCHIVE).read()[0]) == 3
+    assert any("--resume" in m and str(tmp_path / "run") in m for m in msgs)
+
+
+def test_no_admissible_solution_says_what_failed_and_what_to_relax(tmp_path):
+    c = S.Constraints(min_accuracy=0.97, max_macs=3.0e4)
+    with pytest.raises(NoAdmissibleSolutionError) as err:
+        S.search(S.SearchSpace.mcu((8, 8, 1), 10), synthetic(), c, budget=FAKE_BUDGET.with_(generations=1),
+                 out_dir=tmp_path / "run", evaluator=fake_evaluate, finalizer=fake_finalize, progress=None)
+    msg = str(err.value)
+    assert "no admissible solution" in msg and "closest candidates" in msg
+    assert "short by" in msg and "over by" in msg and "to relax" in msg
+    assert "min accuracy" in msg or "max MACs" in msg
+    assert json.loads((tmp_path / "run" / R.PARETO).read_text())["solutions"] == []
+    assert (tmp_path / "run" / R.REPORT).exists()                    # the plot still shows the misses
+
+
+def test_dropped_after_retraining_is_reported(tmp_path):
+    def dropping(rec, *a):
+        if int(rec["id"][1:]) % 2:                                   # odd ids miss the constraints now
+            return dict(fake_finalize(rec, *a), feasible=False, model=None,
+                        dropped="after re-training, validation misses accuracy")
+        return fake_finalize(rec, *a)
+
+    msgs = []
+    res = fake_search(tmp_path / "run", finalizer=dropping, progress=msgs.append)
+    assert all(int(s.id[1:]) % 2 == 0 for s in res.admissible)
+    dropped = [r["id"] for r in res.dropped]
+    assert all(int(i[1:]) % 2 for i in dropped)
+    assert all(any(i in m and "dropped" in m for m in msgs) for i in dropped)
+
+
+def test_accuracy_slack_lowers_only_the_search_floor(tmp_path):
+    """Candidates are judged against min_accuracy - slack during the search; the admissible set against
+    the true floor after re-training (the fake re-training keeps the proxy accuracy, so misses drop)."""
+    c = S.Constraints(min_accuracy=0.7, max_macs=8.0e4)
+    budget = FAKE_BUDGET.with_(accuracy_slack=0.08, max_final=6)
+    msgs = []
+    res = S.search(S.SearchSpace.mcu((8, 8, 1), 10), synthetic(), c, budget=budget, seed=3, out_dir=tmp_path / "r",
+                   evaluator=fake_evaluate, finalizer=fake_finalize, progress=msgs.append)
+    cfg = json.loads((tmp_path / "r" / R.CONFIG).read_text())
+    assert cfg["search_constraints"]["min_accuracy"] == pytest.approx(0.62)
+    assert cfg["constraints"]["min_accuracy"] == 0.7
+    for r in res.archive:
+        assert r["feasible"] == (r["metrics"]["accuracy"] >= 0.62 and r["metrics"]["expected_macs"] <= 8e4)
+    assert any(0.62 <= r["metrics"]["accuracy"] < 0.7 for r in R.admissible_front(res.archive))
+    assert res.admissible and all(s.val["accuracy"] >= 0.7 for s in res.admissible)
+    assert res.dropped and all("accuracy" in r["dropped"] for r in res.dropped)
+    assert "accuracy floor was 0.62" in (tmp_path / "r" / R.REPORT).read_text()
+
+
+def test_local_processes_give_the_same_archive(fake_run, tmp_path):
+    res = fake_search(tmp_path / "run", workers=2)
+    assert search_lines(tmp_path / "run") == search_lines(fake_run[2])
+    pids = {r["pid"] for r in R.Archive(tmp_path / "run" / R.ARCHIVE).read()[0] if r["stage"] == "search"}
+    assert os.getpid() not in pids
+    assert [s.to_dict() for s in res.admissible] == [s.to_dict() for s in fake_run[0].admissible]
+
+
+def test_dask_cluster_gives_the_same_archive_and_workers_rebuild_data(fake_run, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    data = synthetic()
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=np.concatenate([data.x_train, data.x_val]), y_train=np.concatenate([data.y_train, data.y_val]),
+             x_test=data.x_test, y_test=data.y_test)
+    ref = S.DataRef("npz", str(npz), val_fraction=1 / 3, seed=0)
+    local = fake_search(tmp_path / "local", data=ref)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        remote = fake_search(tmp_path / "dask", data=ref, dask_scheduler=cluster.scheduler_address)
+    assert search_lines(tmp_path / "dask") == search_lines(tmp_path / "local")
+    recs = [r for r in R.Archive(tmp_path / "dask" / R.ARCHIVE).read()[0] if r["stage"] == "search"]
+    assert os.getpid() not in {r["pid"] for r in recs}
+    assert {r["n_data"] for r in recs} == {FAKE_BUDGET.proxy_train}        # the proxy subset, rebuilt there
+    assert [s.to_dict() for s in remote.admissible] == [s.to_dict() for s in local.admissible]
+
+
+# --------------------------------------------------------------------------------------------------
+# real training: a tiny space on a real Fashion-MNIST subset
+# --------------------------------------------------------------------------------------------------
+
+REAL_BUDGET = S.Budget("test-real", population=4, generations=1, proxy_train=600, proxy_val=300, epochs=0,
+                       head_epochs=1, batch_size=64, final_train=600, final_epochs=0, final_head_epochs=1,
+                       max_final=1)
+REAL_CONSTRAINTS = S.Constraints(min_accuracy=0.12, max_macs=6.0e4)
+
+
+@pytest.fixture(scope="module")
+def fashion_small():
+    from nachos_tf.data import load
+
+    try:
+        ds = load("fashion_mnist")
+    except Exception as exc:  # pragma: no cover - data missing on this machine
+        pytest.skip(f"Fashion-MNIST not available: {exc}")
+    return ds.subset(train=600, val=300, test=300, seed=0)
+
+
+@pytest.fixture(scope="module")
+def real_run(fashion_small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("real") / "run"
+    ev = Counting(S.evaluate_candidate)
+    res = S.search(tiny_space(), fashion_small, REAL_CONSTRAINTS, budget=REAL_BUDGET, seed=0, out_dir=out,
+                   progress=None, evaluator=ev)
+    return res, ev, out
+
+
+def test_real_search_end_to_end(real_run, fashion_small):
+    """Real proxy training and final re-training on Fashion-MNIST; the saved model reproduces the figures."""
+    from nachos_tf.policy import simulate
+    from nachos_tf.train import predict_exits
+
+    res, ev, out = real_run
+    assert len(ev.calls) == len(res.archive) == 4
+    for r in res.archive:
+        m = r["metrics"]
+        assert 0.0 <= m["accuracy"] <= 1.0 and m["expected_macs"] <= r["exit_macs"][-1] + 1e-6
+        assert len(r["thresholds"]) == len(r["exit_macs"]) - 1 and abs(sum(m["exit_rates"]) - 1) < 1e-9
+    assert res.admissible, "the loose test constraints must be met"
+    sol = res.admissible[0]
+    assert sol.val["accuracy"] >= REAL_CONSTRAINTS.min_accuracy
+    assert sol.val["expected_macs"] <= REAL_CONSTRAINTS.max_macs
+    probs, confs = predict_exits(sol.model, fashion_small.x_test)
+    again = simulate(probs, fashion_small.y_test, sol.thresholds, sol.exit_macs, sol.rule, confs)
+    assert again.accuracy == pytest.approx(sol.test["accuracy"], abs=1e-12)
+    assert again.expected_macs == pytest.approx(sol.test["expected_macs"], rel=1e-12)
+    from nachos_tf.macs import profile_macs
+
+    assert [float(m) for m in profile_macs(sol.model).exit_macs] == sol.exit_macs
+
+
+def test_real_resume_after_crash_gives_the_same_pareto_set(real_run, fashion_small, tmp_path):
+    """Candidate training is deterministic in (genome, seed): a resumed run trains only what is missing and
+    ends with exactly the uninterrupted run's pareto.json (final re-training included)."""
+    res, ev, out = real_run
+    crashed = tmp_path / "crashed"
+    shutil.copytree(out, crashed)
+    lines = (crashed / R.ARCHIVE).read_text().splitlines(keepends=True)
+    (crashed / R.ARCHIVE).write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    for f in (R.PARETO, R.REPORT):
+        (crashed / f).unlink()
+    shutil.rmtree(crashed / R.MODELS)
+    ev2 = Counting(S.evaluate_candidate)
+    S.search(tiny_space(), fashion_small, REAL_CONSTRAINTS, budget=REAL_BUDGET, seed=0, out_dir=crashed,
+             resume=True, progress=None, evaluator=ev2)
+    assert ev2.calls == [ev.calls[3]]
+    assert json.loads((crashed / R.PARETO).read_text()) == json.loads((out / R.PARETO).read_text())
+    assert search_lines(crashed) == search_lines(out)
+
+
+@pytest.mark.slow
+def test_real_dask_run_equals_local_run(real_run, fashion_small, tmp_path):
+    """Real training on two Dask worker processes (one thread each) gives the local run's archive."""
+    distributed = pytest.importorskip("dask.distributed")
+    res, ev, out = real_run
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        S.search(tiny_space(), fashion_small, REAL_CONSTRAINTS, budget=REAL_BUDGET, seed=0, out_dir=tmp_path / "d",
+                 progress=None, evaluator=S.evaluate_candidate, dask_scheduler=cluster.scheduler_address)
+    assert search_lines(tmp_path / "d") == search_lines(out)
+    assert json.loads((tmp_path / "d" / R.PARETO).read_text()) == json.loads((out / R.PARETO).read_text())
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_search import tiny_space, REAL_CONSTRAINTS
+    from nachos_tf import search as S
+    budget = S.Budget("kill", population=4, generations=2, proxy_train=600, proxy_val=300, epochs=0,
+                      head_epochs=1, final_train=600, final_epochs=0, final_head_epochs=1, max_final=1)
+    S.search(tiny_space(), S.DataRef("fashion_mnist"), REAL_CONSTRAINTS, budget=budget, seed=0,
+             out_dir=sys.argv[1], resume=len(sys.argv) > 2, progress=print)
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
+    """A search process killed with SIGKILL mid-run, then resumed, reaches the uninterrupted result."""
+    script = tmp_path / "run_search.py"
+    script.write_text(_KILL_SCRIPT.format(tests=str(ROOT / "tests")))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run([sys.executable, str(script), str(full)], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([sys.executable, str(script), str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    archive = killed / R.ARCHIVE
+    deadline = time.time() + 600
+    while time.time() < deadline and (not archive.exists() or len(archive.read_text().splitlines()) < 3):
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(R.Archive(archive).read()[0])
+    assert 3 <= n_before < len(R.Archive(full / R.ARCHIVE).read()[0])
+    out = subprocess.run([sys.executable, str(script), str(killed), "resume"], check=True, env=env,
+                         capture_output=True, text=True)
+    assert "resuming" in out.stdout
+    assert search_lines(killed) == search_lines(full)
+    assert json.loads((killed / R.PARETO).read_text()) == json.loads((full / R.PARETO).read_text())
