@@ -20,5 +20,8 @@ from .losses import LossConfig  # noqa: E402
 from .train import TrainHistory, predict_exits, train_eenn  # noqa: E402
 from .policy import Calibration, SimResult, calibrate, exit_scores, simulate  # noqa: E402
 from .units import parse_size  # noqa: E402
+from .results import SearchResult, Solution, load_run, report  # noqa: E402
+from .search import Budget, Constraints, DataRef, resume_search  # noqa: E402
+from .search import search  # noqa: E402,F811  (the function; the module is importlib.import_module("nachos_tf.search"))
 
 __version__ = "0.1.0"
