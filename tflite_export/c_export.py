@@ -487,7 +487,7 @@ def cortex_m4_size(out_dir: Union[str, Path]) -> Optional[Dict[str, Any]]:
     size = shutil.which("arm-none-eabi-size")
     if not gxx or not size:
         return None
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # the compiler runs with cwd=out_dir: a relative path would not resolve
     res: Dict[str, Any] = {"flags": "-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -std=c++11"}
     with tempfile.TemporaryDirectory(prefix="nachos_m4_") as tmp:
         for key, src in (("model_data", "nachos_model_data.cc"), ("decision", "nachos_decision.cc")):
