@@ -86,7 +86,7 @@ def evaluate_export(export_dir: PathLike, dataset: str, data_path: Optional[str]
 
 def manifest_summary(manifest: Dict[str, Any]) -> str:
     """Per-stage bytes, arena and MACs of a manifest as a small text table."""
-    rows = [("stage", "file", "bytes", "arena bytes", "staged MACs", "threshold")]
+    rows = [("stage", "file", "bytes", "arena bytes", "MACs of the stage", "threshold")]
     for k, st in enumerate(manifest["stages"]):
         rows.append((str(k), st["tflite"], f"{st['bytes']:,}", f"{st['arena_bytes']:,}" if st.get("arena_bytes")
                      else "-", f"{int(st['macs']):,}", str(st.get("threshold"))))
