@@ -4,6 +4,7 @@ import keras
 import pytest
 
 import nachos_tf as nt
+from tflite_helpers import to_int8_tflite
 from nachos_tf import naming
 from nachos_tf.space import ExitGene, Genome, SearchSpace
 
@@ -76,29 +77,12 @@ def test_save_and_load_with_plain_keras(space, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
-def _convert_int8(model, shape):
-    import tensorflow as tf
-
-    def rep():
-        rng = np.random.default_rng(0)
-        for _ in range(8):
-            yield [rng.uniform(0, 255, (1,) + shape).astype(np.float32)]
-
-    c = tf.lite.TFLiteConverter.from_keras_model(model)
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = rep
-    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    c.inference_input_type = tf.int8
-    c.inference_output_type = tf.int8
-    return c.convert()
-
-
 def _check_converts_and_runs_on_tflm(space, seed):
     from tflite_micro.python.tflite_micro import runtime
 
     g = space.sample(seed)
     m = nt.build_eenn(space, g)
-    blob = _convert_int8(m, space.input_shape)
+    blob = to_int8_tflite(m, n_samples=8, high=255.0)
     interp = runtime.Interpreter.from_bytes(blob)
     assert interp.get_input_details(0)["dtype"] == np.int8
     interp.set_input(np.zeros((1,) + space.input_shape, np.int8), 0)
