@@ -103,6 +103,10 @@ _DATASETS = ["fashion_mnist", "mnist", "cifar10", "npz", "folder"]
 @click.option("--generations", type=click.IntRange(min=1), default=None, help="Override the budget's generations.")
 @click.option("--population", type=click.IntRange(min=2), default=None, help="Override the budget's population.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--algorithm", type=click.Choice(["nsga2", "random"]), default="nsga2", show_default=True,
+              help="NSGA-II, or random search (a baseline).")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop the search after this many seconds (at the end of a generation); final re-training follows.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Local processes.")
 @click.option("--dask-scheduler", default=None, help="Address of a running Dask scheduler (tcp://host:port).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder.")
@@ -110,7 +114,7 @@ _DATASETS = ["fashion_mnist", "mnist", "cifar10", "npz", "folder"]
               help="Continue the interrupted run in this folder (its settings come from its config.json).")
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, budget, generations, population, seed,
-           workers, dask_scheduler, out_dir, resume_dir):
+           algorithm, max_time, workers, dask_scheduler, out_dir, resume_dir):
     """Joint backbone + exit NAS under accuracy / expected-MAC constraints; prints the admissible set."""
     from .search import Constraints, DataRef, resume_search, search as run_search
     from .space import SearchSpace
@@ -127,7 +131,7 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, budge
         space = SearchSpace.mcu(data.input_shape, data.num_classes)
         result = run_search(space, ref, constraints, budget=budget, seed=seed, out_dir=out_dir, workers=workers,
                             dask_scheduler=dask_scheduler, generations=generations, population=population,
-                            progress=click.echo)
+                            progress=click.echo, algorithm=algorithm, max_seconds=max_time)
     click.echo(f"\nadmissible Pareto set ({len(result.admissible)} solutions, {len(result.archive)} candidates "
                f"evaluated, hypervolume {result.hypervolume:.4f}):")
     click.echo(result.table())

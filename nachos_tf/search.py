@@ -6,8 +6,10 @@ Pieces, each replaceable:
 * `evaluate_candidate(genome, space, data, constraints, budget, seed)`: the low-fidelity proxy. The
   candidate is built and trained briefly (NACHOS loss) on a seeded, class-balanced subset of the training
   split, thresholds are calibrated on a validation subset (`policy.calibrate`, method "pareto"), and its
-  objectives are (validation error, expected MACs at those thresholds). MACs are exact (profiler).
-  Training is seeded from (run seed, genome key), so a candidate always gets the same result.
+  objectives are (validation error, expected MACs at those thresholds). MACs are exact (profiler);
+  a candidate whose first exit alone exceeds max_macs is rejected untrained. Training is seeded from
+  (run seed, genome key) and runs with the run's TensorFlow thread count in every process, so a
+  candidate gets the same result locally, in a worker process, on a Dask worker or after a resume.
 * `EENNProblem`: a pymoo `Problem` (F = [error, expected MACs], G <= 0 for each active constraint)
   whose batches go through a `CandidatePool`: look-up in the run's archive first, then evaluation on a
   backend (this process, N local processes, or a Dask cluster), each result appended to
@@ -39,8 +41,9 @@ from .errors import ConstraintError, NachosError, NoAdmissibleSolutionError, Run
 from .space import Genome, SearchSpace
 
 __all__ = ["Constraints", "Budget", "DataRef", "EENNProblem", "GenomeRepair", "CandidatePool", "search",
-           "resume_search", "evaluate_candidate", "candidate_seed", "proxy_subset", "load_run", "report",
-           "SearchResult", "Solution", "BUDGETS"]
+           "resume_search", "evaluate_candidate", "finalize_candidate", "build_candidate", "train_candidate",
+           "calibrate_model", "candidate_seed", "proxy_subset", "default_loss", "exit_rule", "pin_threads",
+           "explain_no_admissible", "load_run", "report", "SearchResult", "Solution", "BUDGETS"]
 
 load_run = R.load_run
 report = R.report
@@ -450,9 +453,11 @@ class _Task:
     seed: int
     loss: Any
     evaluator: Evaluator
+    threads: int
 
 
 def _run_task(task: _Task, data) -> Tuple[int, Dict[str, Any]]:
+    pin_threads(task.threads)
     t0 = time.time()
     try:
         body = task.evaluator(Genome.from_dict(task.genome), task.space, data, task.constraints, task.budget,
@@ -461,20 +466,39 @@ def _run_task(task: _Task, data) -> Tuple[int, Dict[str, Any]]:
         raise                      # a setting is wrong: stop the search, do not blame the candidate
     except Exception as exc:       # noqa: BLE001 - one broken candidate must not end a long search
         body = _failed(exc, task.constraints, time.time() - t0)
-    return task.index, body
+    return task.index, dict(body, threads=task.threads)
 
 
-def _limit_threads(threads: Optional[int]) -> None:
-    """Cap TensorFlow's thread pools in a worker process (only possible before TF starts)."""
-    if not threads:
-        return
+def default_threads() -> int:
+    """TensorFlow's thread count in this process: the configured one, else one per usable CPU."""
     import tensorflow as tf
 
+    n = tf.config.threading.get_intra_op_parallelism_threads()
+    if n:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def pin_threads(threads: int) -> None:
+    """Run TensorFlow with exactly `threads` intra-/inter-op threads in this process.
+
+    Training results depend on the thread count (parallel reductions), so every process evaluating
+    candidates of one run uses the run's count: that is what makes a worker's or a resumed run's result
+    equal to this one's. Raises ConstraintError if TensorFlow already started with another count.
+    """
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
-        pass   # TF already initialised in this process
+        if default_threads() != threads:
+            raise ConstraintError(
+                f"TensorFlow already runs with {default_threads()} threads in this process; this run needs "
+                f"{threads} for reproducible results: pass threads={default_threads()} to a new run, or "
+                "resume it in a fresh process") from None
 
 
 def _worker_data(source, budget: Budget, seed: int):
@@ -487,8 +511,22 @@ def _worker_data(source, budget: Budget, seed: int):
     return source
 
 
-def _process_init(source, budget: Budget, seed: int, threads: Optional[int]) -> None:
-    _limit_threads(threads)
+def _exit_with_parent(parent_pid: int, every: float = 2.0) -> None:
+    """End this worker process when the search process is gone (e.g. kill -9), instead of idling on."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="nachos-parent-watch", daemon=True).start()
+
+
+def _process_init(source, budget: Budget, seed: int, threads: int, parent_pid: int) -> None:
+    _exit_with_parent(parent_pid)
+    pin_threads(threads)
     _WORKER_CACHE["process_data"] = _worker_data(source, budget, seed)
 
 
@@ -519,14 +557,14 @@ class LocalBackend:
 class ProcessBackend:
     """Evaluates candidates in N local processes (spawned; each builds its proxy data once)."""
 
-    def __init__(self, workers: int, source, budget: Budget, seed: int):
+    def __init__(self, workers: int, source, budget: Budget, seed: int, threads: int):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         self.workers = workers
-        threads = max(1, (os.cpu_count() or 1) // workers)
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                        initializer=_process_init, initargs=(source, budget, seed, threads))
+                                        initializer=_process_init,
+                                        initargs=(source, budget, seed, threads, os.getpid()))
 
     def run(self, tasks: Sequence[_Task]) -> Iterator[Tuple[int, Dict[str, Any]]]:
         from concurrent.futures import as_completed
@@ -540,7 +578,7 @@ class ProcessBackend:
                 f.cancel()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)      # idempotent
 
 
 class DaskBackend:
@@ -570,7 +608,8 @@ class DaskBackend:
             self.client.cancel(futures)
 
     def close(self) -> None:
-        self.client.close()
+        if self.client.status not in ("closed", "closing"):
+            self.client.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -586,9 +625,9 @@ class CandidatePool:
 
     def __init__(self, space: SearchSpace, constraints: Constraints, budget: Budget, seed: int, loss,
                  archive: R.Archive, records: Sequence[Dict[str, Any]], backend, evaluator: Evaluator,
-                 progress: Progress = None):
+                 progress: Progress = None, threads: int = 1):
         self.space, self.constraints, self.budget, self.seed, self.loss = space, constraints, budget, seed, loss
-        self.progress = progress
+        self.progress, self.threads = progress, threads
         self.archive, self.backend, self.evaluator = archive, backend, evaluator
         self.by_key: Dict[str, Dict[str, Any]] = {}
         for r in records:
@@ -627,7 +666,7 @@ class CandidatePool:
                 elif key not in new:
                     new[key] = self._new_id(key)
                     tasks.append(_Task(len(tasks), g.to_dict(), self.space, self.constraints, self.budget,
-                                       self.seed, self.loss, self.evaluator))
+                                       self.seed, self.loss, self.evaluator, self.threads))
         keys = list(new)
         for index, body in self.backend.run(tasks):
             key = keys[index]
@@ -757,19 +796,60 @@ class ProgressCallback(_PymooCallback):
                           f"elapsed {_fmt_time(stats['elapsed'])}, ETA {_fmt_time(stats['eta'])}")
 
 
-def make_algorithm(space: SearchSpace, population: int):
-    """NSGA-II with pymoo's integer operators (random integer sampling, SBX and PM with rounding) and the
-    genome repair; duplicates eliminated."""
+ALGORITHMS = ("nsga2", "random")
+
+
+def make_algorithm(space: SearchSpace, population: int, name: str = "nsga2"):
+    """The pymoo algorithm of a search.
+
+    "nsga2": NSGA-II with pymoo's integer operators (random integer sampling, SBX and PM with rounding)
+    and the genome repair; duplicates eliminated. "random": pymoo's RandomSearch drawing `population`
+    random integer vectors per generation (the genome repair maps them into the space), the baseline
+    a guided search must beat.
+    """
+    from pymoo.operators.sampling.rnd import IntegerRandomSampling
+
+    if name == "random":
+        from pymoo.algorithms.soo.nonconvex.random_search import RandomSearch
+        from pymoo.util.display.multi import MultiObjectiveOutput
+
+        return RandomSearch(n_points_per_iteration=population, sampling=IntegerRandomSampling(),
+                            output=MultiObjectiveOutput())
+    if name != "nsga2":
+        raise ConstraintError(f"unknown search algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.operators.crossover.sbx import SBX
     from pymoo.operators.mutation.pm import PM
     from pymoo.operators.repair.rounding import RoundingRepair
-    from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
     return NSGA2(pop_size=population, sampling=IntegerRandomSampling(),
                  crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
                  mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
                  repair=GenomeRepair(space), eliminate_duplicates=True)
+
+
+def make_termination(generations: int, max_seconds: Optional[float] = None):
+    """pymoo termination: after `generations`, or once `max_seconds` of search have passed (checked
+    between generations, so the generation running at the deadline finishes), whichever comes first."""
+    from pymoo.termination.max_gen import MaximumGenerationTermination
+
+    if max_seconds is None:
+        return MaximumGenerationTermination(generations)
+    from pymoo.termination.collection import TerminationCollection
+    from pymoo.termination.max_time import TimeBasedTermination
+
+    return TerminationCollection(MaximumGenerationTermination(generations), TimeBasedTermination(float(max_seconds)))
+
+
+def _algorithm_config(name: str, budget: Budget, max_seconds: Optional[float]) -> Dict[str, Any]:
+    if name == "random":
+        algo = {"name": "RandomSearch", "points_per_generation": budget.population,
+                "sampling": "IntegerRandomSampling", "repair": "GenomeRepair (in decoding)"}
+    else:
+        algo = {"name": "NSGA2", "population": budget.population, "sampling": "IntegerRandomSampling",
+                "crossover": "SBX(prob=0.9, eta=3) + rounding", "mutation": "PM(prob=1.0, eta=3) + rounding",
+                "repair": "GenomeRepair", "eliminate_duplicates": True}
+    return dict(algo, generations=budget.generations, max_seconds=max_seconds)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -802,7 +882,8 @@ def _fingerprint(config: Mapping[str, Any]) -> Dict[str, Any]:
     data.pop("source", None)
     return {"seed": config["seed"], "constraints": config["constraints"], "space": config["space"],
             "data": data, "loss": config["loss"], "evaluation": config["budget_evaluation"],
-            "evaluator": config["evaluator"], "finalizer": config["finalizer"]}
+            "evaluator": config["evaluator"], "finalizer": config["finalizer"], "threads": config.get("threads"),
+            "algorithm": config.get("algorithm", {}).get("name", "NSGA2")}
 
 
 def _prepare_run_dir(out_dir: Optional[Union[str, os.PathLike]], resume: bool,
@@ -852,17 +933,16 @@ def _callable_name(fn: Callable) -> str:
 
 def _make_config(space: SearchSpace, data, ref: Optional[DataRef], constraints: Constraints, budget: Budget,
                  seed: int, loss, evaluator: Evaluator, finalizer: Callable, workers: int,
-                 dask_scheduler: Optional[str]) -> Dict[str, Any]:
+                 dask_scheduler: Optional[str], threads: int, algorithm: str = "nsga2",
+                 max_seconds: Optional[float] = None) -> Dict[str, Any]:
     return {"seed": int(seed), "constraints": constraints.to_dict(),
             "search_constraints": constraints.relaxed(budget.accuracy_slack).to_dict(), "budget": budget.to_dict(),
             "budget_evaluation": budget.evaluation_settings(), "space": space.to_dict(),
             "data": _data_info(data, ref), "loss": loss.to_dict(), "rule": exit_rule(space),
             "evaluator": _callable_name(evaluator), "finalizer": _callable_name(finalizer),
-            "algorithm": {"name": "NSGA2", "population": budget.population, "generations": budget.generations,
-                          "sampling": "IntegerRandomSampling", "crossover": "SBX(prob=0.9, eta=3) + rounding",
-                          "mutation": "PM(prob=1.0, eta=3) + rounding", "repair": "GenomeRepair",
-                          "eliminate_duplicates": True},
+            "algorithm": _algorithm_config(algorithm, budget, max_seconds),
             "calibration": {"method": "pareto"}, "workers": int(workers), "dask_scheduler": dask_scheduler,
+            "threads": int(threads),
             "versions": _versions(), "argv": list(sys.argv),
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
@@ -1093,13 +1173,13 @@ def _resolve_data(data) -> Tuple[Any, Optional[DataRef]]:
 
 
 def _make_backend(workers: int, dask_scheduler: Optional[str], proxy, ref: Optional[DataRef], budget: Budget,
-                  seed: int):
+                  seed: int, threads: int):
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ConstraintError(f"workers must be a whole number >= 1, got {workers!r}")
     if dask_scheduler:
         return DaskBackend(dask_scheduler, ref if ref is not None else proxy)
     if workers > 1:
-        return ProcessBackend(int(workers), ref if ref is not None else proxy, budget, seed)
+        return ProcessBackend(int(workers), ref if ref is not None else proxy, budget, seed, threads)
     return LocalBackend(proxy)
 
 
@@ -1117,7 +1197,9 @@ def search(space: SearchSpace, data, constraints: Constraints, budget: Union[str
            seed: int = 0, out_dir: Optional[Union[str, os.PathLike]] = None, resume: bool = False,
            workers: int = 1, dask_scheduler: Optional[str] = None, generations: Optional[int] = None,
            population: Optional[int] = None, progress: Progress = print, loss=None,
-           evaluator: Optional[Evaluator] = None, finalizer: Optional[Callable] = None) -> R.SearchResult:
+           evaluator: Optional[Evaluator] = None, finalizer: Optional[Callable] = None,
+           threads: Optional[int] = None, algorithm: str = "nsga2",
+           max_seconds: Optional[float] = None) -> R.SearchResult:
     """Joint backbone + exit NAS with NSGA-II under `constraints`; returns the admissible Pareto set.
 
     data: a `nachos_tf.data.Dataset`, a `DataRef` or a dataset name (workers then rebuild it locally).
@@ -1126,7 +1208,12 @@ def search(space: SearchSpace, data, constraints: Constraints, budget: Union[str
     in it, evaluating nothing twice. workers: local processes; dask_scheduler: "tcp://host:port" of a
     running Dask cluster. progress: called with one line per generation (None: silent). loss: the
     training loss (default: NACHOS with max_macs as the budget). evaluator / finalizer: replace
-    `evaluate_candidate` / `finalize_candidate` (same signatures), e.g. by a supernet.
+    `evaluate_candidate` / `finalize_candidate` (same signatures), e.g. by a supernet. threads: TensorFlow
+    threads of every process that trains for this run (default: this process's count); results depend
+    on it, so workers and resumed runs use the run's value. algorithm: "nsga2" (default) or "random"
+    (pymoo RandomSearch, a baseline). max_seconds: also stop the search (not the final re-training) once
+    this much time has passed, at the end of the running generation. With workers > 1 a script must guard its
+    entry code with ``if __name__ == "__main__":`` (worker processes are spawned).
 
     Raises NoAdmissibleSolutionError (with the closest candidates and what to relax) when nothing is
     admissible; on Ctrl-C the archive stays intact and the message says how to resume.
@@ -1141,22 +1228,31 @@ def search(space: SearchSpace, data, constraints: Constraints, budget: Union[str
     loss = default_loss(constraints) if loss is None else loss
     evaluator = evaluator or evaluate_candidate
     finalizer = finalizer or finalize_candidate
+    threads = default_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ConstraintError(f"threads must be a whole number >= 1, got {threads!r}")
+    pin_threads(int(threads))             # the final re-training (and local evaluation) run here
+    make_algorithm(space, 2, algorithm)   # rejects an unknown name before anything is written
+    if max_seconds is not None and not _number("max_seconds", max_seconds) > 0:
+        raise ConstraintError(f"max_seconds must be > 0, got {max_seconds!r}")
     config = _make_config(space, dataset, ref, constraints, budget, seed, loss, evaluator, finalizer, workers,
-                          dask_scheduler)
+                          dask_scheduler, int(threads), algorithm, max_seconds)
     out, archive, records = _prepare_run_dir(out_dir, resume, config)
     say = progress or (lambda s: None)
     if resume:
         n = sum(1 for r in records if r.get("stage", R.STAGE_SEARCH) == R.STAGE_SEARCH)
         say(f"resuming {out}: {n} candidates in the archive will not be trained again")
     proxy = proxy_subset(dataset, budget, seed)
-    backend = _make_backend(workers, dask_scheduler, proxy, ref, budget, seed)
+    backend = _make_backend(workers, dask_scheduler, proxy, ref, budget, seed, int(threads))
     search_c = constraints.relaxed(budget.accuracy_slack)     # the proxy's accuracy floor (see Budget)
-    pool = CandidatePool(space, search_c, budget, seed, loss, archive, records, backend, evaluator, progress)
+    pool = CandidatePool(space, search_c, budget, seed, loss, archive, records, backend, evaluator, progress,
+                         int(threads))
     callback = ProgressCallback(pool, search_c, budget, progress, backend.workers)
     try:
-        minimize(EENNProblem(space, search_c, pool), make_algorithm(space, budget.population),
-                 ("n_gen", budget.generations), seed=int(seed), callback=callback, verbose=False,
-                 copy_algorithm=False)
+        minimize(EENNProblem(space, search_c, pool), make_algorithm(space, budget.population, algorithm),
+                 make_termination(budget.generations, max_seconds), seed=int(seed), callback=callback,
+                 verbose=False, copy_algorithm=False)
+        backend.close()                   # the final re-training runs here: free the workers first
         if not R.admissible_front(pool.records):
             R.write_json(out / R.PARETO, {"constraints": constraints.to_dict(), "solutions": []})
             R.report(out)
@@ -1201,6 +1297,10 @@ def resume_search(out_dir: Union[str, os.PathLike], workers: int = 1, dask_sched
         loss = LossConfig.from_dict(cfg["loss"])
         ref = cfg["data"].get("ref")
         seed = int(cfg["seed"])
+        threads = cfg.get("threads")
+        algo = cfg.get("algorithm") or {}
+        algorithm = "random" if algo.get("name") == "RandomSearch" else "nsga2"
+        max_seconds = algo.get("max_seconds")
     except (KeyError, TypeError, ValueError) as exc:
         raise RunDirError(f"{d / R.CONFIG} is not a nachos-tf search config ({exc})") from None
     if data is None:
@@ -1208,4 +1308,5 @@ def resume_search(out_dir: Union[str, os.PathLike], workers: int = 1, dask_sched
             raise RunDirError(f"the run in {d} was started from an in-memory dataset; pass data= to resume it")
         data = DataRef(**ref)
     return search(space, data, constraints, budget, seed=seed, out_dir=d, resume=True, workers=workers,
-                  dask_scheduler=dask_scheduler, progress=progress, loss=loss)
+                  dask_scheduler=dask_scheduler, progress=progress, loss=loss, threads=threads,
+                  algorithm=algorithm, max_seconds=max_seconds)

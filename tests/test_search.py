@@ -463,6 +463,9 @@ def test_keyboard_interrupt_keeps_archive_and_says_how_to_resume(tmp_path):
         fake_search(tmp_path / "run", evaluator=Interrupting(), progress=msgs.append)
     assert len(R.Archive(tmp_path / "run" / R.ARCHIVE).read()[0]) == 3
     assert any("--resume" in m and str(tmp_path / "run") in m for m in msgs)
+    assert R.report(tmp_path / "run").exists()                         # the partial run can be looked at
+    with pytest.raises(RunDirError, match="pareto.json is missing"):
+        R.load_run(tmp_path / "run")
 
 
 def test_no_admissible_solution_says_what_failed_and_what_to_relax(tmp_path):
@@ -531,7 +534,9 @@ def test_dask_cluster_gives_the_same_archive_and_workers_rebuild_data(fake_run, 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         remote = fake_search(tmp_path / "dask", data=ref, dask_scheduler=cluster.scheduler_address)
+        fake_search(tmp_path / "scattered", dask_scheduler=cluster.scheduler_address)   # in-memory Dataset
     assert search_lines(tmp_path / "dask") == search_lines(tmp_path / "local")
+    assert search_lines(tmp_path / "scattered") == search_lines(fake_run[2])
     recs = [r for r in R.Archive(tmp_path / "dask" / R.ARCHIVE).read()[0] if r["stage"] == "search"]
     assert os.getpid() not in {r["pid"] for r in recs}
     assert {r["n_data"] for r in recs} == {FAKE_BUDGET.proxy_train}        # the proxy subset, rebuilt there
@@ -625,37 +630,106 @@ def test_real_dask_run_equals_local_run(real_run, fashion_small, tmp_path):
 
 
 _KILL_SCRIPT = textwrap.dedent("""
-    import sys
+    import importlib, sys
     sys.path.insert(0, {tests!r})
     from test_search import tiny_space, REAL_CONSTRAINTS
     S = importlib.import_module("nachos_tf.search")
-    budget = S.Budget("kill", population=4, generations=2, proxy_train=600, proxy_val=300, epochs=0,
-                      head_epochs=1, final_train=600, final_epochs=0, final_head_epochs=1, max_final=1)
-    S.search(tiny_space(), S.DataRef("fashion_mnist"), REAL_CONSTRAINTS, budget=budget, seed=0,
-             out_dir=sys.argv[1], resume=len(sys.argv) > 2, progress=print)
+    if __name__ == "__main__":
+        budget = S.Budget("kill", population=4, generations=2, proxy_train=600, proxy_val=300, epochs=0,
+                          head_epochs=1, final_train=600, final_epochs=0, final_head_epochs=1, max_final=1)
+        S.search(tiny_space(), S.DataRef("fashion_mnist"), REAL_CONSTRAINTS, budget=budget, seed=0,
+                 out_dir=sys.argv[1], resume=sys.argv[3] == "resume", workers=int(sys.argv[2]), progress=print)
 """)
+
+
+def _children(pid: int):
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
 
 
 @pytest.mark.slow
 def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
-    """A search process killed with SIGKILL mid-run, then resumed, reaches the uninterrupted result."""
+    """A search with 2 worker processes killed with SIGKILL mid-run leaves no worker behind; resumed
+    (with 1 worker) it reaches exactly the uninterrupted single-process result."""
     script = tmp_path / "run_search.py"
     script.write_text(_KILL_SCRIPT.format(tests=str(ROOT / "tests")))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run([sys.executable, str(script), str(full)], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen([sys.executable, str(script), str(killed)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, str(script), str(full), "1", "new"], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([sys.executable, str(script), str(killed), "2", "new"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     archive = killed / R.ARCHIVE
-    deadline = time.time() + 600
+    deadline = time.time() + 900
     while time.time() < deadline and (not archive.exists() or len(archive.read_text().splitlines()) < 3):
         time.sleep(0.5)
+    workers = _children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    time.sleep(8)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()
+             and (Path(f"/proc/{w}") / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"worker processes outlived the killed search: {alive}"
     n_before = len(R.Archive(archive).read()[0])
     assert 3 <= n_before < len(R.Archive(full / R.ARCHIVE).read()[0])
-    out = subprocess.run([sys.executable, str(script), str(killed), "resume"], check=True, env=env,
+    out = subprocess.run([sys.executable, str(script), str(killed), "1", "resume"], check=True, env=env,
                          capture_output=True, text=True)
     assert "resuming" in out.stdout
     assert search_lines(killed) == search_lines(full)
     assert json.loads((killed / R.PARETO).read_text()) == json.loads((full / R.PARETO).read_text())
+
+
+# --------------------------------------------------------------------------------------------------
+# algorithm choice and wall-clock limit
+# --------------------------------------------------------------------------------------------------
+
+def test_random_search_draws_fresh_genomes_and_resumes_as_random(tmp_path):
+    """algorithm="random" (pymoo RandomSearch): population x generations independent draws, all valid
+    genomes of the space, seeded; config says so and a resume continues as random search."""
+    res = fake_search(tmp_path / "r1", algorithm="random")
+    recs = [r for r in res.archive if r["stage"] == R.STAGE_SEARCH]
+    space = S.SearchSpace.mcu((8, 8, 1), 10)
+    assert len(recs) == FAKE_BUDGET.population * FAKE_BUDGET.generations     # no offspring dedup: fresh draws
+    for r in recs:
+        space.validate(Genome.from_dict(r["genome"]))
+    assert search_lines(tmp_path / "r1") == search_lines(fake_search(tmp_path / "r2", algorithm="random").out_dir)
+    def genomes(path):
+        return {json.dumps(r["genome"], sort_keys=True) for r in search_lines(path).values()}
+
+    nsga = fake_search(tmp_path / "n", algorithm="nsga2").out_dir
+    assert genomes(nsga) != genomes(tmp_path / "r1")                         # NSGA-II breeds other genomes
+    cfg = json.loads((tmp_path / "r1" / R.CONFIG).read_text())
+    assert cfg["algorithm"]["name"] == "RandomSearch"
+    again = fake_search(tmp_path / "r1", resume=True, algorithm="random")
+    assert search_lines(again.out_dir) == search_lines(res.out_dir)          # replayed, nothing drawn anew
+    assert [s.id for s in again.admissible] == [s.id for s in res.admissible]
+    with pytest.raises(RunDirError, match="algorithm"):
+        fake_search(tmp_path / "r1", resume=True, algorithm="nsga2")
+
+
+def test_max_seconds_stops_the_search_between_generations(tmp_path):
+    def slow(*a, **kw):
+        time.sleep(0.05)
+        return fake_evaluate(*a, **kw)
+
+    t0 = time.time()
+    res = fake_search(tmp_path / "t", evaluator=slow, generations=200, max_seconds=0.5)
+    n = sum(1 for r in res.archive if r["stage"] == R.STAGE_SEARCH)
+    assert FAKE_BUDGET.population <= n < 200 * FAKE_BUDGET.population / 4
+    assert time.time() - t0 < 30
+    cfg = json.loads((tmp_path / "t" / R.CONFIG).read_text())
+    assert cfg["algorithm"]["max_seconds"] == 0.5
+
+
+@pytest.mark.parametrize("kw, match", [(dict(algorithm="bayes"), "unknown search algorithm"),
+                                       (dict(max_seconds=0), "max_seconds"),
+                                       (dict(max_seconds="1h"), "max_seconds")])
+def test_bad_algorithm_settings_are_refused_before_writing(tmp_path, kw, match):
+    with pytest.raises(ConstraintError, match=match):
+        fake_search(tmp_path / "bad", **kw)
+    assert not (tmp_path / "bad").exists()
