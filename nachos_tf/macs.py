@@ -406,3 +406,25 @@ def load_and_profile(path: Union[str, Path]) -> MacReport:
     except Exception as e:  # Keras raises many types for bad files; one typed error for the CLI
         raise ProfileError(f"{p}: cannot load as a Keras model ({type(e).__name__}: {e})") from e
     return profile_macs(model)
+
+
+def head_macs(report: MacReport) -> List[int]:
+    """MACs of each exit's own head: the layers named after the exit (``exit_k``, ``exit_k_*``; the
+    builder's and the keras-tuner bridge's convention), one entry per exit in depth order."""
+    out = []
+    for name in report.exit_names:
+        out.append(int(sum(r.macs for r in report.layers
+                           if r.name == name or r.name.startswith(name + "_"))))
+    return out
+
+
+def paper_exit_macs(report: MacReport) -> List[int]:
+    """Per-exit cost as the NACHOS paper counts it: backbone up to exit k plus exit k's own head, i.e.
+    the staged cost minus the heads of the earlier exits, which a sample leaving at exit k has in fact
+    already run. Only for ablations; everything else uses the staged cost."""
+    heads = head_macs(report)
+    for name, h in zip(report.exit_names[:-1], heads[:-1]):
+        if h == 0:
+            raise ProfileError(f"no layer of early exit {name!r} is named {name}_*; the paper cost model needs "
+                               "head layers named after their exit")
+    return [int(m - sum(heads[:k])) for k, m in enumerate(report.exit_macs)]

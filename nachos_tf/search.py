@@ -334,52 +334,65 @@ def set_bn_momentum(model, steps: int) -> float:
     return momentum
 
 
+COST_MODELS = ("staged", "paper")
+
+
+def believed_costs(model, exit_macs: Sequence[float], cost_model: str) -> List[float]:
+    """Per-exit costs that training and calibration use: "staged" (ours, what the device pays: backbone
+    plus every head up to the exit) or "paper" (NACHOS: backbone plus the exit's own head only)."""
+    if cost_model == "staged":
+        return [float(m) for m in exit_macs]
+    if cost_model == "paper":
+        from .macs import paper_exit_macs, profile_macs
+
+        return [float(m) for m in paper_exit_macs(profile_macs(model))]
+    raise ConstraintError(f"unknown cost model {cost_model!r}; choose one of {', '.join(COST_MODELS)}")
+
+
 def figures(sim) -> Dict[str, Any]:
     """The {accuracy, exit_rates, expected_macs} triple of a `policy.SimResult`."""
     return {"accuracy": float(sim.accuracy), "exit_rates": [float(r) for r in sim.exit_rates],
             "expected_macs": float(sim.expected_macs)}
 
 
-def calibrate_model(model, exit_macs: Sequence[float], x, y, rule: str, constraints: Constraints):
-    """Thresholds on (x, y) by `policy.calibrate` (method "pareto"): the most accurate admissible point."""
+def calibrate_model(model, exit_macs: Sequence[float], x, y, rule: str, constraints: Constraints,
+                    method: str = "pareto"):
+    """Thresholds on (x, y) by `policy.calibrate`: with "pareto" (ours) the most accurate admissible
+    point of the exact trade-off curve; "grid" is the NACHOS grid + repair (for ablations)."""
     from .policy import calibrate
     from .train import predict_exits
 
     probs, confs = predict_exits(model, x)
     return calibrate(probs, y, exit_macs, rule=rule, confidences=confs if rule == "confidence" else None,
-                     max_macs=constraints.max_macs, min_accuracy=constraints.min_accuracy, method="pareto")
+                     max_macs=constraints.max_macs, min_accuracy=constraints.min_accuracy, method=method)
 
 
 def int8_measure(model, x_repr, need_ram: bool) -> Dict[str, Optional[int]]:
-    """The one place nachos_tf calls tflite_export (imported lazily): int8 flash bytes and TFLM arena bytes.
+    """The int8 staged export's flash bytes (sum of the stage .tflite files) and, if `need_ram`, the
+    TFLM arena bytes the exported runner allocates (measured on the micro interpreter).
 
-    Uses `tflite_export.tflm.footprint(model, x_repr) -> {"flash_bytes", "arena_bytes"}` when deployment
-    is installed; without it, flash is the size of the int8 .tflite and the arena cannot be measured.
+    tflite_export is imported lazily: the search depends on it only when max_flash / max_ram is set.
     """
-    try:
-        from tflite_export import tflm  # noqa: F401
-        fn = getattr(tflm, "footprint", None)
-    except ImportError:
-        fn = None
-    if fn is not None:
-        out = fn(model, x_repr)
-        return {"flash_bytes": int(out["flash_bytes"]), "arena_bytes": int(out["arena_bytes"])}
-    if need_ram:
-        raise ConstraintError("max_ram needs TFLM arena measurement (tflite_export.tflm), which is not "
-                              "available in this installation; drop max_ram")
-    from tflite_export.quantize import to_int8_tflite
+    from nachos_tf import naming
+    from tflite_export.c_export import convert_eenn
 
-    return {"flash_bytes": len(to_int8_tflite(model, x_repr, num_samples=min(64, len(x_repr)))),
-            "arena_bytes": None}
+    n_early = len(naming.exit_layout(model)) - 1
+    manifest, blobs = convert_eenn(model, x_repr, "max_softmax", [0.5] * n_early,
+                                   num_samples=min(64, len(x_repr)), measure_arena=need_ram)
+    return {"flash_bytes": int(sum(len(b) for b in blobs)),
+            "arena_bytes": int(manifest["arena_bytes"]) if need_ram else None}
 
 
 def evaluate_candidate(genome: Genome, space: SearchSpace, data, constraints: Constraints, budget: Budget,
-                       seed: int, loss=None) -> Dict[str, Any]:
+                       seed: int, loss=None, *, calibration: str = "pareto",
+                       cost_model: str = "staged") -> Dict[str, Any]:
     """Proxy evaluation of one genome: train on `data`'s train split, calibrate on its val split.
 
     Returns the archive fields: metrics (accuracy, error, expected_macs, exit_rates, params, macs, int8
     sizes), normalised constraint values, feasibility, rule, thresholds, exit_macs, seconds. Deterministic
     for (genome, seed); replace this function to change the evaluator (e.g. a supernet).
+    calibration / cost_model: "grid" / "paper" reproduce the NACHOS paper's choices for ablations; the
+    search then optimises what that evaluator believes (its expected MACs use `believed_costs`).
     """
     from .policy import thresholds_to_json
 
@@ -389,10 +402,11 @@ def evaluate_candidate(genome: Genome, space: SearchSpace, data, constraints: Co
     model, exit_macs = build_candidate(space, genome, cseed)
     if exit_macs[0] > constraints.max_macs:      # every image pays for exit 0: provably over budget
         return _pruned(exit_macs, model, constraints, cseed, time.time() - t0)
-    train_s = train_built(model, exit_macs, data, loss, cseed, budget.epochs, budget.head_epochs,
+    costs = believed_costs(model, exit_macs, cost_model)
+    train_s = train_built(model, costs, data, loss, cseed, budget.epochs, budget.head_epochs,
                           budget.batch_size, budget.learning_rate)
     rule = exit_rule(space)
-    cal = calibrate_model(model, exit_macs, data.x_val, data.y_val, rule, constraints)
+    cal = calibrate_model(model, costs, data.x_val, data.y_val, rule, constraints, calibration)
     sizes = {"flash_bytes": None, "arena_bytes": None}
     if constraints.max_flash or constraints.max_ram:
         sizes = int8_measure(model, data.x_train[:64], need_ram=bool(constraints.max_ram))
@@ -962,11 +976,14 @@ def spread(front: Sequence[Mapping[str, Any]], k: int) -> List[Mapping[str, Any]
 
 
 def finalize_candidate(rec: Mapping[str, Any], space: SearchSpace, data, constraints: Constraints,
-                       budget: Budget, seed: int, loss, out_dir: Path) -> Dict[str, Any]:
+                       budget: Budget, seed: int, loss, out_dir: Path, *, calibration: str = "pareto",
+                       cost_model: str = "staged") -> Dict[str, Any]:
     """Re-train a front member with the final budget, re-calibrate on validation, measure on test, save it.
 
     Returns its 'final' archive record; ``dropped`` holds the reason when validation no longer meets
-    the constraints (no model is saved then).
+    the constraints (no model is saved then). calibration / cost_model as in `evaluate_candidate`:
+    training and threshold choice use the believed costs, but every reported figure and the
+    constraint check use the staged costs the device pays.
     """
     from .policy import simulate, thresholds_to_json
     from .train import predict_exits
@@ -976,11 +993,15 @@ def finalize_candidate(rec: Mapping[str, Any], space: SearchSpace, data, constra
     cseed = candidate_seed(seed, genome)
     train_data = data.subset(train=budget.final_train, val=0, test=0, seed=int(seed)) \
         if budget.final_train is not None else data
-    model, exit_macs, train_s = train_candidate(space, genome, train_data, loss, cseed, budget.final_epochs,
-                                                budget.final_head_epochs, budget.batch_size,
-                                                budget.learning_rate)
+    model, exit_macs = build_candidate(space, genome, cseed)
+    costs = believed_costs(model, exit_macs, cost_model)
+    train_s = train_built(model, costs, train_data, loss, cseed, budget.final_epochs, budget.final_head_epochs,
+                          budget.batch_size, budget.learning_rate)
     rule = exit_rule(space)
-    cal = calibrate_model(model, exit_macs, data.x_val, data.y_val, rule, constraints)
+    cal = calibrate_model(model, costs, data.x_val, data.y_val, rule, constraints, calibration)
+    if cost_model != "staged":             # what the device pays at the chosen thresholds
+        pv, cv = predict_exits(model, data.x_val)
+        cal.result = simulate(pv, data.y_val, cal.thresholds, exit_macs, rule, cv if rule == "confidence" else None)
     probs, confs = predict_exits(model, data.x_test)
     test = simulate(probs, data.y_test, cal.thresholds, exit_macs, rule, confs if rule == "confidence" else None)
     sizes = {"flash_bytes": None, "arena_bytes": None}
@@ -1011,21 +1032,16 @@ def finalize_candidate(rec: Mapping[str, Any], space: SearchSpace, data, constra
     return out
 
 
-def int8_figures(model, data, thresholds, exit_macs, rule) -> Optional[Dict[str, Any]]:
-    """Test figures of the int8 staged model on TFLM, once tflite_export provides them (else None).
+def int8_figures(model, data, thresholds, exit_macs, rule) -> Dict[str, Any]:
+    """Test figures of the int8 staged export on the TFLM micro kernels (`tflite_export.tflm.evaluate_int8`,
+    the code behind `nachos-tf evaluate`): accuracy, exit rates, expected MACs, arena and stage bytes."""
+    from tflite_export.tflm import evaluate_int8
 
-    Hook: `tflite_export.tflm.evaluate_keras(model, x_repr, x, y, thresholds, exit_macs, rule)` returning
-    {"accuracy", "exit_rates", "expected_macs"}.
-    """
-    try:
-        from tflite_export import tflm
-    except ImportError:
-        return None
-    fn = getattr(tflm, "evaluate_keras", None)
-    if fn is None:
-        return None
-    r = fn(model, data.x_train[:256], data.x_test, data.y_test, thresholds, exit_macs, rule)
-    return {k: r[k] for k in ("accuracy", "exit_rates", "expected_macs")}
+    r = evaluate_int8(model, data.x_train[:256], data.x_test, data.y_test, rule, thresholds, exit_macs)
+    out = {k: r[k] for k in ("accuracy", "exit_rates", "expected_macs")}
+    out.update(n=int(r.get("n", len(data.y_test))), arena_bytes=r.get("arena_bytes_total"),
+               stage_bytes=r.get("stage_bytes"), runtime="tflite-micro")
+    return out
 
 
 def _describe(metrics: Mapping[str, Any], g: Mapping[str, Optional[float]], c: Constraints,

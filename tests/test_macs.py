@@ -365,3 +365,23 @@ def test_sampled_genomes_flatbuffer_matches_profile():
 def test_sampled_genomes_flatbuffer_matches_profile_many():
     _check_genomes(range(2, 26))
     _check_genomes(range(26, 28), fast=False)  # the documented from_keras_model path
+
+
+def test_paper_exit_macs_equal_single_exit_networks():
+    """The NACHOS paper's per-exit cost (backbone + own head) equals, independently, the staged cost of
+    the same genome built with only that exit (and, for the final exit, with no early exit at all)."""
+    from nachos_tf.builder import build_eenn
+    from nachos_tf.macs import head_macs, paper_exit_macs
+    from nachos_tf.space import ExitGene, Genome, SearchSpace
+
+    space = SearchSpace.mcu((28, 28, 1), 10)
+    genome = next(g for g in (space.sample(s) for s in range(50)) if len(g.exit_positions) >= 2)
+    report = profile_macs(build_eenn(space, genome))
+    paper = paper_exit_macs(report)
+    for k, pos in enumerate(genome.exit_positions):
+        alone = Genome(genome.backbone, tuple(e if i == pos else ExitGene() for i, e in enumerate(genome.exits)))
+        assert paper[k] == profile_macs(build_eenn(space, alone)).exit_macs[0]
+    static = SearchSpace.mcu((28, 28, 1), 10, early_exits=False)
+    assert paper[-1] == profile_macs(build_eenn(static, Genome(genome.backbone, ()))).exit_macs[-1]
+    assert paper[0] == report.exit_macs[0] and all(p < m for p, m in zip(paper[1:], report.exit_macs[1:]))
+    assert sum(head_macs(report)[:-1]) == report.exit_macs[-1] - paper[-1]

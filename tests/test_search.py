@@ -595,6 +595,10 @@ def test_real_search_end_to_end(real_run, fashion_small):
     from nachos_tf.macs import profile_macs
 
     assert [float(m) for m in profile_macs(sol.model).exit_macs] == sol.exit_macs
+    # the int8 figures in pareto.json come from the staged export on the TFLM micro kernels
+    assert sol.int8 is not None and sol.int8["runtime"] == "tflite-micro" and sol.int8["n"] == len(fashion_small.y_test)
+    assert abs(sol.int8["accuracy"] - sol.test["accuracy"]) <= 0.05
+    assert sol.int8["expected_macs"] == pytest.approx(float(np.dot(sol.int8["exit_rates"], sol.exit_macs)))
 
 
 def test_real_resume_after_crash_gives_the_same_pareto_set(real_run, fashion_small, tmp_path):
@@ -733,3 +737,28 @@ def test_bad_algorithm_settings_are_refused_before_writing(tmp_path, kw, match):
     with pytest.raises(ConstraintError, match=match):
         fake_search(tmp_path / "bad", **kw)
     assert not (tmp_path / "bad").exists()
+
+
+def test_paper_cost_model_and_grid_calibration_ablation(fashion_small, tmp_path):
+    """evaluate_candidate(cost_model="paper", calibration="grid") optimises the paper's belief (own-head
+    costs); finalize_candidate still reports what the device pays (staged costs) at its thresholds."""
+    from nachos_tf.builder import build_eenn
+    from nachos_tf.macs import paper_exit_macs, profile_macs
+
+    space = tiny_space()
+    genome = next(g for g in (space.sample(s) for s in range(40)) if len(g.exit_positions) >= 2)
+    loose = S.Constraints(min_accuracy=0.12, max_macs=1.0e9)
+    data = S.proxy_subset(fashion_small, REAL_BUDGET, 0)
+    paper = [float(m) for m in paper_exit_macs(profile_macs(build_eenn(space, genome)))]
+    rec = S.evaluate_candidate(genome, space, data, loose, REAL_BUDGET, 0, calibration="grid", cost_model="paper")
+    rates = rec["metrics"]["exit_rates"]
+    assert rec["metrics"]["expected_macs"] == pytest.approx(float(np.dot(rates, paper)))
+    assert paper[-1] < rec["exit_macs"][-1]                       # the belief is cheaper than the truth
+    (tmp_path / R.MODELS).mkdir()
+    fin = S.finalize_candidate(dict(rec, id="c0000", genome=genome.to_dict()), space, fashion_small.subset(
+        train=600, val=300, test=300, seed=0), loose, REAL_BUDGET, 0, S.default_loss(loose), tmp_path,
+        calibration="grid", cost_model="paper")
+    for split in ("val", "test"):
+        assert fin[split]["expected_macs"] == pytest.approx(float(np.dot(fin[split]["exit_rates"], fin["exit_macs"])))
+    with pytest.raises(ConstraintError, match="cost model"):
+        S.evaluate_candidate(genome, space, data, loose, REAL_BUDGET, 0, cost_model="ours")
