@@ -774,22 +774,27 @@ class ProgressCallback(_PymooCallback):
     elapsed time and ETA (search plus final re-training), through `progress`."""
 
     def __init__(self, pool: CandidatePool, constraints: Constraints, budget: Budget, progress: Progress,
-                 workers: int):
+                 workers: int, max_seconds: Optional[float] = None):
         super().__init__()
         self.pool, self.constraints, self.budget, self.progress, self.workers = (
             pool, constraints, budget, progress, workers)
+        self.max_seconds = max_seconds
         self.t0 = time.time()
         self.lines: List[Dict[str, Any]] = []
 
     def eta(self, gen: int) -> float:
         per = self.pool.eval_seconds / self.pool.evaluated if self.pool.evaluated else 0.0
         remaining = self.budget.population * max(0, self.budget.generations - gen)
+        search_left = per * remaining / max(1, self.workers)
+        if self.max_seconds is not None:   # the search also stops at the first generation end past the limit
+            search_left = min(search_left, max(0.0, self.max_seconds - (time.time() - self.t0))
+                              + per * self.budget.population / max(1, self.workers))
         b = self.budget
         scale = ((b.final_train or 50000) * (b.final_epochs + b.final_head_epochs)
                  / max(1, (b.proxy_train or 50000) * (b.epochs + b.head_epochs)))
         n_final = min(b.max_final, max(1, len(R.admissible_front(self.pool.records))))
         # about half of a proxy evaluation is fixed cost (graph tracing, calibration), half scales with data
-        return per * remaining / max(1, self.workers) + per * (0.5 + 0.5 * scale) * n_final
+        return search_left + per * (0.5 + 0.5 * scale) * n_final
 
     def notify(self, algorithm) -> None:
         gen = int(algorithm.n_iter or 0)
@@ -1263,7 +1268,7 @@ def search(space: SearchSpace, data, constraints: Constraints, budget: Union[str
     search_c = constraints.relaxed(budget.accuracy_slack)     # the proxy's accuracy floor (see Budget)
     pool = CandidatePool(space, search_c, budget, seed, loss, archive, records, backend, evaluator, progress,
                          int(threads))
-    callback = ProgressCallback(pool, search_c, budget, progress, backend.workers)
+    callback = ProgressCallback(pool, search_c, budget, progress, backend.workers, max_seconds)
     try:
         minimize(EENNProblem(space, search_c, pool), make_algorithm(space, budget.population, algorithm),
                  make_termination(budget.generations, max_seconds), seed=int(seed), callback=callback,
