@@ -1039,10 +1039,12 @@ def finalize_candidate(rec: Mapping[str, Any], space: SearchSpace, data, constra
 
 def int8_figures(model, data, thresholds, exit_macs, rule) -> Dict[str, Any]:
     """Test figures of the int8 staged export on the TFLM micro kernels (`tflite_export.tflm.evaluate_int8`,
-    the code behind `nachos-tf evaluate`): accuracy, exit rates, expected MACs, arena and stage bytes."""
+    the code behind `nachos-tf evaluate`): accuracy, exit rates, expected MACs, arena and stage bytes.
+    Calibrated on the same images as `nachos-tf export`, so an export of the solution reproduces them."""
+    from tflite_export.from_run import representative_x
     from tflite_export.tflm import evaluate_int8
 
-    r = evaluate_int8(model, data.x_train[:256], data.x_test, data.y_test, rule, thresholds, exit_macs)
+    r = evaluate_int8(model, representative_x(data.x_train), data.x_test, data.y_test, rule, thresholds, exit_macs)
     out = {k: r[k] for k in ("accuracy", "exit_rates", "expected_macs")}
     out.update(n=int(r.get("n", len(data.y_test))), arena_bytes=r.get("arena_bytes_total"),
                stage_bytes=r.get("stage_bytes"), runtime="tflite-micro")

@@ -762,3 +762,18 @@ def test_paper_cost_model_and_grid_calibration_ablation(fashion_small, tmp_path)
         assert fin[split]["expected_macs"] == pytest.approx(float(np.dot(fin[split]["exit_rates"], fin["exit_macs"])))
     with pytest.raises(ConstraintError, match="cost model"):
         S.evaluate_candidate(genome, space, data, loose, REAL_BUDGET, 0, cost_model="ours")
+
+
+def test_export_of_a_solution_reproduces_its_int8_figures(real_run, fashion_small, tmp_path):
+    """`export_solution` of an admissible solution, run stage by stage on TFLM, gives exactly the int8
+    figures the search wrote to pareto.json; the manifest on disk names the solution."""
+    from tflite_export.from_run import export_solution
+    from tflite_export.tflm import evaluate_staged
+
+    res, _, out = real_run
+    sol = res.admissible[0]
+    export_solution(out, sol.id, tmp_path / "deploy", data=fashion_small)
+    assert json.loads((tmp_path / "deploy" / "manifest.json").read_text())["solution"] == sol.id
+    r = evaluate_staged(tmp_path / "deploy", fashion_small.x_test, fashion_small.y_test)
+    assert r["accuracy"] == sol.int8["accuracy"] and r["exit_rates"] == sol.int8["exit_rates"]
+    assert r["expected_macs"] == sol.int8["expected_macs"]

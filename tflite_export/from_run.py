@@ -5,6 +5,8 @@ dataset (for representative data and QAT), export it, and measure an export on a
 """
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -49,6 +51,13 @@ def pick_solution(run_dir: PathLike, solution: Union[int, str]):
                       f"or an id among {[s.id for s in sols]}")
 
 
+def representative_x(x_train: np.ndarray, num_samples: int = 256, seed: int = 0) -> np.ndarray:
+    """The PTQ calibration images: `num_samples` training images drawn without replacement (seeded), in
+    dataset order. The search's int8 figures and `nachos-tf export` use the same draw, so they agree."""
+    rng = np.random.default_rng(seed)
+    return x_train[np.sort(rng.choice(len(x_train), min(num_samples, len(x_train)), replace=False))]
+
+
 def export_solution(run_dir: PathLike, solution: Union[int, str], out_dir: PathLike, qat_epochs: int = 0,
                     data=None, data_path: Optional[str] = None, num_samples: int = 256,
                     seed: int = 0) -> Dict[str, Any]:
@@ -57,13 +66,16 @@ def export_solution(run_dir: PathLike, solution: Union[int, str], out_dir: PathL
         raise ExportError(f"qat_epochs must be >= 0, got {qat_epochs}")
     sol = pick_solution(run_dir, solution)
     data = data if data is not None else run_dataset(run_dir, data_path)
-    rng = np.random.default_rng(seed)
-    rep = data.x_train[np.sort(rng.choice(len(data.x_train), min(num_samples, len(data.x_train)), replace=False))]
+    rep = representative_x(data.x_train, num_samples, seed)
     train_xy = (data.x_train, data.y_train) if qat_epochs else None
     manifest = export_eenn(sol.model, out_dir, rep, sol.rule, sol.thresholds, sol.exit_macs,
                            qat_epochs=qat_epochs, train_xy=train_xy, num_samples=num_samples,
                            name=f"nachos_{sol.id}")
-    manifest["solution"] = sol.id
+    manifest["solution"] = sol.id       # which solution of the run this folder holds, also on disk
+    path = Path(out_dir) / "manifest.json"
+    tmp = path.with_name("manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, path)
     return manifest
 
 
