@@ -356,13 +356,51 @@ class Bench:
             r["mac_saving_vs_static"] = None if m is None else round(1.0 - m / ref["expected_macs"], 4)
 
     def summarise(self) -> None:
-        methods: Dict[str, Dict[str, List[Any]]] = {}
-        for m in METHODS:
-            rows = sorted((r for r in self.doc["runs"] if r["method"] == m), key=lambda r: r["seed"])
-            if rows:
-                methods[m] = {k: [r.get(k) for r in rows] for k in METRICS}
-                methods[m]["seeds"] = [r["seed"] for r in rows]
-        self.doc["methods"] = methods
+        self.doc["methods"] = summarise_runs(self.doc["runs"])
+
+
+def summarise_runs(runs: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, List[Any]]]:
+    """Per method, each metric as a list over seeds (seed order)."""
+    methods: Dict[str, Dict[str, List[Any]]] = {}
+    for m in METHODS:
+        rows = sorted((r for r in runs if r["method"] == m), key=lambda r: r["seed"])
+        if rows:
+            methods[m] = {k: [r.get(k) for r in rows] for k in METRICS}
+            methods[m]["seeds"] = [r["seed"] for r in rows]
+    return methods
+
+
+def merge(parts: Sequence[Path], out: Path) -> Dict[str, Any]:
+    """Join result files of runs made in parallel (e.g. one process per seed, each with every method so
+    that the savings against its own static run are computed in-process) into one `out` + table + plot.
+    Refuses parts written with other settings or budgets, and (method, seed) rows present twice."""
+    docs = [json.loads(Path(p).read_text()) for p in parts]
+    first = docs[0]
+    for p, d in zip(parts, docs):
+        if d.get("settings") != first.get("settings") or d.get("budget_s") != first.get("budget_s"):
+            raise SystemExit(f"--merge: {p} was written with other settings than {parts[0]}")
+    runs: List[Dict[str, Any]] = []
+    seen = set()
+    for p, d in zip(parts, docs):
+        for r in d.get("runs", []):
+            key = (r["method"], r["seed"])
+            if key in seen:
+                raise SystemExit(f"--merge: {key} appears twice (again in {p})")
+            seen.add(key)
+            runs.append(r)
+    seeds = sorted({s for d in docs for s in d.get("seeds", [])})
+    doc = {k: first[k] for k in ("benchmark", "issue", "versions", "budget_s", "settings")}
+    doc.update(machine=first["machine"], seeds=seeds, runs=runs, methods=summarise_runs(runs),
+               command=[d["command"] for d in docs], parts=[{"file": Path(p).name, "machine": d["machine"],
+                                                              "last_saved": d.get("last_saved")}
+                                                             for p, d in zip(parts, docs)],
+               merged=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               complete=all((m, s) in seen for m in METHODS for s in seeds))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    write_table(doc, out.with_suffix(".md"))
+    plot(doc, out.with_suffix(".png"), S.Constraints.from_dict(doc["settings"]["constraints"]))
+    return doc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -437,8 +475,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--runs-dir", default=str(ROOT / "runs" / "compare"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compare.json"))
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--merge", nargs="+", metavar="PART", default=None,
+                   help="join result files of parallel runs (e.g. one --seeds per process) into --out")
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
-    Bench(parse_args()).main()
+    args = parse_args()
+    if args.merge:
+        merge([Path(p) for p in args.merge], Path(args.out))
+        print(Path(args.out).with_suffix(".md").read_text())
+    else:
+        Bench(args).main()

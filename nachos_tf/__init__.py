@@ -8,6 +8,10 @@ import os as _os
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from .tf_logging import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
 from .errors import (ConstraintError, DataError, ExportError, GenomeError, NachosError,  # noqa: E402
                      NoAdmissibleSolutionError, ProfileError, RunDirError)
 from . import data, naming  # noqa: E402

@@ -777,3 +777,26 @@ def test_export_of_a_solution_reproduces_its_int8_figures(real_run, fashion_smal
     r = evaluate_staged(tmp_path / "deploy", fashion_small.x_test, fashion_small.y_test)
     assert r["accuracy"] == sol.int8["accuracy"] and r["exit_rates"] == sol.int8["exit_rates"]
     assert r["expected_macs"] == sol.int8["expected_macs"]
+
+
+def test_saved_models_reproduce_pareto_json_independently(real_run, fashion_small, tmp_path):
+    """benchmarks/verify_run.py (plain keras.load_model + the per-sample reference loop) agrees with
+    pareto.json on test and validation, and catches a figure that was tampered with."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "verify_run", Path(__file__).resolve().parents[1] / "benchmarks" / "verify_run.py")
+    V = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(V)
+    res, ev, out = real_run
+    rep = V.verify(out, fashion_small)
+    assert rep["ok"], rep
+    assert [s["id"] for s in rep["solutions"]] == [s.id for s in res.admissible]
+    assert rep["solutions"][0]["test"]["n"] == len(fashion_small.y_test)
+    bad = tmp_path / "tampered"
+    shutil.copytree(out, bad)
+    pareto = json.loads((bad / R.PARETO).read_text())
+    pareto["solutions"][0]["test"]["accuracy"] += 1.0 / len(fashion_small.y_test)
+    (bad / R.PARETO).write_text(json.dumps(pareto))
+    rep = V.verify(bad, fashion_small)
+    assert not rep["ok"] and any(p.startswith("test: accuracy") for p in rep["solutions"][0]["problems"])
