@@ -10,7 +10,8 @@ export PYTHONHASHSEED ?= 0
 DEMO_RUN ?= runs/demo
 
 # The quick search on real Fashion-MNIST (< 10 min on 2 cores), then the int8 staged export of the first
-# admissible solution and its figures measured on TFLM. A second `make demo` resumes (replays) the run.
+# admissible solution and its figures measured on TFLM, then two independent checks of what was reported.
+# A second `make demo` resumes (replays) the run.
 demo: setup data
 	@if [ -f $(DEMO_RUN)/config.json ]; then .venv/bin/nachos-tf search --resume $(DEMO_RUN); \
 	else .venv/bin/nachos-tf search --dataset fashion_mnist --min-accuracy 0.85 --max-macs 1.0M \
@@ -18,6 +19,10 @@ demo: setup data
 	.venv/bin/nachos-tf export $(DEMO_RUN) --solution 0 --out $(DEMO_RUN)/deploy
 	.venv/bin/nachos-tf evaluate $(DEMO_RUN)/deploy --dataset fashion_mnist --split test --limit 2000 \
 	  --json $(DEMO_RUN)/deploy/evaluate.json
+	@echo "--- independent checks: saved Keras models vs pareto.json; C arrays and a second TFLM runner vs evaluate"
+	$(PY) benchmarks/verify_run.py $(DEMO_RUN) --out $(DEMO_RUN)/verify.json
+	$(PY) benchmarks/deploy_check.py $(DEMO_RUN)/deploy --dataset fashion_mnist --limit 2000 \
+	  --out $(DEMO_RUN)/deploy/deploy_check.json
 
 test: setup data
 	$(PY) -m pytest -q

@@ -60,6 +60,10 @@ SIZE = _Size()
 @click.version_option(package_name="nachos-tf")
 def main():
     """nachos-tf: design early-exit neural networks for microcontrollers (search, profile, export)."""
+    import logging
+
+    if not os.environ.get("NACHOS_TF_VERBOSE"):   # e.g. Keras' retracing notices when many models predict
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 @main.command()
