@@ -27,7 +27,10 @@ accurate solution; candidates evaluated; wall time. Writes ``--out`` (JSON, rewr
 Run (the published table; see the README for the machine and the exact numbers):
 
     python benchmarks/compare.py                          # default: 30 min search per method and seed
-    python benchmarks/compare.py --budget 150 --proxy-train 2000 --head-epochs 1 --final-train 10000
+    # or one process per seed (each runs every method, so its savings against static stay in-process),
+    # then join the parts:
+    python benchmarks/compare.py --budget 400 --seeds 0 --threads 1 --out runs/bench/compare_seed0.json  # & 1, 2
+    python benchmarks/compare.py --merge runs/bench/compare_seed{0,1,2}.json --out benchmarks/results/compare.json
 """
 from __future__ import annotations
 
