@@ -2,7 +2,7 @@
 # and the Fashion-MNIST data, then run. Re-running is fast: pip runs again only when requirements change.
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
 .PHONY: demo test data setup

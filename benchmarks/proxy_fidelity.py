@@ -8,7 +8,8 @@ settings of about the same cost on the same genomes, with the same run seed, con
 seconds per candidate and the rank correlations (`search_speed.correlation`: Spearman, Kendall) of the
 proxy's thresholded validation accuracy with the full-training thresholded test accuracy and with the
 full final-exit accuracy, and of its expected MACs with the full-training expected MACs. The `quick`
-row is read from search_speed.json (that proxy is the one it measured).
+row is read from search_speed.json (that proxy is the one it measured); ``quick_now`` re-measures it under
+the same conditions as the other variants (training depends on the TensorFlow thread count).
 
 Results go to ``--out`` (JSON, rewritten after every candidate; ``--resume`` continues).
 
@@ -41,6 +42,7 @@ S = importlib.import_module("nachos_tf.search")
 # Budget fields changed from the `quick` preset; each costs about what quick costs (images x epochs).
 VARIANTS: Dict[str, Dict[str, Any]] = {
     "quick": {},                                                        # 3000 images x 2 NACHOS epochs
+    "quick_now": {},               # the same, re-measured here (thread count and code as the other variants)
     "more_data": {"proxy_train": 6000, "head_epochs": 1},               # 6000 images x 1 NACHOS epoch
     "backbone_first": {"epochs": 1, "head_epochs": 1},                  # 3000 x (1 backbone CE + 1 NACHOS)
     "more_data_backbone_first": {"proxy_train": 6000, "epochs": 1, "head_epochs": 1},   # twice the cost

@@ -58,14 +58,15 @@ THRESHOLD_NOTE = ("the run's thresholds from pareto.json (calibrated on the vali
 
 # --------------------------------------------------------------------------- float
 
-def float_figures(solution, x: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
-    """Per-exit accuracy and thresholded early-exit figures of the float Keras model."""
+def float_figures(solution, x: np.ndarray, y: np.ndarray, model=None) -> Dict[str, Any]:
+    """Per-exit accuracy and thresholded early-exit figures of the float Keras model (default: the
+    solution's saved model) at the solution's thresholds."""
     from nachos_tf import naming
     from nachos_tf.policy import simulate
     from nachos_tf.train import predict_exits
 
     t0 = time.perf_counter()
-    model = solution.model
+    model = solution.model if model is None else model
     probs, confs = predict_exits(model, x)
     names = [e.name for e in naming.exit_layout(model)]
     per_exit = {n: float(np.mean(np.argmax(p, axis=1) == y)) for n, p in zip(names, probs)}
@@ -165,6 +166,9 @@ def markdown(rows: Dict[str, Dict[str, Any]], n: int) -> str:
         lines.append(f"| {r['label']} | {r['accuracy']:.4f} | " + " / ".join(f"{v:.4f}" for v in r["exit_rates"])
                      + f" | {r['expected_macs']:,.0f} | "
                      + " / ".join(f"{r['per_exit_accuracy'][k]:.4f}" for k in names) + f" | {gap} |")
+    if "gaps_vs_float_finetuned" in rows.get("qat", {}):
+        lines += ["", f"int8 QAT minus the float model fine-tuned the same way: "
+                      f"{rows['qat']['gaps_vs_float_finetuned']['accuracy_points']:+.2f} points."]
     return "\n".join(lines)
 
 
@@ -218,10 +222,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         variants = [("ptq", 0, "int8 PTQ, TFLM staged")]
         if args.qat_epochs:
             variants.append(("qat", args.qat_epochs, f"int8 QAT ({args.qat_epochs} epoch), TFLM staged"))
+        if args.qat_epochs:
+            # the control: the same fine-tuning as QAT, without fake quantisation, so that the QAT row's
+            # gain can be split into "more training" and "quantisation-aware"
+            from tflite_export.quantize import float_finetune
+
+            t1 = time.perf_counter()
+            tuned = float_finetune(sol.model, data.x_train, data.y_train, epochs=args.qat_epochs)
+            r = dict(float_figures(sol, x, y, model=tuned),
+                     label=f"float, fine-tuned like QAT ({args.qat_epochs} epoch), Keras",
+                     finetune_seconds=time.perf_counter() - t1)
+            r["gaps"] = gaps(r, rows["float"])
+            rows["float_finetuned"] = r
+            print(f"float fine-tuned: accuracy {r['accuracy']:.4f} ({r['gaps']['accuracy_points']:+.2f} points)",
+                  flush=True)
         for key, epochs, label in variants:
             r = int8_figures(args.run_dir, sol.id, export_root / key, epochs, data, x, y, args.limit)
             r["label"] = label
             r["gaps"] = gaps(r, rows["float"])
+            if key == "qat" and "float_finetuned" in rows:
+                r["gaps_vs_float_finetuned"] = gaps(r, rows["float_finetuned"])
             rows[key] = r
             print(f"{key}: accuracy {r['accuracy']:.4f} ({r['gaps']['accuracy_points']:+.2f} points), "
                   f"seconds {r['seconds']}", flush=True)

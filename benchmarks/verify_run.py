@@ -37,6 +37,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the independent per-sample ref
 
 from reference_sim import reference_simulate  # noqa: E402
 
+import nachos_tf  # noqa: E402,F401  (only to import TensorFlow without its start-up lines; not used to evaluate)
+
 ACC_TOL, MAC_RTOL = 1e-9, 1e-6
 
 

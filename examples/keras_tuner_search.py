@@ -6,11 +6,10 @@ exit point whose head, width and pooling the search chooses. Runs a small search
 """
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ logs off (nachos_tf does the same)
 
+import nachos_tf as nt  # noqa: E402  (first: it imports TensorFlow without the start-up lines)
 import keras  # noqa: E402
-
-import nachos_tf as nt  # noqa: E402
 
 
 def build(hp):

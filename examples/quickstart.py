@@ -5,7 +5,7 @@ Runs on real Fashion-MNIST (Debian package dataset-fashion-mnist) in about a min
 """
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ logs off (nachos_tf does the same)
 
 import nachos_tf as nt  # noqa: E402
 

@@ -6,7 +6,11 @@ exit policies (`simulate`, `calibrate`) and the search (`search`, `Constraints`)
 """
 import os as _os
 
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ log lines (INFO to ERROR; e.g. the harmless "NodeDef mentions attribute
+# use_unbounded_threadpool" of tf.data) are noise to a user: Python exceptions still carry every real
+# error. NACHOS_TF_VERBOSE=1 (or an explicit TF_CPP_MIN_LOG_LEVEL) shows them.
+if not _os.environ.get("NACHOS_TF_VERBOSE"):
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from .tf_logging import import_tensorflow_quietly  # noqa: E402
 

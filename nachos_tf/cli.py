@@ -10,8 +10,6 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import click  # noqa: E402
 
 from .errors import NachosError  # noqa: E402
@@ -112,18 +110,22 @@ _DATASETS = ["fashion_mnist", "mnist", "cifar10", "npz", "folder"]
 @click.option("--max-time", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop the search after this many seconds (at the end of a generation); final re-training follows.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Local processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="TensorFlow threads per process (default: all cores); e.g. --workers 2 --threads 1 on 2 cores.")
 @click.option("--dask-scheduler", default=None, help="Address of a running Dask scheduler (tcp://host:port).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
               help="Continue the interrupted run in this folder (its settings come from its config.json).")
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, budget, generations, population, seed,
-           algorithm, max_time, workers, dask_scheduler, out_dir, resume_dir):
+           algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir):
     """Joint backbone + exit NAS under accuracy / expected-MAC constraints; prints the admissible set."""
     from .search import Constraints, DataRef, resume_search, search as run_search
     from .space import SearchSpace
 
     if resume_dir:
+        if threads is not None:
+            raise click.UsageError("--threads comes from the run's config.json when resuming (results depend on it)")
         result = resume_search(resume_dir, workers=workers, dask_scheduler=dask_scheduler, progress=click.echo)
     else:
         if min_accuracy is None or max_macs is None or not out_dir:
@@ -135,7 +137,7 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, budge
         space = SearchSpace.mcu(data.input_shape, data.num_classes)
         result = run_search(space, ref, constraints, budget=budget, seed=seed, out_dir=out_dir, workers=workers,
                             dask_scheduler=dask_scheduler, generations=generations, population=population,
-                            progress=click.echo, algorithm=algorithm, max_seconds=max_time)
+                            progress=click.echo, algorithm=algorithm, max_seconds=max_time, threads=threads)
     click.echo(f"\nadmissible Pareto set ({len(result.admissible)} solutions, {len(result.archive)} candidates "
                f"evaluated, hypervolume {result.hypervolume:.4f}):")
     click.echo(result.table())

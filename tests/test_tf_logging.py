@@ -49,3 +49,18 @@ def test_verbose_switch_skips_the_capture(tmp_path):
              "import tensorflow\n", extra_path=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "native chatter" in r.stderr
+
+
+def test_int8_conversion_keeps_the_converter_prints_off_stderr():
+    code = textwrap.dedent("""
+        import nachos_tf
+        import numpy as np, keras
+        from tflite_export.quantize import to_int8_tflite
+        m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        b = to_int8_tflite(m, np.random.default_rng(0).normal(size=(8, 4)).astype("float32"), num_samples=8)
+        print("bytes", len(b))
+    """)
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    assert "bytes" in r.stdout
+    assert "fully_quantize" not in r.stderr and "I0000" not in r.stderr, r.stderr

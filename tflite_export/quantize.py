@@ -20,11 +20,12 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from nachos_tf.errors import ExportError
+from nachos_tf.tf_logging import native_stderr_captured
 
 DEFAULT_CALIBRATION_SAMPLES = 256
 
@@ -68,7 +69,7 @@ def to_int8_tflite(keras_model, representative_x, num_samples: int = DEFAULT_CAL
     if int8_output:
         conv.inference_output_type = tf.int8
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with contextlib.redirect_stdout(io.StringIO()), native_stderr_captured(), warnings.catch_warnings():
             warnings.simplefilter("ignore")      # "Statistics for quantized inputs were expected" etc.
             return bytes(conv.convert())
     except Exception as e:  # the converter raises a zoo of types (ConverterError, ValueError, ...)
@@ -199,28 +200,17 @@ def qat_finetune(model, x_train, y_train, epochs: int = 1, batch_size: int = 64,
     """
     import keras
 
-    from nachos_tf import naming
-
     if epochs <= 0:
         return model
     x_train = np.asarray(x_train, dtype=np.float32)
-    y_train = np.asarray(y_train).reshape(-1).astype(np.int64)
-    names = naming.output_names(model)
-    layout = naming.exit_layout(model)
-    preds = model.predict(x_train, verbose=0, batch_size=256)
-    preds = preds if isinstance(preds, (list, tuple)) else [preds]
-    targets: Dict[str, np.ndarray] = {}
-    for e in layout:
-        targets[names[e.logits_index]] = y_train
-        if e.conf_index is not None:
-            targets[names[e.conf_index]] = np.asarray(preds[e.conf_index], dtype=np.float32).reshape(-1, 1)
+    names, targets, conf_names = _finetune_targets(model, x_train, y_train)
     with tempfile.TemporaryDirectory(prefix="nachos_qat_") as tmp:
         src = os.path.join(tmp, "model.keras")
         model.save(src)
         np.savez(os.path.join(tmp, "data.npz"), x=x_train,
                  **{f"t_{i}": targets[n] for i, n in enumerate(names) if n in targets})
         params = {"epochs": int(epochs), "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-                  "names": names, "conf_names": [names[e.conf_index] for e in layout if e.conf_index is not None]}
+                  "names": names, "conf_names": conf_names}
         with open(os.path.join(tmp, "params.json"), "w") as f:
             json.dump(params, f)
         env = dict(os.environ)
@@ -248,6 +238,47 @@ def qat_finetune(model, x_train, y_train, epochs: int = 1, batch_size: int = 64,
             missing.append(layer.name)
     if missing:
         raise ExportError(f"QAT: fine-tuned weights of layer(s) {missing[:5]} not found in the tf_keras model")
+    return clone
+
+
+def _finetune_targets(model, x_train: np.ndarray, y_train) -> Tuple[List[str], Dict[str, np.ndarray], List[str]]:
+    """Targets of the QAT fine-tuning (and of its float control): the labels for every class output, the
+    float model's own confidence for every confidence output. Returns (output names, targets by name,
+    confidence output names)."""
+    from nachos_tf import naming
+
+    y_train = np.asarray(y_train).reshape(-1).astype(np.int64)
+    names = naming.output_names(model)
+    layout = naming.exit_layout(model)
+    preds = model.predict(x_train, verbose=0, batch_size=256)
+    preds = preds if isinstance(preds, (list, tuple)) else [preds]
+    targets: Dict[str, np.ndarray] = {}
+    for e in layout:
+        targets[names[e.logits_index]] = y_train
+        if e.conf_index is not None:
+            targets[names[e.conf_index]] = np.asarray(preds[e.conf_index], dtype=np.float32).reshape(-1, 1)
+    return names, targets, [names[e.conf_index] for e in layout if e.conf_index is not None]
+
+
+def float_finetune(model, x_train, y_train, epochs: int = 1, batch_size: int = 64,
+                   learning_rate: float = 1e-4, seed: int = 0):
+    """The control for QAT: the same fine-tuning (targets, losses, Adam, epochs, batch size) on the float
+    Keras 3 model, without fake quantisation. QAT's gain over PTQ minus this one's gain over the float
+    model is what quantisation-awareness itself buys. Returns a clone; the caller's model is not modified."""
+    import keras
+
+    x_train = np.asarray(x_train, dtype=np.float32)
+    names, targets, conf_names = _finetune_targets(model, x_train, y_train)
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    if epochs <= 0:
+        return clone
+    keras.utils.set_random_seed(int(seed))
+    losses = [keras.losses.BinaryCrossentropy() if n in conf_names else
+              keras.losses.SparseCategoricalCrossentropy(from_logits=True) for n in names]
+    clone.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses)
+    clone.fit(x_train, [targets[n] for n in names], epochs=int(epochs), batch_size=int(batch_size), verbose=0,
+              shuffle=True)
     return clone
 
 
