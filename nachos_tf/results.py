@@ -355,6 +355,9 @@ def _plot_pareto(path: Path, records: Sequence[Mapping[str, Any]], solutions: Se
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    from .units import human
 
     fig, ax = plt.subplots(figsize=(7, 4.8))
     measured = [r for r in records if r["metrics"].get("accuracy") is not None]   # not pruned / failed
@@ -381,10 +384,6 @@ def _plot_pareto(path: Path, records: Sequence[Mapping[str, Any]], solutions: Se
     if search_c and search_c["min_accuracy"] != constraints["min_accuracy"]:
         ax.axhline(search_c["min_accuracy"], c="0.5", ls="--", lw=0.8, label="search floor (proxy slack)")
     ax.axvline(constraints["max_macs"], c="k", ls=":", lw=1, label="max expected MACs")
-    from matplotlib.ticker import FuncFormatter
-
-    from .units import human
-
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human(v)))
     ax.set_xlabel("expected MACs per image")
     ax.set_ylabel("validation accuracy (thresholded EENN)")

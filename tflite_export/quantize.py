@@ -267,12 +267,12 @@ def float_finetune(model, x_train, y_train, epochs: int = 1, batch_size: int = 6
     model is what quantisation-awareness itself buys. Returns a clone; the caller's model is not modified."""
     import keras
 
-    x_train = np.asarray(x_train, dtype=np.float32)
-    names, targets, conf_names = _finetune_targets(model, x_train, y_train)
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     if epochs <= 0:
         return clone
+    x_train = np.asarray(x_train, dtype=np.float32)
+    names, targets, conf_names = _finetune_targets(model, x_train, y_train)
     keras.utils.set_random_seed(int(seed))
     losses = [keras.losses.BinaryCrossentropy() if n in conf_names else
               keras.losses.SparseCategoricalCrossentropy(from_logits=True) for n in names]
