@@ -5,14 +5,14 @@ STAMP   := .venv/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
-.PHONY: demo test data setup
+.PHONY: demo test data setup firmware-tools
 
 DEMO_RUN ?= runs/demo
 
 # The quick search on real Fashion-MNIST (< 10 min on 2 cores), then the int8 staged export of the first
 # admissible solution and its figures measured on TFLM, then two independent checks of what was reported.
 # A second `make demo` resumes (replays) the run.
-demo: setup data
+demo: setup data firmware-tools
 	@if [ -f $(DEMO_RUN)/config.json ]; then .venv/bin/nachos-tf search --resume $(DEMO_RUN); \
 	else .venv/bin/nachos-tf search --dataset fashion_mnist --min-accuracy 0.85 --max-macs 1.0M \
 	  --budget quick --seed 0 --out $(DEMO_RUN); fi
@@ -24,7 +24,8 @@ demo: setup data
 	$(PY) benchmarks/deploy_check.py $(DEMO_RUN)/deploy --dataset fashion_mnist --limit 2000 \
 	  --out $(DEMO_RUN)/deploy/deploy_check.json
 
-test: setup data
+test: setup data firmware-tools
+	.venv/bin/lint-imports
 	$(PY) -m pytest -q
 
 setup: $(STAMP)
@@ -38,3 +39,7 @@ $(STAMP): requirements.txt setup.py
 
 data:
 	@bash scripts/ensure_fashion_mnist.sh
+
+# arm-none-eabi-g++, newlib and qemu-system-arm for `nachos-tf firmware` (apt-get install when root)
+firmware-tools:
+	@bash scripts/ensure_firmware_tools.sh

@@ -9,6 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["nachos_tf", "nachos_tf.*", "tflite_export", "tflite_export.*"]),
+    py_modules=["nachos_tf_main"],   # the console entry point: catches Ctrl-C during the TensorFlow import
     package_data={"tflite_export": ["templates/*"]},
     install_requires=[
         "tensorflow-cpu>=2.21,<2.22",
@@ -26,5 +27,5 @@ setup(
         "distributed>=2024.1",
     ],
     extras_require={"test": ["pytest>=8"]},
-    entry_points={"console_scripts": ["nachos-tf=nachos_tf.cli:main"]},
+    entry_points={"console_scripts": ["nachos-tf=nachos_tf_main:main"]},
 )

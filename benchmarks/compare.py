@@ -1,96 +1,76 @@
-"""Benchmark: nachos-tf search against the alternatives, side by side in one run (issue 6).
+"""Benchmark: nachos-tf's search against the alternatives, side by side (issue 12, deliverable 5; issue 6).
 
-Methods, each with the same Fashion-MNIST splits, the same constraints, the same wall-clock search budget
-(`--budget` seconds; the search stops at the end of the generation running at the deadline, then the
-admissible front is re-trained the same way for every method) and the same seeds:
+Six methods on Fashion-MNIST, with the same splits, constraints, final re-training and seeds:
 
-* ``nachos``        nachos-tf: joint backbone + exit NAS (NSGA-II), NACHOS loss, our calibration;
-* ``static``        the same search on the same backbone space with exits switched off (one exit);
-* ``random``        random search (pymoo RandomSearch) over the same EENN space, same evaluator;
-* ``handmade``      a fixed MobileNet-style EENN from the same space (depth 2, kernel 3, expansion 4 in
-                    every stage; exits after stages 2 and 4), trained with the plain CE sum for the final
-                    training budget, max-softmax thresholds calibrated on validation;
-* ``paper_choices`` our search with the NACHOS paper's choices where ours differ: per-exit costs that
-                    ignore earlier heads, the MAC term without gradient, grid + repair calibration
-                    (training and threshold choice use the paper's belief; figures use what the device
-                    pays).
+* ``nachos``        NSGA-II over the joint backbone + exit space, candidates judged by the supernet evaluator;
+* ``random``        random search (pymoo RandomSearch) over the same space, the same supernet evaluator;
+* ``static``        NSGA-II over the same backbone space with exits off (`SearchSpace.mcu(early_exits=False)`),
+                    the same supernet (its backbone genes are the same) as a plain hardware-aware NAS;
+* ``handmade``      a fixed MobileNet-style EENN of the space (depth 2, kernel 3, expansion 4 in every stage;
+                    exits after stages 2 and 4; no confidence branch), trained from scratch with the plain CE
+                    sum by the proxy evaluator's `finalize` (the final budget), max-softmax thresholds;
+* ``paper_choices`` NSGA-II with the NACHOS paper's choices where ours differ, candidates trained briefly:
+                    `ProxyEvaluator(calibration="grid", cost_model="paper")` and the MAC term without gradient;
+* ``nachos_proxy``  NSGA-II with today's proxy evaluator (`ProxyEvaluator()`), every candidate trained briefly.
 
-Per method and seed: hypervolume of the admissible solutions' (test error, test expected MACs) with the
-fixed reference point (error 1.0, MACs of the full network of the largest genome), normalised to [0, 1];
-best test accuracy with expected MACs <= 0.5M and <= 1.0M (thresholds of each solution re-chosen on
-validation for that budget with the method's own calibration; the test figure is reported); expected-MAC
-saving at equal accuracy versus the best static network of the same seed (cheapest validation-calibrated
-operating point whose test accuracy reaches the static network's); int8 TFLM test accuracy of the most
-accurate solution; candidates evaluated; wall time. Writes ``--out`` (JSON, rewritten after every run, so
-``--resume`` continues), a Markdown table and a plot (accuracy vs expected MACs, all fronts).
+**One supernet per seed** (`train_supernet(space, data, epochs, seed=seed)` into ``RUNS/supernet/seed<s>``,
+resumable from its epoch checkpoints) is shared by the three supernet methods through
+`SupernetEvaluator(supernet_dir=...)`; its cost is reported once per seed. **Time**: the supernet methods
+each get ``--budget`` seconds of search after it (pymoo's time termination: the generation running at the
+deadline finishes), the proxy methods ``--budget`` plus that seed's supernet cost. Every searched method
+then finalizes up to ``--max-final`` front members with its evaluator's `finalize` (supernet: fine-tune from
+the inherited weights; proxy: train from scratch), the same final budget for all.
 
-Run (the published table; see the README for the machine and the exact numbers):
+Per method and seed, on the test split of the finalized admissible solutions: hypervolume
+(`nachos_tf.results.hypervolume`: the share of the admissible (error, expected MACs) box of the constraints
+dominated by the solutions' test figures); the best test accuracy at <= 0.5M and <= 1.0M expected MACs
+(each solution's thresholds re-chosen on validation for that bound with the method's calibration) and the
+int8 TFLM test accuracy of that best 0.5M point; the expected-MAC saving at the static network's accuracy;
+int8 TFLM accuracy of the most accurate solution; candidates evaluated; search and wall seconds.
 
-    python benchmarks/compare.py                          # default: 30 min search per method and seed
-    # or one process per seed (each runs every method, so its savings against static stay in-process),
-    # then join the parts:
-    python benchmarks/compare.py --budget 400 --seeds 0 --threads 1 --out runs/bench/compare_seed0.json  # & 1, 2
-    python benchmarks/compare.py --merge runs/bench/compare_seed{0,1,2}.json --out benchmarks/results/compare.json
+Resumable across sessions: the JSON (``--out``) is rewritten as each run finishes with ``complete: false``
+until every (method, seed) is done; ``--resume`` skips finished runs, continues a half-trained supernet
+from its checkpoint and restarts an unfinished search run from scratch (a resumed search would get its
+time limit twice). Table (``.md``) and plot (``.png``) next to it.
+
+    nohup nice -n 10 .venv/bin/python benchmarks/compare.py --seeds 0 --threads 1 --resume \\
+        --out runs/bench/compare_seed0.json > runs/bench/compare_seed0.log 2>&1 &      # likewise seeds 1, 2
+    .venv/bin/python benchmarks/compare.py --merge runs/bench/compare_seed{0,1,2}.json \\
+        --out benchmarks/results/compare.json
 """
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import importlib
-import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common (puts the checkout on sys.path)
+
+from _common import (ROOT, RESULTS, ResultFile, add_out, add_resume, add_threads, eval_context, loadavg,  # noqa: E402
+                     pin_threads, positive_float, positive_int, read_json, say, supernet_training, utc_now,
+                     write_json)
+from compare_report import METHODS, plot, summarise, write_table  # noqa: E402
 
 import nachos_tf as nt  # noqa: E402
 from nachos_tf.errors import NoAdmissibleSolutionError  # noqa: E402
-from nachos_tf.losses import LossConfig  # noqa: E402
-from nachos_tf.space import ExitGene, Genome, SearchSpace  # noqa: E402
+from nachos_tf.nas import Budget, Constraints, ProxyEvaluator  # noqa: E402
 from nachos_tf.units import parse_size  # noqa: E402
-from search_speed import loadavg, machine, versions  # noqa: E402
 
-S = importlib.import_module("nachos_tf.search")
-METHODS = ("nachos", "static", "random", "handmade", "paper_choices")
-METRICS = ("hypervolume", "best_acc_at_0.5M", "best_acc_at_1.0M", "mac_saving_vs_static", "int8_best_acc",
-           "candidates", "wall_s")
-
-
-# --------------------------------------------------------------------------------------------------
-# the paper's choices, as an evaluator / finalizer pair of the search (top level: picklable)
-# --------------------------------------------------------------------------------------------------
-
-def paper_evaluate(genome, space, data, constraints, budget, seed, loss=None):
-    """`evaluate_candidate` with the paper's per-exit costs and grid + repair calibration."""
-    return S.evaluate_candidate(genome, space, data, constraints, budget, seed, loss,
-                                calibration="grid", cost_model="paper")
-
-
-def paper_finalize(rec, space, data, constraints, budget, seed, loss, out_dir):
-    """`finalize_candidate` with the same choices; reported figures use the staged (true) costs."""
-    return S.finalize_candidate(rec, space, data, constraints, budget, seed, loss, out_dir,
-                                calibration="grid", cost_model="paper")
-
-
-def paper_loss(constraints) -> LossConfig:
-    """The NACHOS loss as the authors' code computes it: the MAC term carries no gradient."""
-    return LossConfig.nachos(mac_budget=constraints.max_macs, mac_term_detached=True)
+SUPERNET_METHODS = ("nachos", "random", "static")
+PROXY_METHODS = ("paper_choices", "nachos_proxy")
 
 
 # --------------------------------------------------------------------------------------------------
 # fixed networks
 # --------------------------------------------------------------------------------------------------
 
-def handmade_genome(space: SearchSpace) -> Genome:
+def handmade_genome(space) -> nt.Genome:
     """MobileNet-style: every stage depth 2, kernel 3, expansion 4, middle width, ReLU, no SE, full
     resolution, stem 16; exits (gap + dense, width 16) after stages 2 and 4."""
     genes = {g.name: g.values for g in space.backbone_genes}
@@ -98,85 +78,67 @@ def handmade_genome(space: SearchSpace) -> Genome:
     for s in range(1, 6):
         bb.update({f"s{s}_depth": 2, f"s{s}_kernel": 3, f"s{s}_expand": 4,
                    f"s{s}_width": genes[f"s{s}_width"][1], f"s{s}_se": False, f"s{s}_act": "relu"})
-    exits = [ExitGene(enabled=i in (1, 3), head="gap_dense", width=16, pool=1) for i in range(space.n_exit_points)]
-    return space.repair(Genome.make(bb, exits))
+    exits = [nt.ExitGene(enabled=i in (1, 3), head="gap_dense", width=16, pool=1) for i in range(space.n_exit_points)]
+    return space.repair(nt.Genome.make(bb, exits))
 
 
-def largest_genome(space: SearchSpace) -> Genome:
-    """Every backbone gene at its largest choice, every exit on with its largest head."""
-    bb = {g.name: max(g.values) if not isinstance(g.values[0], str) else g.values[-1] for g in space.backbone_genes}
-    exits = [ExitGene(True, "conv_gap_dense", 32, 1) for _ in range(space.n_exit_points)]
-    return space.repair(Genome.make(bb, exits))
-
-
-def reference_macs(space: SearchSpace) -> float:
-    from nachos_tf.builder import build_eenn
-    from nachos_tf.macs import profile_macs
-
-    return float(profile_macs(build_eenn(space, largest_genome(space))).exit_macs[-1])
+def paper_loss(constraints) -> nt.LossConfig:
+    """The NACHOS loss as the authors' code computes it: the MAC term carries no gradient."""
+    return nt.LossConfig.nachos(mac_budget=constraints.max_macs, mac_term_detached=True)
 
 
 # --------------------------------------------------------------------------------------------------
-# figures of one method and seed
+# figures of a finished run (from its saved models)
 # --------------------------------------------------------------------------------------------------
 
 class Outputs:
-    """Validation and test outputs of one trained EENN (computed once, reused by every figure)."""
+    """Validation and test outputs of one saved solution (computed once, reused by every figure)."""
 
-    def __init__(self, model, exit_macs: Sequence[float], rule: str, data, calibration: str, thresholds):
-        from nachos_tf.train import predict_exits
-
-        self.exit_macs, self.rule, self.calibration = [float(m) for m in exit_macs], rule, calibration
-        self.thresholds = list(thresholds)
-        self.val = predict_exits(model, data.x_val)
-        self.test = predict_exits(model, data.x_test)
+    def __init__(self, sol: Dict[str, Any], model, data, calibration: str):
+        self.sol, self.model, self.calibration = sol, model, calibration
+        self.exit_macs, self.rule = [float(m) for m in sol["exit_macs"]], sol["rule"]
+        self.val, self.test = nt.predict_exits(model, data.x_val), nt.predict_exits(model, data.x_test)
         self.y_val, self.y_test = data.y_val, data.y_test
 
-    def _conf(self, out):
-        return out[1] if self.rule == "confidence" else None
-
     def simulate(self, thresholds, split: str):
-        from nachos_tf.policy import simulate
+        (probs, conf), y = (self.val, self.y_val) if split == "val" else (self.test, self.y_test)
+        return nt.simulate(probs, y, thresholds, self.exit_macs, self.rule, conf if self.rule == "confidence" else None)
 
-        probs, y = (self.val, self.y_val) if split == "val" else (self.test, self.y_test)
-        return simulate(probs[0], y, thresholds, self.exit_macs, self.rule, self._conf(probs))
+    def calibrate(self, max_macs: Optional[float]):
+        (probs, conf) = self.val
+        return nt.calibrate(probs, self.y_val, self.exit_macs, rule=self.rule,
+                            confidences=conf if self.rule == "confidence" else None, max_macs=max_macs,
+                            min_accuracy=None, method=self.calibration)
 
-    def calibrate(self, max_macs: Optional[float], min_accuracy: Optional[float], prefer: str = "accuracy",
-                  split: str = "val"):
-        from nachos_tf.policy import calibrate
+    def at_budget(self, budget_macs: float):
+        """(test accuracy, thresholds) of the validation-chosen thresholds for `budget_macs` (None: cannot)."""
+        if len(self.exit_macs) == 1:
+            return (None, None) if self.exit_macs[0] > budget_macs else (float(self.simulate([], "test").accuracy), [])
+        cal = self.calibrate(budget_macs)
+        if cal.result.expected_macs > budget_macs:
+            return None, None
+        return float(self.simulate(cal.thresholds, "test").accuracy), list(cal.thresholds)
 
-        probs, y = (self.val, self.y_val) if split == "val" else (self.test, self.y_test)
-        kw = {"prefer": prefer} if self.calibration == "pareto" else {}
-        return calibrate(probs[0], y, self.exit_macs, rule=self.rule, confidences=self._conf(probs),
-                         max_macs=max_macs, min_accuracy=min_accuracy, method=self.calibration, **kw)
 
-
-def best_at(outs: Sequence[Outputs], budget_macs: float) -> Optional[float]:
-    """Best test accuracy among solutions whose thresholds, chosen on validation for this budget, keep
-    validation expected MACs within it (None: no solution can)."""
-    best = None
+def best_at(outs: Sequence[Outputs], budget_macs: float):
+    """(best test accuracy, its Outputs, its thresholds) among solutions that can keep validation expected
+    MACs within `budget_macs` ((None, None, None): none can)."""
+    best = (None, None, None)
     for o in outs:
-        if len(o.exit_macs) == 1:
-            if o.exit_macs[0] > budget_macs:
-                continue
-            acc = float(o.simulate([], "test").accuracy)
-        else:
-            cal = o.calibrate(budget_macs, None)
-            if cal.result.expected_macs > budget_macs:
-                continue
-            acc = float(o.simulate(cal.thresholds, "test").accuracy)
-        best = acc if best is None else max(best, acc)
+        acc, t = o.at_budget(budget_macs)
+        if acc is not None and (best[0] is None or acc > best[0]):
+            best = (acc, o, t)
     return best
 
 
 def cheapest_at(outs: Sequence[Outputs], accuracy: float) -> Optional[float]:
     """Lowest test expected MACs of an operating point whose test accuracy reaches `accuracy`; operating
-    points are the solutions' validation trade-off curves (our calibration) or their own thresholds."""
+    points: each solution's own thresholds and (pareto calibration) its validation trade-off curve."""
     best = None
     for o in outs:
-        points = [o.thresholds]
-        if len(o.exit_macs) > 1:
-            curve = o.calibrate(None, None).curve
+        points = [o.sol["thresholds"]]
+        if len(o.exit_macs) > 1 and o.calibration == "pareto":
+            curve = o.calibrate(None).curve
             if curve is not None:
                 points += [list(t) for t in curve.thresholds]
         for t in points:
@@ -186,307 +148,303 @@ def cheapest_at(outs: Sequence[Outputs], accuracy: float) -> Optional[float]:
     return best
 
 
-def hypervolume(points: Sequence[Sequence[float]], ref_macs: float) -> float:
-    """pymoo HV of (error, expected MACs / ref_macs) points, reference (1, 1)."""
-    from pymoo.indicators.hv import HV
+def test_hypervolume(solutions: Sequence[Dict[str, Any]], constraints: Dict[str, Any]) -> float:
+    """`nachos_tf.results.hypervolume` of the solutions' test figures in the constraints' box."""
+    from nachos_tf.results import hypervolume
 
-    if not points:
-        return 0.0
-    F = np.array([[e, m / ref_macs] for e, m in points], dtype=float)
-    return float(HV(ref_point=np.array([1.0, 1.0]))(F))
+    recs = [{"id": s["id"], "feasible": True,
+             "metrics": {"error": 1.0 - s["test"]["accuracy"], "expected_macs": s["test"]["expected_macs"]}}
+            for s in solutions]
+    return hypervolume(recs, constraints)
 
 
 # --------------------------------------------------------------------------------------------------
-# running the methods
+# the benchmark
 # --------------------------------------------------------------------------------------------------
 
 class Bench:
-    def __init__(self, args: argparse.Namespace):
-        self.a = args
-        self.out = Path(args.out)
-        self.runs = Path(args.runs_dir)
-        self.constraints = S.Constraints(min_accuracy=args.min_accuracy, max_macs=parse_size(args.max_macs))
-        quick = S.Budget.preset("quick")
-        self.budget = replace(quick, name="compare", population=args.population, generations=100000,
-                              proxy_train=args.proxy_train, proxy_val=args.proxy_val, head_epochs=args.head_epochs,
-                              final_train=args.final_train, final_epochs=0, final_head_epochs=args.final_epochs,
-                              max_final=args.max_final)
-        self.doc: Dict[str, Any] = {}
+    def __init__(self, a: argparse.Namespace):
+        self.a = a
+        self.runs = Path(a.runs_dir)
+        self.constraints = Constraints(min_accuracy=a.min_accuracy, max_macs=parse_size(a.max_macs))
+        self.budget = replace(Budget.preset("quick"), name="compare", population=a.population, generations=100000,
+                              proxy_train=a.proxy_train, proxy_val=a.proxy_val, head_epochs=a.head_epochs,
+                              final_train=a.final_train, final_epochs=0, final_head_epochs=a.final_epochs,
+                              max_final=a.max_final)
+        self.outs: Dict[tuple, List[Outputs]] = {}
 
-    def say(self, msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    def settings(self) -> Dict[str, Any]:
+        a = self.a
+        sn = ({"from": a.supernet_from} if a.supernet_from else
+              {"epochs": a.supernet_epochs, "train_limit": a.supernet_train_limit})
+        return {"constraints": self.constraints.to_dict(), "budget": self.budget.to_dict(), "search_s": a.budget,
+                "supernet": sn, "proxy_extra_s": a.proxy_extra_s,
+                "threads": a.threads, "handmade_genome": handmade_genome(self.space).to_dict(),
+                "hypervolume": "nachos_tf.results.hypervolume of the finalized solutions' test (error, expected "
+                               "MACs), box of the constraints, reference (1, 1)"}
 
-    def save(self) -> None:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.doc["last_saved"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        tmp = self.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.doc, indent=1))
-        os.replace(tmp, self.out)
+    # ---------------------------------------------------------------- the shared supernet of a seed
+    def supernet(self, seed: int) -> Dict[str, Any]:
+        """Train (or finish training) the seed's supernet; returns its record with the cost in seconds."""
+        from nachos_tf.supernet import train_supernet
 
-    def search_method(self, method: str, seed: int):
-        """One search run; returns (solutions as Outputs, records for the JSON, candidates, int8 acc)."""
-        space = self.space_static if method == "static" else self.space
-        kw: Dict[str, Any] = {}
-        if method == "random":
-            kw["algorithm"] = "random"
-        if method == "paper_choices":
-            kw.update(evaluator=paper_evaluate, finalizer=paper_finalize, loss=paper_loss(self.constraints))
+        a = self.a
+        recs = self.doc.setdefault("supernets", {})
+        if a.supernet_from:                       # trained elsewhere: its cost is the sum of its epochs' seconds
+            folder = Path(a.supernet_from.format(seed=seed)).resolve()
+            if str(seed) not in recs:
+                tr = supernet_training(folder)
+                recs[str(seed)] = {"folder": str(folder), "training": tr, "seconds": tr["epoch_seconds"],
+                                   "cost": "sum of the epochs' seconds in its manifest (trained elsewhere)"}
+            return recs[str(seed)]
+        rec = recs.setdefault(str(seed), {"folder": str(self.runs / "supernet" / f"seed{seed}"), "calls": []})
+        folder = Path(rec["folder"])
+        if rec.get("seconds") is not None and (folder / "supernet.json").is_file():
+            return rec
+        state = read_json(folder / "checkpoint" / "state.json") or {}
+        e0 = int(state.get("epochs_done", 0))
+        say(f"seed {seed}: training the shared supernet ({a.supernet_epochs} epochs, from epoch {e0}) into {folder}")
+        t0 = time.time()
+        train_supernet(self.space, self.data, epochs=a.supernet_epochs, train_limit=a.supernet_train_limit,
+                       folder=folder, seed=seed, verbose=2)
+        tr = supernet_training(folder)
+        rec["calls"].append({"from_epoch": e0, "to_epoch": tr["epochs_done"], "seconds": round(time.time() - t0, 1),
+                             "load_avg_end": loadavg(), "time": utc_now()})
+        # cost: the calls timed here, plus the epochs of sessions that died before their call returned
+        covered = {e for c in rec["calls"] for e in range(c["from_epoch"] + 1, c["to_epoch"] + 1)}
+        manifest = read_json(folder / "supernet.json") or {}
+        lost = sum(float(h.get("seconds") or 0) for h in manifest.get("history", []) if h.get("epoch") not in covered)
+        rec.update(training=tr, seconds=round(sum(c["seconds"] for c in rec["calls"]) + lost, 1))
+        self.res.save()
+        say(f"seed {seed}: supernet ready, cost {rec['seconds']:.0f}s")
+        return rec
+
+    # ---------------------------------------------------------------- one run
+    def search_run(self, method: str, seed: int) -> Dict[str, Any]:
+        from nachos_tf.nas.evaluators.supernet import SupernetEvaluator
+
+        a = self.a
         out_dir = self.runs / method / f"seed{seed}"
-        if out_dir.exists():
-            import shutil
-
+        if out_dir.exists():                      # an unfinished run of an earlier session: start it again
             shutil.rmtree(out_dir)
+        kw: Dict[str, Any] = {"algorithm": "random" if method == "random" else "nsga2"}
+        space = self.space_static if method == "static" else self.space
+        seconds = float(a.budget)
+        if method in SUPERNET_METHODS:
+            sn = self.supernet(seed)
+            kw["evaluator"] = SupernetEvaluator(supernet_dir=str(Path(sn["folder"]).resolve()))
+        else:
+            seconds += float(self.supernet(seed)["seconds"] if a.proxy_extra_s is None else a.proxy_extra_s)
+            kw["evaluator"] = (ProxyEvaluator(calibration="grid", cost_model="paper") if method == "paper_choices"
+                               else ProxyEvaluator())
+            if method == "paper_choices":
+                kw["loss"] = paper_loss(self.constraints)
+        marks: Dict[str, float] = {}
+
+        def progress(line: str) -> None:
+            if line.startswith("gen "):
+                marks["search_end"] = time.time()
+            say(f"{method} s{seed}: {line}")
+
+        t0 = time.time()
         try:
-            res = S.search(space, self.data, self.constraints, budget=self.budget, seed=seed, out_dir=out_dir,
-                           max_seconds=self.a.budget, threads=self.a.threads, progress=self.say, **kw)
-            sols = res.admissible
-            archive = res.archive
+            r = nt.search(space, self.data, self.constraints, budget=self.budget, seed=seed, out_dir=out_dir,
+                          max_seconds=seconds, threads=a.threads, progress=progress, **kw)
+            sols = [s.to_dict() for s in r.admissible]
+            archive, hv_search = r.archive, r.hypervolume
         except NoAdmissibleSolutionError as exc:
-            self.say(f"{method} seed {seed}: no admissible solution ({str(exc).splitlines()[0]})")
-            sols = []
-            from nachos_tf import results as R
+            say(f"{method} seed {seed}: no admissible solution ({str(exc).splitlines()[0]})")
+            from nachos_tf.results import ARCHIVE, Archive, split_records
 
-            archive = [r for r in R.Archive(out_dir / R.ARCHIVE).read()[0] if r.get("stage") == R.STAGE_SEARCH]
-        calibration = "grid" if method == "paper_choices" else "pareto"
-        outs = [Outputs(s.model, s.exit_macs, s.rule, self.data, calibration, s.thresholds) for s in sols]
-        best = max(sols, key=lambda s: s.test["accuracy"]) if sols else None
-        int8 = best.int8["accuracy"] if best is not None and best.int8 else None
-        recs = [{"id": s.id, "test": s.test, "val": s.val, "int8": s.int8, "exit_macs": s.exit_macs}
-                for s in sols]
-        trained = sum(1 for r in archive if not r.get("pruned"))
-        return outs, recs, trained, int8
+            sols, hv_search = [], 0.0
+            archive = split_records(Archive(out_dir / ARCHIVE).records())[0]
+        ev = kw["evaluator"]
+        return {"run_dir": str(out_dir), "solutions": sols, "time_limit_s": round(seconds, 1),
+                "search_s": round(marks.get("search_end", time.time()) - t0, 1),
+                "setup_s": getattr(ev, "setup_seconds", None), "evaluator": ev.to_dict(),
+                "candidates": sum(1 for c in archive if c.measured_ok),
+                "pruned": sum(1 for c in archive if c.pruned), "search_hypervolume": hv_search}
 
-    def handmade(self, seed: int):
-        from nachos_tf.builder import build_eenn
-        from nachos_tf.macs import profile_macs
+    def handmade_run(self, seed: int) -> Dict[str, Any]:
+        """The fixed genome, trained by the proxy evaluator's finalize (CE sum, the final budget)."""
+        out_dir = self.runs / "handmade" / f"seed{seed}"
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        space = nt.SearchSpace.mcu((28, 28, 1), 10, confidence=False)   # CE sum trains no confidence: max-softmax
+        genome = handmade_genome(space)
+        ev = ProxyEvaluator()
+        ev.setup(eval_context(space, self.data, self.constraints.relaxed(self.budget.accuracy_slack), self.budget,
+                              seed, out_dir, loss=nt.LossConfig.ce_sum(), target=self.constraints))
+        rec = ev.evaluate(genome)
+        rec.id = "handmade"
+        fin = ev.finalize(rec, out_dir)
+        sol = {k: getattr(fin, k) for k in ("id", "genome", "model", "rule", "thresholds", "exit_macs", "val",
+                                            "test", "int8")}
+        row = {"run_dir": str(out_dir), "solutions": [] if fin.dropped else [sol], "candidates": 1,
+               "evaluator": ev.to_dict(), "time_limit_s": None, "search_s": None}
+        if fin.dropped:
+            row["handmade_dropped"] = dict(sol, reason=fin.dropped)
+        return row
 
-        genome = handmade_genome(self.space)
-        cseed = S.candidate_seed(seed, genome)
-        train = (self.data.subset(train=self.budget.final_train, val=0, test=0, seed=seed)
-                 if self.budget.final_train is not None else self.data)
-        model, exit_macs = S.build_candidate(self.space, genome, cseed)
-        S.train_built(model, exit_macs, train, LossConfig.ce_sum(), cseed, self.budget.final_epochs,
-                      self.budget.final_head_epochs, self.budget.batch_size, self.budget.learning_rate)
-        rule = "max_softmax"            # the CE sum trains no confidence branch
-        cal = S.calibrate_model(model, exit_macs, self.data.x_val, self.data.y_val, rule, self.constraints)
-        o = Outputs(model, exit_macs, rule, self.data, "pareto", cal.thresholds)
-        test = o.simulate(cal.thresholds, "test")
-        rec = {"id": "handmade", "genome": genome.to_dict(), "exit_macs": o.exit_macs,
-               "val": S.figures(cal.result), "test": S.figures(test), "admissible": bool(cal.admissible)}
-        int8 = None
-        if cal.admissible:
-            rec["int8"] = S.int8_figures(model, self.data, cal.thresholds, exit_macs, rule)
-            int8 = rec["int8"]["accuracy"]
-        assert profile_macs(model).exit_macs == [int(m) for m in exit_macs]
-        return ([o] if cal.admissible else []), [rec] if cal.admissible else [], 1, int8, rec
+    def figures(self, method: str, seed: int, row: Dict[str, Any]) -> None:
+        """Hypervolume, best accuracy at 0.5M / 1.0M (+ int8 at 0.5M), int8 of the best: into `row`."""
+        from tflite_export.convert import int8_report
+
+        outs = self.outputs(method, seed, row)
+        row["hypervolume"] = test_hypervolume(row["solutions"], self.constraints.to_dict())
+        for bound, key in ((0.5e6, "0.5M"), (1.0e6, "1.0M")):
+            acc, o, t = best_at(outs, bound)
+            row[f"best_acc_at_{key}"] = acc
+            if key == "0.5M":
+                row["int8_at_0.5M"] = None if o is None else dict(
+                    int8_report(o.model, self.data.x_train, self.data.x_test, self.data.y_test, o.rule, t,
+                                o.exit_macs), solution=o.sol["id"], thresholds=[float(x) for x in t])
+        best = max(row["solutions"], key=lambda s: s["test"]["accuracy"], default=None)
+        row["int8_best_acc"] = best["int8"]["accuracy"] if best and best.get("int8") else None
+
+    def outputs(self, method: str, seed: int, row: Dict[str, Any]) -> List[Outputs]:
+        """Outputs of a run's saved solutions (cached in this process)."""
+        from nachos_tf.macs import load_model_file
+
+        if (method, seed) not in self.outs:
+            cal = "grid" if method == "paper_choices" else "pareto"
+            self.outs[(method, seed)] = [Outputs(s, load_model_file(Path(row["run_dir"]) / s["model"]), self.data, cal)
+                                         for s in row["solutions"]]
+        return self.outs[(method, seed)]
+
+    def fill_savings(self) -> None:
+        """mac_saving_vs_static: 1 - (cheapest test MACs reaching the best static network's test accuracy) /
+        (that static network's test MACs), per seed."""
+        static = {r["seed"]: r for r in self.doc["runs"] if r["method"] == "static"}
+        for r in self.doc["runs"]:
+            s = static.get(r["seed"])
+            if r.get("mac_saving_vs_static") is not None or s is None:
+                continue
+            if not s["solutions"] or not r["solutions"]:
+                r["mac_saving_vs_static"] = None
+                continue
+            ref = max(s["solutions"], key=lambda x: x["test"]["accuracy"])["test"]
+            m = cheapest_at(self.outputs(r["method"], r["seed"], r), ref["accuracy"])
+            r["mac_saving_vs_static"] = None if m is None else round(1.0 - m / ref["expected_macs"], 4)
 
     def run_one(self, method: str, seed: int) -> Dict[str, Any]:
-        t0 = time.time()
-        load0 = loadavg()
-        extra = None
-        if method == "handmade":
-            outs, recs, cands, int8, extra = self.handmade(seed)
-        else:
-            outs, recs, cands, int8 = self.search_method(method, seed)
-        wall = time.time() - t0
-        points = [(1.0 - r["test"]["accuracy"], r["test"]["expected_macs"]) for r in recs]
-        row = {"method": method, "seed": seed, "solutions": recs, "candidates": cands, "wall_s": round(wall, 1),
-               "hypervolume": hypervolume(points, self.ref_macs), "int8_best_acc": int8,
-               "best_acc_at_0.5M": best_at(outs, 0.5e6), "best_acc_at_1.0M": best_at(outs, 1.0e6),
-               "load_before": load0, "load_after": loadavg(), "_outs": outs}
-        if extra is not None and not recs:
-            row["handmade_not_admissible"] = extra
+        t0, load0 = time.time(), loadavg()
+        row = self.handmade_run(seed) if method == "handmade" else self.search_run(method, seed)
+        row.update(method=method, seed=seed)
+        self.figures(method, seed, row)
+        row.update(wall_s=round(time.time() - t0, 1), load_before=load0, load_after=loadavg(), finished=utc_now())
         return row
 
     def main(self) -> None:
         a = self.a
-        if a.threads:
-            S.pin_threads(a.threads)
+        pin_threads(a.threads)
         self.data = nt.data.load("fashion_mnist")
-        self.space = SearchSpace.mcu((28, 28, 1), 10)
-        self.space_static = SearchSpace.mcu((28, 28, 1), 10, early_exits=False)
-        self.ref_macs = reference_macs(self.space)
-        prev = json.loads(self.out.read_text()) if a.resume and self.out.exists() else None
-        self.doc = {"benchmark": "compare", "issue": 6, "machine": dict(machine(), load_avg_start=loadavg()),
-                    "versions": versions(), "budget_s": a.budget, "seeds": list(a.seeds),
-                    "command": "python benchmarks/compare.py " + " ".join(sys.argv[1:]),
-                    "settings": {"constraints": self.constraints.to_dict(), "budget": self.budget.to_dict(),
-                                 "threads": a.threads, "reference_point": {"error": 1.0, "macs": self.ref_macs},
-                                 "handmade_genome": handmade_genome(self.space).to_dict()},
-                    "runs": [], "methods": {}}
-        if prev is not None:
-            if prev.get("settings") != json.loads(json.dumps(self.doc["settings"])) or prev.get("budget_s") != a.budget:
-                raise SystemExit(f"--resume: {self.out} was written with other settings")
-            self.doc["runs"] = prev.get("runs", [])
+        self.space = nt.SearchSpace.mcu((28, 28, 1), 10)
+        self.space_static = nt.SearchSpace.mcu((28, 28, 1), 10, early_exits=False)
+        prev = read_json(a.out) if a.resume else None
+        resume = prev is not None and prev.get("issue") == 12     # a file of the issue-6 version is replaced
+        self.res = ResultFile(a.out, "compare", self.settings(), resume)
+        self.doc = self.res.doc
+        self.doc.update(issue=12, methods_run=list(a.methods))
+        seeds = sorted(set(self.doc.get("seeds", [])) | set(a.seeds))
+        self.doc["seeds"] = seeds
+        self.doc.setdefault("runs", [])
         done = {(r["method"], r["seed"]) for r in self.doc["runs"]}
-        outs: Dict[tuple, List[Outputs]] = {}
-        # seeds outermost: every seed's row of the table is complete before the next seed starts
-        for seed in a.seeds:
-            for method in a.methods:
+        order = [m for m in METHODS if m in a.methods]
+        for seed in a.seeds:                      # seeds outermost: a seed's row is complete before the next
+            for method in order:
                 if (method, seed) in done:
                     continue
-                self.say(f"--- {method}, seed {seed} ---")
+                say(f"--- {method}, seed {seed} ---")
                 row = self.run_one(method, seed)
-                outs[(method, seed)] = row.pop("_outs")
                 self.doc["runs"].append(row)
-                self.fill_savings(outs)
-                self.summarise()
-                self.save()
-                self.say(f"{method} seed {seed}: {len(row['solutions'])} admissible, HV {row['hypervolume']:.4f}, "
-                         f"best@1.0M {row['best_acc_at_1.0M']}, int8 {row['int8_best_acc']}, "
-                         f"{row['candidates']} candidates, {row['wall_s']:.0f} s")
-        self.fill_savings(outs)
-        self.summarise()
-        self.doc["complete"] = all((m, s) in {(r["method"], r["seed"]) for r in self.doc["runs"]}
-                                   for m in METHODS for s in a.seeds)
-        self.save()
-        write_table(self.doc, self.out.with_suffix(".md"))
-        plot(self.doc, self.out.with_suffix(".png"), self.constraints)
-        self.say(f"wrote {self.out}, {self.out.with_suffix('.md')}, {self.out.with_suffix('.png')}")
+                self.fill_savings()
+                self.doc["summary"] = summarise(self.doc)
+                self.res.save()
+                say(f"{method} seed {seed}: {len(row['solutions'])} admissible, HV {row['hypervolume']:.4f}, "
+                    f"best@0.5M {row['best_acc_at_0.5M']}, int8 best {row['int8_best_acc']}, "
+                    f"{row['candidates']} candidates, search {row.get('search_s')}s, wall {row['wall_s']:.0f}s")
+        self.fill_savings()
+        self.doc["summary"] = summarise(self.doc)
+        have = {(r["method"], r["seed"]) for r in self.doc["runs"]}
+        if all((m, s) in have for m in METHODS for s in seeds):
+            self.res.finish()
+        else:
+            self.res.save()
+        self.report(Path(a.out))
 
-    def fill_savings(self, outs: Dict[tuple, List[Outputs]]) -> None:
-        """mac_saving_vs_static: 1 - (cheapest MACs at the static best's test accuracy) / (its MACs)."""
-        static = {r["seed"]: r for r in self.doc["runs"] if r["method"] == "static"}
-        for r in self.doc["runs"]:
-            s = static.get(r["seed"])
-            if "mac_saving_vs_static" in r and r["mac_saving_vs_static"] is not None:
-                continue
-            if s is None or not s["solutions"] or (r["method"], r["seed"]) not in outs:
-                r.setdefault("mac_saving_vs_static", None)
-                continue
-            ref = max(s["solutions"], key=lambda x: x["test"]["accuracy"])["test"]
-            m = cheapest_at(outs[(r["method"], r["seed"])], ref["accuracy"])
-            r["mac_saving_vs_static"] = None if m is None else round(1.0 - m / ref["expected_macs"], 4)
-
-    def summarise(self) -> None:
-        self.doc["methods"] = summarise_runs(self.doc["runs"])
-
-
-def summarise_runs(runs: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, List[Any]]]:
-    """Per method, each metric as a list over seeds (seed order)."""
-    methods: Dict[str, Dict[str, List[Any]]] = {}
-    for m in METHODS:
-        rows = sorted((r for r in runs if r["method"] == m), key=lambda r: r["seed"])
-        if rows:
-            methods[m] = {k: [r.get(k) for r in rows] for k in METRICS}
-            methods[m]["seeds"] = [r["seed"] for r in rows]
-    return methods
+    def report(self, out: Path) -> None:
+        write_table(self.doc, out.with_suffix(".md"))
+        plot(self.doc, out.with_suffix(".png"))
+        say(f"wrote {out} (complete: {self.doc['complete']}), {out.with_suffix('.md')}, {out.with_suffix('.png')}")
 
 
 def merge(parts: Sequence[Path], out: Path) -> Dict[str, Any]:
-    """Join result files of runs made in parallel (e.g. one process per seed, each with every method so
-    that the savings against its own static run are computed in-process) into one `out` + table + plot.
-    Refuses parts written with other settings or budgets, and (method, seed) rows present twice."""
-    docs = [json.loads(Path(p).read_text()) for p in parts]
+    """Join result files of runs made in parallel (one process per seed) into one `out` + table + plot.
+    Refuses parts written with other settings, and (method, seed) rows present twice."""
+    docs = [read_json(p) for p in parts]
     first = docs[0]
     for p, d in zip(parts, docs):
-        if d.get("settings") != first.get("settings") or d.get("budget_s") != first.get("budget_s"):
+        if d.get("settings") != first.get("settings"):
             raise SystemExit(f"--merge: {p} was written with other settings than {parts[0]}")
     runs: List[Dict[str, Any]] = []
     seen = set()
     for p, d in zip(parts, docs):
         for r in d.get("runs", []):
-            key = (r["method"], r["seed"])
-            if key in seen:
-                raise SystemExit(f"--merge: {key} appears twice (again in {p})")
-            seen.add(key)
+            if (r["method"], r["seed"]) in seen:
+                raise SystemExit(f"--merge: {(r['method'], r['seed'])} appears twice (again in {p})")
+            seen.add((r["method"], r["seed"]))
             runs.append(r)
     seeds = sorted({s for d in docs for s in d.get("seeds", [])})
-    doc = {k: first[k] for k in ("benchmark", "issue", "versions", "budget_s", "settings")}
-    doc.update(machine=first["machine"], seeds=seeds, runs=runs, methods=summarise_runs(runs),
-               command=[d["command"] for d in docs], parts=[{"file": Path(p).name, "machine": d["machine"],
-                                                              "last_saved": d.get("last_saved")}
-                                                             for p, d in zip(parts, docs)],
-               merged=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               complete=all((m, s) in seen for m in METHODS for s in seeds))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1))
+    doc = {k: first.get(k) for k in ("benchmark", "issue", "versions", "machine", "settings")}
+    doc.update(seeds=seeds, runs=runs, supernets={k: v for d in docs for k, v in (d.get("supernets") or {}).items()},
+               parts=[{"file": str(p), "sessions": d.get("sessions"), "complete": d.get("complete"),
+                       "last_saved": d.get("last_saved")} for p, d in zip(parts, docs)],
+               merged=utc_now(), complete=all((m, s) in seen for m in METHODS for s in seeds))
+    doc["summary"] = summarise(doc)
+    write_json(out, doc)
     write_table(doc, out.with_suffix(".md"))
-    plot(doc, out.with_suffix(".png"), S.Constraints.from_dict(doc["settings"]["constraints"]))
+    plot(doc, out.with_suffix(".png"))
     return doc
 
 
-# --------------------------------------------------------------------------------------------------
-# table and plot
-# --------------------------------------------------------------------------------------------------
-
-def _cell(values: Sequence[Optional[float]], scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
-    v = [x * scale for x in values if x is not None]
-    missing = sum(1 for x in values if x is None)
-    if not v:
-        return "–" if not missing else f"none (0/{len(values)})"
-    s = f"{np.mean(v):.{digits}f}{unit}" + (f" ± {np.std(v):.{digits}f}" if len(v) > 1 else "")
-    return s + (f" ({len(v)}/{len(values)})" if missing else "")
-
-
-def write_table(doc: Dict[str, Any], path: Path) -> str:
-    head = ("| method | hypervolume | best acc @ ≤0.5M MACs (%) | best acc @ ≤1.0M MACs (%) | MAC saving vs static (%) "
-            "| int8 TFLM acc of best (%) | candidates | wall (s) |")
-    lines = [head, "|" + "---|" * 8]
-    for m, v in doc["methods"].items():
-        lines.append(f"| {m} | {_cell(v['hypervolume'], digits=4)} | {_cell(v['best_acc_at_0.5M'], 100)} | "
-                     f"{_cell(v['best_acc_at_1.0M'], 100)} | {_cell(v['mac_saving_vs_static'], 100, 1)} | "
-                     f"{_cell(v['int8_best_acc'], 100)} | {_cell(v['candidates'], digits=1)} | "
-                     f"{_cell(v['wall_s'], digits=0)} |")
-    text = "\n".join(lines) + (f"\n\nmean ± std over seeds {doc['seeds']}; (k/n): only k of n seeds had a value "
-                               "(no admissible solution otherwise).\n")
-    path.write_text(text)
-    return text
-
-
-def plot(doc: Dict[str, Any], path: Path, constraints) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = dict(zip(METHODS, "osD^v"))
-    for m in METHODS:
-        pts = [(s["test"]["expected_macs"], s["test"]["accuracy"]) for r in doc["runs"] if r["method"] == m
-               for s in r["solutions"]]
-        if pts:
-            x, y = zip(*sorted(pts))
-            ax.scatter(np.array(x) / 1e6, np.array(y) * 100, marker=markers[m], label=m, alpha=0.8)
-    ax.axvline(constraints.max_macs / 1e6, color="grey", ls="--", lw=1)
-    ax.axhline(constraints.min_accuracy * 100, color="grey", ls="--", lw=1)
-    ax.set_xlabel("expected MACs per inference (M), test")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"admissible solutions, all seeds (search budget {doc['budget_s']:.0f} s per run)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--budget", type=float, default=1800.0, help="search seconds per method and seed (default 1800)")
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", type=positive_float, default=1200.0,
+                   help="search seconds per supernet method and seed; the proxy methods get this plus the seed's "
+                        "supernet cost (default 1200)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--supernet-epochs", type=positive_int, default=20, help="epochs of each seed's supernet")
+    p.add_argument("--supernet-train-limit", type=positive_int, default=None,
+                   help="train the supernets on a seeded subset of this many images (smoke runs)")
+    p.add_argument("--supernet-from", default=None, metavar="PATTERN",
+                   help="use supernets trained elsewhere instead, e.g. 'runs/sn/seed{seed}' (cost from their manifest)")
+    p.add_argument("--proxy-extra-s", type=float, default=None,
+                   help="extra search seconds of the proxy methods (default: the seed's supernet cost; smoke runs)")
     p.add_argument("--min-accuracy", type=float, default=0.80)
     p.add_argument("--max-macs", default="1.0M")
-    p.add_argument("--population", type=int, default=4)
-    p.add_argument("--proxy-train", type=int, default=3000)
-    p.add_argument("--proxy-val", type=int, default=1000)
-    p.add_argument("--head-epochs", type=int, default=2, help="proxy training epochs per candidate")
-    p.add_argument("--final-train", type=int, default=None, help="final re-training subset (default: whole split)")
-    p.add_argument("--final-epochs", type=int, default=2)
-    p.add_argument("--max-final", type=int, default=1, help="front members re-trained per run")
-    p.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: all cores)")
-    p.add_argument("--runs-dir", default=str(ROOT / "runs" / "compare"))
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compare.json"))
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--merge", nargs="+", metavar="PART", default=None,
-                   help="join result files of parallel runs (e.g. one --seeds per process) into --out")
+    p.add_argument("--population", type=positive_int, default=8)
+    p.add_argument("--proxy-train", type=positive_int, default=3000, help="proxy training images per candidate")
+    p.add_argument("--proxy-val", type=positive_int, default=1000, help="validation images per candidate (both)")
+    p.add_argument("--head-epochs", type=positive_int, default=2, help="proxy training epochs per candidate")
+    p.add_argument("--final-train", type=positive_int, default=None, help="final training subset (default: all)")
+    p.add_argument("--final-epochs", type=positive_int, default=2, help="final training (fine-tuning) epochs")
+    p.add_argument("--max-final", type=positive_int, default=2, help="front members finalized per run")
+    add_threads(p)
+    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "compare")
+    add_out(p, RESULTS / "compare.json")
+    add_resume(p)
+    p.add_argument("--merge", nargs="+", type=Path, metavar="PART", default=None,
+                   help="join result files of parallel runs (one --seeds per process) into --out")
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = parse_args()
     if args.merge:
-        merge([Path(p) for p in args.merge], Path(args.out))
-        print(Path(args.out).with_suffix(".md").read_text())
+        merge(args.merge, args.out)
+        print(args.out.with_suffix(".md").read_text())
     else:
         Bench(args).main()

@@ -31,7 +31,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -45,12 +44,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+sys.path.insert(0, str(HERE))         # benchmarks/_common (which puts the checkout on sys.path)
 
-DEFAULT_OUT = HERE / "results" / "deploy_check.json"
+from _common import RESULTS, environment, open_interpreters, write_json  # noqa: E402
+
+DEFAULT_OUT = RESULTS / "deploy_check.json"
 FIGURE_KEYS = ("accuracy", "exit_rates", "exit_counts", "expected_macs", "stage_invocations", "n", "rule")
 RULES = ("max_softmax", "margin", "entropy", "confidence")
-FALLBACK_ARENA = 1 << 20
 
 
 class CheckError(Exception):
@@ -247,18 +247,6 @@ class ExitRule:
         return bool(np.float32(np.float32(1.0) - stay) >= self.t_f32), stay
 
 
-def _open_interpreters(blobs: Sequence[bytes], manifest: Dict[str, Any]):
-    """One tflite_micro interpreter per stage, with a generous arena."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    its = []
-    for b, st in zip(blobs, manifest["stages"]):
-        need = st.get("arena_bytes")
-        arena = max(4 * int(need), 256 << 10) if need else FALLBACK_ARENA
-        its.append(runtime.Interpreter.from_bytes(b, arena_size=arena))
-    return its
-
-
 def independent_run(export_dir: Path, x: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
     """Staged TFLM run decided here from manifest.json only; figures plus per-sample predictions and exits."""
     export_dir = Path(export_dir)
@@ -266,7 +254,7 @@ def independent_run(export_dir: Path, x: np.ndarray, y: np.ndarray) -> Dict[str,
     blobs = stage_files(export_dir, manifest)
     stages = manifest["stages"]
     rule = manifest["rule"]
-    its = _open_interpreters(blobs, manifest)
+    its = open_interpreters(blobs, manifest)
     rules = [ExitRule(rule, st) for st in stages[:-1]]
     shape = tuple(int(d) for d in manifest["input"]["shape"])
     xq = quantize_images(x, float(manifest["input"]["scale"]), int(manifest["input"]["zero_point"]))
@@ -362,29 +350,6 @@ def agreement(export_dir: Path, x: np.ndarray, y: np.ndarray, measure: bool = Tr
 def public(res: Dict[str, Any]) -> Dict[str, Any]:
     """A run's JSON-safe figures (per-sample arrays dropped)."""
     return {k: v for k, v in res.items() if k not in ("predictions", "exits")}
-
-
-def environment() -> Dict[str, Any]:
-    """Machine, versions and git commit for the report."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    vs = {"numpy": np.__version__}
-    for dist in ("tensorflow", "keras", "tflite-micro", "nachos-tf"):
-        try:
-            vs[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE.parent, capture_output=True,
-                                text=True).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE.parent,
-                                    capture_output=True, text=True).stdout.strip())
-    except OSError:
-        commit, dirty = None, None
-    return {"machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
-                        "python": platform.python_version(), "processor": platform.processor() or platform.machine(),
-                        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
-            "versions": vs, "git": {"commit": commit, "dirty": dirty}}
 
 
 def load_split(dataset: str, data_path: Optional[str], split: str, limit: Optional[int]
@@ -484,20 +449,8 @@ def summary(report: Dict[str, Any]) -> str:
 
 
 def _write(path: Path, report: Dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     report["out"] = str(path)
-    path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    write_json(Path(path), report, indent=2)
 
 
 if __name__ == "__main__":

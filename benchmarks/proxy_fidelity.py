@@ -4,12 +4,13 @@
 ranks them. Full training is the expensive half, and it does not depend on the proxy, so this script
 re-uses those 20 full-training results (`benchmarks/results/search_speed.json`) and evaluates other proxy
 settings of about the same cost on the same genomes, with the same run seed, constraints and evaluator
-(`nachos_tf.search.evaluate_candidate` on `proxy_subset(data, budget, seed)`). Per variant it reports
-seconds per candidate and the rank correlations (`search_speed.correlation`: Spearman, Kendall) of the
+(`nachos_tf.nas.ProxyEvaluator().evaluate`, on `proxy_subset(data, budget, seed)` as in a search). Per
+variant it reports seconds per candidate and the rank correlations (Spearman, Kendall) of the
 proxy's thresholded validation accuracy with the full-training thresholded test accuracy and with the
 full final-exit accuracy, and of its expected MACs with the full-training expected MACs. The `quick`
-row is read from search_speed.json (that proxy is the one it measured); ``quick_now`` re-measures it under
-the same conditions as the other variants (training depends on the TensorFlow thread count).
+row is read from search_speed.json (the proxy rows it measured); ``quick_now`` re-measures it under
+the same conditions as the other variants (training depends on the TensorFlow thread count). The
+full-training results are read from search_speed.json in either of its formats (issue 4 and issue 12).
 
 Results go to ``--out`` (JSON, rewritten after every candidate; ``--resume`` continues).
 
@@ -18,26 +19,24 @@ Results go to ``--out`` (JSON, rewritten after every candidate; ``--resume`` con
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import importlib
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common (puts the checkout on sys.path)
+
+from _common import (RESULTS, add_out, add_resume, add_threads, correlation, eval_context, loadavg,  # noqa: E402
+                     machine, pin_threads, utc_now, versions, write_json)
 
 import nachos_tf as nt  # noqa: E402
-from nachos_tf.space import Genome, SearchSpace  # noqa: E402
-from search_speed import correlation, loadavg, machine, versions  # noqa: E402
-
-S = importlib.import_module("nachos_tf.search")
+from nachos_tf import Genome, SearchSpace  # noqa: E402
+from nachos_tf.nas import Budget, Constraints, ProxyEvaluator  # noqa: E402
 
 # Budget fields changed from the `quick` preset; each costs about what quick costs (images x epochs).
 VARIANTS: Dict[str, Dict[str, Any]] = {
@@ -47,6 +46,34 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     "backbone_first": {"epochs": 1, "head_epochs": 1},                  # 3000 x (1 backbone CE + 1 NACHOS)
     "more_data_backbone_first": {"proxy_train": 6000, "epochs": 1, "head_epochs": 1},   # twice the cost
 }
+
+
+def full_results(speed: Dict[str, Any]) -> Tuple[List[str], Dict[str, Dict[str, Any]], Dict[str, Any]]:
+    """(genome ids in order, full-training result by id, full-training settings) of search_speed.json,
+    as written by issue 4's version (``candidates[*].full``) or issue 12's (``full_training``)."""
+    if "full_training" in speed:
+        ft = speed["full_training"]
+        return list(ft["order"]), dict(ft["results"]), ft["settings"]
+    cands = [c for c in speed["candidates"] if c.get("full")]
+    return [c["id"] for c in cands], {c["id"]: c["full"] for c in cands}, speed["settings"]["full"]
+
+
+def proxy_rows(speed: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The quick proxy's rows of search_speed.json (either format)."""
+    if "evaluators" in speed:
+        rows = speed["evaluators"].get("proxy", {}).get("rows", [])
+        return [{"id": r["id"], "accuracy": r["accuracy"], "expected_macs": r["expected_macs"],
+                 "seconds": r["seconds"]} for r in rows]
+    return [{"id": c["id"], "accuracy": c["proxy"]["accuracy"], "expected_macs": c["proxy"]["expected_macs"],
+             "seconds": c["proxy"]["seconds"]} for c in speed["candidates"]]
+
+
+def proxy_evaluator(space, data, constraints, budget, seed: int, run_dir: Path) -> ProxyEvaluator:
+    """A `ProxyEvaluator` set up as a search with this budget, seed and (search-time) constraints would."""
+    ev = ProxyEvaluator()
+    ev.setup(eval_context(space, data, constraints, budget, seed, run_dir,
+                          loss=nt.LossConfig.nachos(mac_budget=constraints.max_macs)))
+    return ev
 
 
 def summarise(rows: List[Dict[str, Any]], full: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
@@ -65,72 +92,69 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--variants", nargs="+", default=["more_data", "backbone_first"],
                    choices=[v for v in VARIANTS if v != "quick"])
-    p.add_argument("--speed", default=str(ROOT / "benchmarks" / "results" / "search_speed.json"))
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "proxy_fidelity.json"))
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--speed", type=Path, default=RESULTS / "search_speed.json",
+                   help="search_speed.json holding the full-training results (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N genomes (smoke runs)")
+    add_threads(p)
+    add_out(p, RESULTS / "proxy_fidelity.json")
+    add_resume(p)
     p.add_argument("--check-quick", type=int, default=2, metavar="N",
                    help="first re-run the quick proxy on N genomes and compare with search_speed.json")
     a = p.parse_args(argv)
-    if a.threads:
-        S.pin_threads(a.threads)
+    pin_threads(a.threads)
     speed = json.loads(Path(a.speed).read_text())
     st = speed["settings"]
     run_seed = int(st["run_seed"])
-    cons = S.Constraints.from_dict(st["proxy_constraints"]["quick"])      # the quick search floor (slack)
-    full = {c["id"]: c["full"] for c in speed["candidates"]}
-    order = [c["id"] for c in speed["candidates"]]
+    cons = Constraints.from_dict(st["proxy_constraints"]["quick"])      # the quick search floor (slack)
+    order, full, full_settings = full_results(speed)
+    order = order[:a.limit]
     genomes = {i: Genome.from_dict(speed["genomes"][i]["genome"]) for i in order}
     out = Path(a.out)
     doc = json.loads(out.read_text()) if a.resume and out.exists() else {}
     doc.update(benchmark="proxy_fidelity", issue=4, machine=dict(machine(), load_avg_start=loadavg()),
                versions=versions(), command="python benchmarks/proxy_fidelity.py " + " ".join(sys.argv[1:]),
                reference=Path(a.speed).name, run_seed=run_seed, constraints=cons.to_dict(),
-               full_training=st["full"], threads=a.threads)
+               full_training=full_settings, threads=a.threads)
     doc.setdefault("variants", {})
-    quick_rows = [{"id": c["id"], "accuracy": c["proxy"]["accuracy"], "expected_macs": c["proxy"]["expected_macs"],
-                   "seconds": c["proxy"]["seconds"]} for c in speed["candidates"]]
-    doc["variants"]["quick"] = {"budget": dict(VARIANTS["quick"]), "rows": quick_rows, "from": a.speed,
+    quick_rows = [r for r in proxy_rows(speed) if r["id"] in genomes]
+    doc["variants"]["quick"] = {"budget": dict(VARIANTS["quick"]), "rows": quick_rows, "from": str(a.speed),
                                 "summary": summarise(quick_rows, full)}
     data = nt.data.load(st["dataset"])
     space = SearchSpace.mcu((28, 28, 1), 10)
+    work = Path(tempfile.mkdtemp(prefix="nachos_proxy_fidelity_"))
 
     def save():
-        doc["last_saved"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, out)
+        doc["last_saved"] = utc_now()
+        write_json(out, doc)
 
     if a.check_quick and "quick_check" not in doc:
-        budget = S.Budget.preset("quick")
-        sub = S.proxy_subset(data, budget, run_seed)
+        budget = Budget.preset("quick")
+        ev = proxy_evaluator(space, data, cons, budget, run_seed, work)
         checks = []
         for r in quick_rows[:a.check_quick]:
             t0 = time.perf_counter()
-            m = S.evaluate_candidate(genomes[r["id"]], space, sub, cons, budget, run_seed)["metrics"]
-            checks.append({"id": r["id"], "stored": r["accuracy"], "now": m["accuracy"],
-                           "stored_macs": r["expected_macs"], "now_macs": m["expected_macs"],
+            m = ev.evaluate(genomes[r["id"]]).metrics
+            checks.append({"id": r["id"], "stored": r["accuracy"], "now": m.accuracy,
+                           "stored_macs": r["expected_macs"], "now_macs": m.expected_macs,
                            "seconds": round(time.perf_counter() - t0, 2)})
-            print(f"quick check {r['id']}: stored acc {r['accuracy']}, now {m['accuracy']}", flush=True)
+            print(f"quick check {r['id']}: stored acc {r['accuracy']}, now {m.accuracy}", flush=True)
         doc["quick_check"] = checks
         save()
     for name in a.variants:
-        budget = replace(S.Budget.preset("quick"), name=name, **VARIANTS[name])
+        budget = replace(Budget.preset("quick"), name=name, **VARIANTS[name])
         entry = doc["variants"].setdefault(name, {"budget": dict(VARIANTS[name]), "rows": []})
         done = {r["id"] for r in entry["rows"]}
-        sub = S.proxy_subset(data, budget, run_seed)
+        ev = proxy_evaluator(space, data, cons, budget, run_seed, work)
         for gid in order:
             if gid in done:
                 continue
             t0 = time.perf_counter()
-            rec = S.evaluate_candidate(genomes[gid], space, sub, cons, budget, run_seed)
-            m = rec["metrics"]
-            entry["rows"].append({"id": gid, "accuracy": m["accuracy"], "expected_macs": m["expected_macs"],
+            m = ev.evaluate(genomes[gid]).metrics
+            entry["rows"].append({"id": gid, "accuracy": m.accuracy, "expected_macs": m.expected_macs,
                                   "seconds": round(time.perf_counter() - t0, 2), "load": loadavg()})
             entry["summary"] = summarise(entry["rows"], full)
             save()
-            print(f"[{time.strftime('%H:%M:%S')}] {name} {gid}: proxy acc {m['accuracy']}, "
+            print(f"[{time.strftime('%H:%M:%S')}] {name} {gid}: proxy acc {m.accuracy}, "
                   f"full {full[gid]['test']['accuracy']} ({entry['rows'][-1]['seconds']} s)", flush=True)
         s = entry["summary"]
         print(f"{name}: Spearman {s['thresholded']['spearman']} (thresholded), "

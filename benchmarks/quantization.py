@@ -45,13 +45,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE))         # benchmarks/_common (which puts the checkout on sys.path)
 
-from deploy_check import (_json_default, _open_interpreters, environment, quantize_images,  # noqa: E402
-                          read_manifest, stage_files)
+from _common import RESULTS, environment, open_interpreters, write_json  # noqa: E402
 
-DEFAULT_OUT = HERE / "results" / "quantization.json"
+DEFAULT_OUT = RESULTS / "quantization.json"
 THRESHOLD_NOTE = ("the run's thresholds from pareto.json (calibrated on the validation split for the float "
                   "model); not re-calibrated for int8, only converted to the device's int8 / float32 form")
 
@@ -83,11 +81,14 @@ def float_figures(solution, x: np.ndarray, y: np.ndarray, model=None) -> Dict[st
 
 def staged_exit_accuracy(export_dir: Path, x: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
     """Accuracy of every exit of a staged export on TFLM, all stages run for every image (no exiting)."""
-    manifest = read_manifest(export_dir)
+    from tflite_export.int8 import quantize_input
+    from tflite_export.tflm import load_export
+
+    manifest, blobs = load_export(export_dir)
     stages = manifest["stages"]
-    its = _open_interpreters(stage_files(export_dir, manifest), manifest)
+    its = open_interpreters(blobs, manifest)
     shape = tuple(int(d) for d in manifest["input"]["shape"])
-    xq = quantize_images(x, float(manifest["input"]["scale"]), int(manifest["input"]["zero_point"]))
+    xq = quantize_input(x, float(manifest["input"]["scale"]), int(manifest["input"]["zero_point"]))
     right = np.zeros(len(its), np.int64)
     t0 = time.perf_counter()
     for i in range(len(xq)):
@@ -252,8 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report["wall_seconds"] = time.perf_counter() - t0
     report["exports_kept"] = None if tmp else str(export_root)
     report["markdown"] = markdown(rows, len(y))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    write_json(args.out, report, indent=2)
     print(report["markdown"])
     print(f"wall {report['wall_seconds']:.0f} s; report: {args.out}")
     return 0

@@ -34,32 +34,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Dict, List
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+sys.path.insert(0, str(HERE))         # benchmarks/_common (which puts the checkout on sys.path)
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from _common import RESULTS, machine, versions, write_json  # noqa: E402
 
-import nachos_tf  # noqa: E402
+from nachos_tf import (ExitGene, Genome, LossConfig, SearchSpace, build_eenn, calibrate,  # noqa: E402
+                       predict_exits, profile_macs, simulate, train_eenn)
 from nachos_tf import data as nt_data  # noqa: E402
-from nachos_tf.builder import build_eenn  # noqa: E402
-from nachos_tf.losses import LossConfig  # noqa: E402
-from nachos_tf.macs import profile_macs  # noqa: E402
-from nachos_tf.policy import calibrate, simulate  # noqa: E402
-from nachos_tf.space import ExitGene, Genome, SearchSpace  # noqa: E402
-from nachos_tf.train import predict_exits, train_eenn  # noqa: E402
+
+import keras  # noqa: E402  (after nachos_tf, which imports TensorFlow without its start-up lines)
 
 VARIANTS = ("ce_sum", "nachos", "nachos_np", "nachos_nc")
 BUDGET_FRACTION = 0.60
@@ -190,7 +184,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate, both phases")
     ap.add_argument("--warmup", type=int, default=1, help="head epochs before the calibration term starts")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    ap.add_argument("--out", default=str(HERE / "results" / "regularisers.json"))
+    ap.add_argument("--out", default=str(RESULTS / "regularisers.json"))
     ap.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (0, 1, 2)")
     args = ap.parse_args(argv)
 
@@ -226,22 +220,11 @@ def main(argv=None) -> int:
                     "val": int(len(data.y_val)), "test": int(len(data.y_test))},
         "genome": genome.to_dict(), "parameters": n_params, "exit_macs": exit_macs,
         "full_macs": full_macs, "max_macs": budget,
-        "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine()},
-        "versions": {"nachos_tf": nachos_tf.__version__, "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "numpy": np.__version__},
+        "machine": machine(), "versions": versions(),
         "runs": [], "rows": [], "wall_seconds": None, "finished": False,
     }
-    try:
-        import pymoo
-        result["versions"]["pymoo"] = pymoo.__version__
-    except Exception:  # pragma: no cover - pymoo is a dependency of policy.calibrate
-        pass
-
     def save():
-        tmp = out_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(out_path)
+        write_json(out_path, result)
 
     for seed in args.seeds:
         limit = None if args.train_limit in (0, None) else args.train_limit

@@ -20,16 +20,19 @@ from .errors import (ConstraintError, DataError, ExportError, GenomeError, Nacho
                      NoAdmissibleSolutionError, ProfileError, RunDirError)
 from . import data, naming  # noqa: E402
 from .data import Dataset  # noqa: E402
-from .space import ExitGene, Gene, Genome, SearchSpace  # noqa: E402
-from .tuner_bridge import ExitPoint  # noqa: E402
+from .genome import ExitGene, Gene, Genome  # noqa: E402
+from .space import SearchSpace  # noqa: E402
+from .backbones import ExitPoint  # noqa: E402
 from .builder import build_eenn  # noqa: E402
 from .macs import MacReport, profile_macs  # noqa: E402
 from .losses import LossConfig  # noqa: E402
 from .train import TrainHistory, predict_exits, train_eenn  # noqa: E402
 from .policy import Calibration, SimResult, calibrate, exit_scores, simulate  # noqa: E402
 from .units import parse_size  # noqa: E402
-from .results import SearchResult, Solution, load_run, report  # noqa: E402
-from .search import Budget, Constraints, DataRef, resume_search  # noqa: E402
-from .search import search  # noqa: E402,F811  (the function; the module is importlib.import_module("nachos_tf.search"))
+from .results import SearchResult, Solution, load_run  # noqa: E402
+from .report import report  # noqa: E402
+from .supernet import Supernet, train_supernet  # noqa: E402
+from .nas import (BUDGETS, Budget, Constraints, DataRef, EvalContext, Evaluator, ProxyEvaluator,  # noqa: E402
+                  SupernetEvaluator, register_evaluator, resume_search, search)
 
 __version__ = "0.1.0"

@@ -31,3 +31,11 @@ class RunDirError(NachosError, ValueError):
 
 class ExportError(NachosError, ValueError):
     """A model, .tflite file or manifest cannot be exported, loaded or run."""
+
+
+class WriteError(NachosError, OSError):
+    """A file or folder cannot be written (read-only, full disk, not a folder); the message names it."""
+
+
+class SupernetError(NachosError, ValueError):
+    """A supernet cannot be built, trained, loaded or extracted from (e.g. saved for another space)."""

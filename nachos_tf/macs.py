@@ -23,7 +23,7 @@ import keras
 
 from .errors import ProfileError
 from .units import human
-from .naming import exit_layout, output_names
+from .naming import contract_problem, exit_layout, output_names
 
 Shape = Tuple[Optional[int], ...]
 
@@ -68,6 +68,7 @@ class MacReport:
     exit_macs: List[int]
     total: int
     total_params: int = field(default=0)
+    naming: str = field(default="")    # why the outputs are not mapped by the exit_k/final contract ("" if they are)
 
     @property
     def zero_cost_layers(self) -> List[str]:
@@ -137,7 +138,9 @@ class MacReport:
             pct = 100.0 * m / self.total if self.total else 0.0
             rows.append((name, ",".join(outs), human(m), human(m - prev), f"{pct:.1f}%"))
             prev = m
-        parts += ["", "Exits (staged cost: every layer needed for exits 0..k)",
+        parts += ["", "Exits (staged cost: every layer needed for exits 0..k)"
+                  + (f"; names do not follow the exit_k/final contract ({self.naming}), so every output is "
+                     "one exit, in model order" if self.naming else ""),
                   render(("Exit", "Outputs", "Staged MACs", "Incremental", "% of total"), rows, nleft=2),
                   "", f"Total MACs: {human(self.total)} ({self.total:,})   Params: {human(self.total_params)}"]
         return "\n".join(parts)
@@ -362,7 +365,8 @@ def profile_macs(model) -> MacReport:
     """Profile a flat (or nested-functional) Keras 3 functional model: per-layer and per-exit MACs.
 
     Exits follow :func:`nachos_tf.naming.exit_layout`: an ``exit_k_conf`` output is grouped with
-    exit k; a model without the naming contract has one exit per output, in output order.
+    exit k; a model whose output names do not form a complete ``exit_0 .. final`` set has one exit
+    per output, in output order (no output is ever dropped; ``MacReport.naming`` says why).
     """
     if not isinstance(model, keras.Model):
         raise ProfileError(f"expected a keras.Model, got {type(model).__name__}")
@@ -391,21 +395,56 @@ def profile_macs(model) -> MacReport:
         exit_macs=exit_macs,
         total=int(sum(r.macs for r in rows)),
         total_params=int(sum(r.params for r in rows)),
+        naming=contract_problem(names) or "",
     )
 
 
-def load_and_profile(path: Union[str, Path]) -> MacReport:
-    """Load a ``.keras`` (or legacy ``.h5``) model file without compiling it and profile it."""
+def _load_reason(e: BaseException) -> str:
+    """One short line for a Keras loading failure (Keras messages can run over many lines)."""
+    text = str(e)
+    if "safe_mode" in text and ("lambda" in text.lower() or "deserializ" in text.lower()):
+        return ("it holds a Lambda layer (Python code), which Keras safe mode refuses to run; nachos-tf never "
+                "loads code from a model file")
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if len(first) > 240:
+        first = first[:237] + "..."
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def load_model_file(path: Union[str, Path], error: type = ProfileError):
+    """Load a ``.keras`` (or legacy ``.h5``) model file in Keras safe mode, without compiling it.
+
+    Args:
+        path: the model file.
+        error: the typed error class to raise (ProfileError here; RunDirError or ExportError for callers
+            that read a run or export folder).
+    Returns:
+        The ``keras.Model``.
+    Raises:
+        error: one line naming the file: missing, not a Keras archive, unreadable, or holding a Lambda layer.
+    """
     p = Path(path)
     if not p.is_file():
-        raise ProfileError(f"{p}: no such file")
+        raise error(f"{p}: no such file")
     if p.suffix == ".keras" and not zipfile.is_zipfile(p):
-        raise ProfileError(f"{p}: not a Keras archive (a .keras file is a zip written by model.save())")
+        raise error(f"{p}: not a Keras archive (a .keras file is a zip written by model.save())")
     try:
-        model = keras.saving.load_model(p, compile=False, safe_mode=True)
-    except Exception as e:  # Keras raises many types for bad files; one typed error for the CLI
-        raise ProfileError(f"{p}: cannot load as a Keras model ({type(e).__name__}: {e})") from e
-    return profile_macs(model)
+        return keras.saving.load_model(p, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many types for bad files; one typed error, one line
+        raise error(f"{p}: cannot load as a Keras model ({_load_reason(e)})") from e
+
+
+def load_and_profile(path: Union[str, Path]) -> MacReport:
+    """Load a ``.keras`` (or legacy ``.h5``) model file without compiling it and profile it.
+
+    Args:
+        path: the model file.
+    Returns:
+        Its :class:`MacReport`.
+    Raises:
+        ProfileError: the file cannot be loaded (one line) or the model cannot be profiled.
+    """
+    return profile_macs(load_model_file(path))
 
 
 def head_macs(report: MacReport) -> List[int]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 FINAL = "final"
 _EXIT_RE = re.compile(r"^exit_(\d+)$")
@@ -50,17 +50,51 @@ def output_names(model) -> List[str]:
     return [t._keras_history[0].name for t in model.outputs]
 
 
-def exit_layout(model) -> List[ExitSpec]:
-    """Exits of an EENN in depth order, final last.
+def contract_problem(names: Sequence[str]) -> Optional[str]:
+    """Why output names do not form a complete ``exit_0 .. exit_{n-1}, [exit_k_conf], final`` set, or None.
 
-    Models that follow the naming contract map exits by name; any other model counts each output
-    as one exit, in output order (so the profiler works on any multi-output model).
+    Args:
+        names: the model's output names, in output order.
+    Returns:
+        None when every output is ``exit_k`` (k = 0..n-1, each once), ``exit_k_conf`` of such an exit, or
+        ``final`` (exactly once); otherwise one line naming the first output that breaks the contract.
+    """
+    seen = set()
+    exits, confs = [], []
+    for n in names:
+        if n in seen:
+            return f"output name {n!r} appears twice"
+        seen.add(n)
+        if n == FINAL:
+            continue
+        if (m := _EXIT_RE.match(n)):
+            exits.append(int(m.group(1)))
+        elif (m := _CONF_RE.match(n)):
+            confs.append((int(m.group(1)), n))
+        else:
+            return f"output {n!r} is none of exit_k, exit_k_conf, final"
+    if FINAL not in seen:
+        return "no output is named 'final'"
+    if sorted(exits) != list(range(len(exits))):
+        return f"early exits {sorted(exits)} are not numbered 0..{len(exits) - 1}"
+    for k, n in confs:
+        if k not in exits:
+            return f"confidence output {n!r} has no exit_{k}"
+    return None
+
+
+def exit_layout(model) -> List[ExitSpec]:
+    """Exits of an EENN in depth order, final last; never drops an output.
+
+    Models whose output names form a complete contract set (see :func:`contract_problem`) map exits by
+    name, each ``exit_k_conf`` grouped with exit k. Any other model (e.g. outputs ``e0`` and ``final``)
+    counts every output as one exit, in model output order, so that no output is ever left out.
     """
     names = output_names(model)
+    if contract_problem(names) is not None:
+        return [ExitSpec(n, i, None) for i, n in enumerate(names)]
     index = {n: i for i, n in enumerate(names)}
     early = sorted((int(m.group(1)), n) for n in names if (m := _EXIT_RE.match(n)))
-    if FINAL in index:
-        specs = [ExitSpec(n, index[n], index.get(conf_name(k))) for k, n in early]
-        specs.append(ExitSpec(FINAL, index[FINAL], None))
-        return specs
-    return [ExitSpec(n, i, None) for i, n in enumerate(names)]
+    specs = [ExitSpec(n, index[n], index.get(conf_name(k))) for k, n in early]
+    specs.append(ExitSpec(FINAL, index[FINAL], None))
+    return specs

@@ -5,7 +5,7 @@ line per evaluated candidate, appended and fsynced as each finishes), ``pareto.j
 set), ``models/<id>.keras``, ``report.md``, ``pareto.png`` and ``exit_rates.png``. JSON only (no
 pickle): a run can be read by anything and a crafted file cannot run code.
 
-This module reads and writes those files and draws the report; `nachos_tf.search` fills them.
+This module reads and writes those files; `nachos_tf.nas` fills them, `nachos_tf.report` draws the report.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import RunDirError
-from .space import Genome
+from .genome import Genome
+from .records import STAGE_FINAL, STAGE_SEARCH, CandidateRecord, FinalRecord, record_from_dict
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -30,11 +31,9 @@ PARETO_PNG = "pareto.png"
 EXITS_PNG = "exit_rates.png"
 MODELS = "models"
 
-STAGE_SEARCH = "search"   # archive line of a candidate evaluated by the search (proxy training)
-STAGE_FINAL = "final"     # archive line of an admissible candidate after its final re-training
-
-__all__ = ["Archive", "Solution", "SearchResult", "load_run", "report", "write_json", "read_json",
-           "admissible_front", "hypervolume", "normalised_objectives", "CONFIG", "ARCHIVE", "PARETO"]
+__all__ = ["CandidateRecord", "FinalRecord", "STAGE_SEARCH", "STAGE_FINAL", "Archive", "Solution", "SearchResult", "load_run", "report", "write_json", "read_json",
+           "admissible_front", "hypervolume", "normalised_objectives", "CONFIG", "ARCHIVE", "PARETO", "REPORT",
+           "PARETO_PNG", "EXITS_PNG", "MODELS", "run_dir", "split_records", "read_pareto"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -48,14 +47,9 @@ def dumps(obj: Any) -> str:
 
 def write_json(path: PathLike, obj: Any) -> None:
     """Write a JSON file atomically (temporary file, fsync, rename): a crash leaves the old or the new file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False))
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from .fsio import atomic_write_json   # unique temporary name per process; WriteError naming the file
+
+    atomic_write_json(path, obj)
 
 
 def read_json(path: PathLike, what: str = "") -> Any:
@@ -87,9 +81,9 @@ class Archive:
     def __init__(self, path: PathLike):
         self.path = Path(path)
 
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Append one record and make it durable before returning."""
-        line = dumps(record) + "\n"
+    def append(self, record: Any) -> None:
+        """Append one record (a typed record or its JSON dict) and make it durable before returning."""
+        line = dumps(record.to_dict() if hasattr(record, "to_dict") else record) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
@@ -123,6 +117,12 @@ class Archive:
             pos += len(line) + (0 if last else 1)
         return records, pos
 
+    def records(self) -> List[Any]:
+        """The archive's lines as validated `CandidateRecord` / `FinalRecord` objects (RunDirError naming the
+        line and field of the first malformed one)."""
+        lines = self.read()[0]
+        return [record_from_dict(r, f"{self.path}, record {i + 1}") for i, r in enumerate(lines)]
+
     def open(self) -> List[Dict[str, Any]]:
         """Read the records and cut a partial last line off the file (so appends stay line-aligned)."""
         records, end = self.read()
@@ -147,14 +147,20 @@ class Archive:
 # fronts and hypervolume (pymoo does the work)
 # --------------------------------------------------------------------------------------------------
 
+def _f(r: Any) -> Tuple[float, float]:
+    """(error, expected MACs) of a typed record or of its JSON dict."""
+    m = r.metrics if isinstance(r, CandidateRecord) else r["metrics"]
+    return (float(m.error), float(m.expected_macs)) if not isinstance(m, Mapping) else (
+        float(m["error"]), float(m["expected_macs"]))
+
+
 def normalised_objectives(records: Sequence[Mapping[str, Any]], constraints: Mapping[str, Any]) -> np.ndarray:
     """(N, 2) objectives scaled by the constraint box: (error / (1 - min_accuracy), MACs / max_macs).
 
     The admissible region is then [0, 1] x [0, 1], and (1, 1) is the hypervolume reference point.
     """
     err_scale = max(1.0 - float(constraints["min_accuracy"]), 1e-9)
-    f = np.array([[r["metrics"]["error"], r["metrics"]["expected_macs"]] for r in records],
-                 dtype=float).reshape(-1, 2)
+    f = np.array([_f(r) for r in records], dtype=float).reshape(-1, 2)
     return f / np.array([err_scale, float(constraints["max_macs"])])
 
 
@@ -163,13 +169,14 @@ def admissible_front(records: Sequence[Mapping[str, Any]]) -> List[Mapping[str, 
     sorted by expected MACs."""
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-    feasible = [r for r in records if r.get("feasible")]
+    feasible = [r for r in records if (r.feasible if isinstance(r, (CandidateRecord, FinalRecord))
+                                       else r.get("feasible"))]
     if not feasible:
         return []
-    F = np.array([[r["metrics"]["error"], r["metrics"]["expected_macs"]] for r in feasible], dtype=float)
+    F = np.array([_f(r) for r in feasible], dtype=float)
     front = NonDominatedSorting().do(F, only_non_dominated_front=True)
     chosen = [feasible[i] for i in front]
-    return sorted(chosen, key=lambda r: (r["metrics"]["expected_macs"], r["metrics"]["error"], str(r["id"])))
+    return sorted(chosen, key=lambda r: (_f(r)[1], _f(r)[0], str(r["id"])))
 
 
 def hypervolume(records: Sequence[Mapping[str, Any]], constraints: Mapping[str, Any]) -> float:
@@ -216,11 +223,16 @@ class Solution:
     def model(self):
         """The trained ``keras.Model`` (loaded lazily, then cached)."""
         if self._model is None:
-            import keras
+            from .fsio import resolve_inside
+            from .macs import load_model_file        # Keras safe mode; one-line RunDirError (issue 14.11)
 
-            if not self.path.exists():
+            try:   # the path comes from pareto.json: it must stay inside the run folder, checked before reading
+                path = resolve_inside(self.run_dir or Path("."), self.model_path, f"model path of solution {self.id}")
+            except ValueError as exc:
+                raise RunDirError(f"{(self.run_dir or Path('.')) / 'pareto.json'}: {exc}") from None
+            if not path.exists():
                 raise RunDirError(f"model file {self.path} of solution {self.id} is missing")
-            self._model = keras.models.load_model(self.path, compile=False)
+            self._model = load_model_file(path, error=RunDirError)
         return self._model
 
     def to_dict(self) -> Dict[str, Any]:
@@ -255,17 +267,17 @@ class SearchResult:
     """What a search produced: the admissible Pareto set, every evaluated candidate, the hypervolume."""
 
     admissible: List[Solution]
-    archive: List[Dict[str, Any]]          # search-stage records, one per evaluated candidate
+    archive: List[CandidateRecord]         # search-stage records, one per evaluated candidate
     hypervolume: float
     out_dir: Path
     constraints: Dict[str, Any]
     config: Dict[str, Any] = field(default_factory=dict)
-    final_records: List[Dict[str, Any]] = field(default_factory=list)   # re-trained front members (kept or dropped)
+    final_records: List[FinalRecord] = field(default_factory=list)   # re-trained front members (kept or dropped)
 
     @property
-    def dropped(self) -> List[Dict[str, Any]]:
+    def dropped(self) -> List[FinalRecord]:
         """Front members dropped after re-training, with the reason."""
-        return [r for r in self.final_records if r.get("dropped")]
+        return [r for r in self.final_records if r.dropped]
 
     def table(self) -> str:
         """The admissible set as a plain-text table (validation and test figures)."""
@@ -298,11 +310,12 @@ def solutions_table(solutions: Sequence[Solution]) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
+
 # --------------------------------------------------------------------------------------------------
 # loading a run
 # --------------------------------------------------------------------------------------------------
 
-def _run_dir(out_dir: PathLike) -> Path:
+def run_dir(out_dir: PathLike) -> Path:
     d = Path(out_dir).expanduser()
     if not d.exists():
         raise RunDirError(f"run folder {d} does not exist")
@@ -313,12 +326,9 @@ def _run_dir(out_dir: PathLike) -> Path:
     return d
 
 
-def _check_records(records: List[Dict[str, Any]], path: Path) -> None:
-    for i, r in enumerate(records):
-        try:
-            r["id"], r["genome"], r["metrics"]["error"], r["metrics"]["expected_macs"]
-        except (KeyError, TypeError):
-            raise RunDirError(f"{path}: record {i + 1} lacks id/genome/metrics (not a nachos-tf archive)") from None
+def split_records(records: Sequence[Any]) -> Tuple[List[CandidateRecord], List[FinalRecord]]:
+    """(search-stage, final-stage) records of an archive, each list in archive order."""
+    return ([r for r in records if isinstance(r, CandidateRecord)], [r for r in records if isinstance(r, FinalRecord)])
 
 
 def read_pareto(d: Path) -> Tuple[Dict[str, Any], List[Solution]]:
@@ -331,156 +341,12 @@ def read_pareto(d: Path) -> Tuple[Dict[str, Any], List[Solution]]:
 
 def load_run(out_dir: PathLike) -> SearchResult:
     """Read a finished run folder back into a `SearchResult` (models load lazily)."""
-    d = _run_dir(out_dir)
+    d = run_dir(out_dir)
     config = read_json(d / CONFIG, "the run settings")
     if not isinstance(config, dict):
         raise RunDirError(f"{d / CONFIG} must hold a JSON object")
-    records = Archive(d / ARCHIVE).read()[0] if (d / ARCHIVE).exists() else []
-    _check_records(records, d / ARCHIVE)
+    search, final = split_records(Archive(d / ARCHIVE).records())
     constraints, solutions = read_pareto(d)
-    search = [r for r in records if r.get("stage", STAGE_SEARCH) == STAGE_SEARCH]
-    final = [r for r in records if r.get("stage") == STAGE_FINAL]
     hv = hypervolume(search, config.get("search_constraints") or constraints)
     return SearchResult(admissible=solutions, archive=search, hypervolume=hv,
                         out_dir=d, constraints=constraints, config=config, final_records=final)
-
-
-# --------------------------------------------------------------------------------------------------
-# report
-# --------------------------------------------------------------------------------------------------
-
-def _plot_pareto(path: Path, records: Sequence[Mapping[str, Any]], solutions: Sequence[Solution],
-                 constraints: Mapping[str, Any], search_c: Optional[Mapping[str, Any]] = None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
-    from .units import human
-
-    fig, ax = plt.subplots(figsize=(7, 4.8))
-    measured = [r for r in records if r["metrics"].get("accuracy") is not None]   # not pruned / failed
-    feas = [r for r in measured if r.get("feasible")]
-    infeas = [r for r in measured if not r.get("feasible")]
-    for group, style, label in ((infeas, dict(c="0.7", marker="x"), "infeasible candidate"),
-                                (feas, dict(c="tab:blue", marker="o", alpha=0.6), "feasible candidate")):
-        if group:
-            ax.scatter([r["metrics"]["expected_macs"] for r in group], [r["metrics"]["accuracy"] for r in group],
-                       s=18, label=label, **style)
-    front = admissible_front(records)
-    if front:
-        ax.step([r["metrics"]["expected_macs"] for r in front], [r["metrics"]["accuracy"] for r in front],
-                where="post", c="tab:orange", lw=1.5, marker="o", ms=5, label="admissible front (search)")
-    if solutions:
-        ax.scatter([s.val["expected_macs"] for s in solutions], [s.val["accuracy"] for s in solutions],
-                   marker="*", s=140, c="tab:red", zorder=5, label="re-trained (val)")
-        ax.scatter([s.test["expected_macs"] for s in solutions], [s.test["accuracy"] for s in solutions],
-                   marker="D", s=40, facecolors="none", edgecolors="tab:red", zorder=5, label="re-trained (test)")
-        for s in solutions:
-            ax.annotate(s.id, (s.val["expected_macs"], s.val["accuracy"]), fontsize=7, xytext=(4, 4),
-                        textcoords="offset points")
-    ax.axhline(constraints["min_accuracy"], c="k", ls="--", lw=1, label="min accuracy")
-    if search_c and search_c["min_accuracy"] != constraints["min_accuracy"]:
-        ax.axhline(search_c["min_accuracy"], c="0.5", ls="--", lw=0.8, label="search floor (proxy slack)")
-    ax.axvline(constraints["max_macs"], c="k", ls=":", lw=1, label="max expected MACs")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human(v)))
-    ax.set_xlabel("expected MACs per image")
-    ax.set_ylabel("validation accuracy (thresholded EENN)")
-    ax.set_title("Candidates and admissible Pareto front")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _plot_exit_rates(path: Path, solutions: Sequence[Solution]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    if not solutions:
-        ax.text(0.5, 0.5, "no admissible solution", ha="center", va="center", transform=ax.transAxes)
-    else:
-        n_exits = max(len(s.test["exit_rates"]) for s in solutions)
-        labels = [s.id for s in solutions]
-        x = np.arange(len(solutions))
-        bottom = np.zeros(len(solutions))
-        cmap = plt.get_cmap("viridis")
-        for k in range(n_exits):
-            rates = np.array([s.test["exit_rates"][k] if k < len(s.test["exit_rates"]) - 1 else
-                              (s.test["exit_rates"][-1] if k == n_exits - 1 else 0.0) for s in solutions])
-            name = "final" if k == n_exits - 1 else f"exit {k}"
-            ax.bar(x, rates, bottom=bottom, color=cmap(k / max(n_exits - 1, 1)), label=name, width=0.6)
-            bottom += rates
-        ax.set_xticks(x, labels, rotation=30, fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=7, ncol=min(n_exits, 5), loc="upper center", bbox_to_anchor=(0.5, -0.2))
-    ax.set_ylabel("share of test images")
-    ax.set_title("Where test images leave the network")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _report_markdown(d: Path, config: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
-                     final: Sequence[Mapping[str, Any]], solutions: Sequence[Solution],
-                     constraints: Mapping[str, Any], hv: float) -> str:
-    c = constraints
-    lines = ["# nachos-tf search report", ""]
-    data = config.get("data", {})
-    sc = config.get("search_constraints") or c
-    slack = "" if sc["min_accuracy"] == c["min_accuracy"] else (
-        f"- during the search (proxy training) the accuracy floor was {sc['min_accuracy']:.4g}; "
-        "re-trained solutions are checked against the true floor")
-    lines += [f"- dataset: {data.get('name', '?')} (train {data.get('n_train', '?')}, val {data.get('n_val', '?')}, "
-              f"test {data.get('n_test', '?')})",
-              f"- budget: {config.get('budget', {}).get('name', '?')}, seed {config.get('seed', '?')}",
-              f"- constraints: accuracy >= {c['min_accuracy']}, expected MACs <= {_fmt_macs(c['max_macs'])}"
-              + (f", flash <= {c['max_flash']} B" if c.get("max_flash") else "")
-              + (f", RAM <= {c['max_ram']} B" if c.get("max_ram") else ""),
-              f"- candidates evaluated: {len(records)} ({sum(1 for r in records if r.get('pruned'))} not trained: "
-              "first exit over the MAC budget), "
-              f"feasible: {sum(1 for r in records if r.get('feasible'))}, "
-              f"admissible front: {len(admissible_front(records))}, hypervolume {hv:.4f} "
-              "(share of the admissible error x MACs box dominated by the front)"] + ([slack] if slack else []) + [""]
-    lines += ["## Admissible solutions", "", "Thresholds calibrated on validation; test figures use those "
-              "thresholds. Expected MACs are staged costs weighted by exit rates.", "", "```",
-              solutions_table(solutions), "```", ""]
-    dropped = [r for r in final if r.get("dropped")]
-    if dropped:
-        lines += ["Dropped after re-training:", ""]
-        lines += [f"- {r['id']}: {r['dropped']}" for r in dropped]
-        lines.append("")
-    lines += [f"![Pareto front]({PARETO_PNG})", "", f"![Exit rates]({EXITS_PNG})", ""]
-    return "\n".join(lines)
-
-
-def report(out_dir: PathLike) -> Path:
-    """Re-draw ``report.md``, ``pareto.png`` and ``exit_rates.png`` from the run's JSON files; returns report.md."""
-    d = _run_dir(out_dir)
-    config = read_json(d / CONFIG, "the run settings")
-    records = Archive(d / ARCHIVE).read()[0]
-    if not (d / ARCHIVE).exists():
-        raise RunDirError(f"{d / ARCHIVE} is missing: {d} holds no search")
-    _check_records(records, d / ARCHIVE)
-    search = [r for r in records if r.get("stage", STAGE_SEARCH) == STAGE_SEARCH]
-    final = [r for r in records if r.get("stage") == STAGE_FINAL]
-    if (d / PARETO).exists():
-        constraints, solutions = read_pareto(d)
-    else:
-        constraints, solutions = dict(config.get("constraints") or {}), []
-        if "min_accuracy" not in constraints or "max_macs" not in constraints:
-            raise RunDirError(f"{d / CONFIG} lacks the constraints")
-    search_c = config.get("search_constraints") or constraints
-    hv = hypervolume(search, search_c)
-    _plot_pareto(d / PARETO_PNG, search, solutions, constraints, search_c)
-    _plot_exit_rates(d / EXITS_PNG, solutions)
-    path = d / REPORT
-    tmp = path.with_name(REPORT + ".tmp")
-    tmp.write_text(_report_markdown(d, config, search, final, solutions, constraints, hv), encoding="utf-8")
-    os.replace(tmp, path)
-    return path

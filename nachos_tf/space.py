@@ -1,147 +1,104 @@
-"""Search spaces and genomes: what the NAS chooses, as plain data that encodes to pymoo integer vectors.
+"""Search spaces: what the NAS chooses, as plain data that encodes to pymoo integer vectors.
 
-A genome has two parts: backbone genes (a flat name -> value mapping, each gene a categorical choice)
-and one exit gene group per candidate exit point (enabled, head design, head width, pooling factor).
-`SearchSpace.mcu` is the built-in MobileNetV3-style space scaled to microcontrollers; a keras-tuner
-`build(hp)` function or `HyperModel` can serve as the backbone instead (see `SearchSpace.from_hypermodel`).
+A `SearchSpace` is a backbone family (`nachos_tf.backbones`: its genes, candidate exit points and build)
+plus the exit-head choices of every candidate exit point (`nachos_tf.genome.ExitGene`; head kinds from
+`nachos_tf.heads`). `SearchSpace.mcu` is the built-in MobileNetV3-style space scaled to microcontrollers;
+a keras-tuner `build(hp)` function or `HyperModel` can serve as the backbone instead
+(`SearchSpace.from_hypermodel`). Genomes (`Genome`, `ExitGene`, `Gene`) live in `nachos_tf.genome` and are
+re-exported here.
 """
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .backbones import BackboneFamily, HypermodelFamily, McuFamily, family_from_dict
+from .backbones.mcu import ACTIVATIONS
 from .errors import GenomeError
+from .genome import DEFAULT_EXIT as _DEFAULT_EXIT
+from .genome import HEAD_WIDTHS, POOLS, ExitGene, Gene, Genome
+from .heads import HEADS, head_kind
+from .heads import head_macs as _head_macs
 
-HEADS = ("gap_dense", "conv_gap_dense", "nachos")
-POOLS = (1, 2, 4)
-HEAD_WIDTHS = (8, 16, 32)
-ACTIVATIONS = ("relu", "hard_swish")
-
-
-@dataclass(frozen=True)
-class Gene:
-    """One categorical gene: a name and the values it may take (encoded as the index of the value)."""
-
-    name: str
-    values: Tuple[Any, ...]
-
-    def index(self, value: Any) -> int:
-        try:
-            return self.values.index(value)
-        except ValueError:
-            raise GenomeError(f"gene {self.name!r}: value {value!r} is not one of {list(self.values)}") from None
-
-
-@dataclass(frozen=True)
-class ExitGene:
-    """Genes of one candidate exit point: whether it is used and what its head looks like.
-
-    `pool` is the cost-aware pooling factor: the head average-pools its input by this factor before its
-    convolution/classifier, so that an earlier exit is never more expensive than a later one (repair
-    raises it where needed).
-    """
-
-    enabled: bool = False
-    head: str = "gap_dense"
-    width: int = 16
-    pool: int = 1
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"enabled": bool(self.enabled), "head": self.head, "width": int(self.width), "pool": int(self.pool)}
-
-
-_DEFAULT_EXIT = ExitGene()
-
-
-@dataclass(frozen=True)
-class Genome:
-    """A candidate EENN: backbone gene values plus one `ExitGene` per candidate exit point.
-
-    Plain data: hashable, JSON round-trippable with `to_dict` / `from_dict`; the same genome always builds
-    the same architecture.
-    """
-
-    backbone: Tuple[Tuple[str, Any], ...]
-    exits: Tuple[ExitGene, ...]
-
-    @staticmethod
-    def make(backbone: Mapping[str, Any], exits: Sequence[ExitGene]) -> "Genome":
-        """Build a genome from a backbone mapping (any order) and exit genes."""
-        return Genome(tuple(sorted((str(k), _plain(v)) for k, v in backbone.items())), tuple(exits))
-
-    @property
-    def params(self) -> Dict[str, Any]:
-        """Backbone genes as a dict."""
-        return dict(self.backbone)
-
-    @property
-    def exit_positions(self) -> List[int]:
-        """Indices of the enabled exit points, in depth order."""
-        return [i for i, e in enumerate(self.exits) if e.enabled]
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"backbone": dict(self.backbone), "exits": [e.to_dict() for e in self.exits]}
-
-    @staticmethod
-    def from_dict(d: Mapping[str, Any]) -> "Genome":
-        try:
-            return Genome.make(d["backbone"], [ExitGene(bool(e["enabled"]), str(e["head"]), int(e["width"]),
-                                                        int(e["pool"])) for e in d["exits"]])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise GenomeError(f"malformed genome dict ({exc!r}): {json.dumps(d, default=str)[:200]}") from None
-
-    def key(self) -> str:
-        """A stable string id of the architecture (used as the archive key)."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-
-def _plain(v: Any) -> Any:
-    """Numpy scalars to Python scalars so genomes hash and serialise the same way."""
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+__all__ = ["ACTIVATIONS", "HEADS", "HEAD_WIDTHS", "POOLS", "ExitGene", "Gene", "Genome", "SearchSpace"]
 
 
 class SearchSpace:
-    """A set of EENN architectures: backbone genes, candidate exit points, and the exit-head choices.
+    """A set of EENN architectures: a backbone family, its candidate exit points, and the exit-head choices.
 
-    `backbone_genes` are categorical; each of the `n_exit_points` candidate exit points has the genes of
-    `ExitGene`. `confidence=True` gives every early exit a learned confidence output (NACHOS binary
-    branch). The integer encoding for pymoo is backbone gene indices followed by 4 indices per exit point.
+    The family's genes are categorical; each of its `n_exit_points` candidate exit points has the genes of
+    `ExitGene`. The integer encoding for pymoo is backbone gene indices followed by 4 indices per exit
+    point (enabled, head, width, pool).
+
+    Args:
+        family: The backbone family (e.g. `McuFamily.default(input_shape)`; see `nachos_tf.backbones`).
+        input_shape: (height, width, channels) of the raw input images.
+        num_classes: Number of classes (>= 2).
+        confidence: Give every early exit a learned confidence output (the NACHOS binary branch).
+        heads: Head kinds an exit may use (registered in `nachos_tf.heads`).
+        pools: Pooling factors an exit head may use.
+        head_widths: Convolution widths an exit head may use.
+        min_early_exits: Fewest enabled early exits of a valid genome.
+        max_early_exits: Most enabled early exits of a valid genome (default: every exit point).
+
+    Raises:
+        GenomeError: inconsistent arguments (shape, classes, exit counts, unknown head kind, not a family).
     """
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, backbone_genes: Sequence[Gene],
-                 n_exit_points: int, kind: str = "mcu", confidence: bool = True,
-                 heads: Sequence[str] = HEADS, pools: Sequence[int] = POOLS,
+    def __init__(self, family: BackboneFamily, input_shape: Sequence[int], num_classes: int,
+                 confidence: bool = True, heads: Sequence[str] = HEADS, pools: Sequence[int] = POOLS,
                  head_widths: Sequence[int] = HEAD_WIDTHS, min_early_exits: int = 1,
-                 max_early_exits: Optional[int] = None, hypermodel: Any = None,
-                 settings: Optional[Dict[str, Any]] = None):
+                 max_early_exits: Optional[int] = None):
+        if not isinstance(family, BackboneFamily):
+            raise GenomeError(f"SearchSpace(family, input_shape, num_classes, ...) needs a nachos_tf.backbones."
+                              f"BackboneFamily first, got {type(family).__name__}; see SearchSpace.mcu")
         if num_classes < 2:
             raise GenomeError(f"num_classes must be >= 2, got {num_classes}")
         if len(input_shape) != 3:
             raise GenomeError(f"input_shape must be (height, width, channels), got {tuple(input_shape)}")
+        self.family = family
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = int(num_classes)
-        self.backbone_genes = list(backbone_genes)
-        self.n_exit_points = int(n_exit_points)
-        self.kind = kind
         self.confidence = bool(confidence)
         self.heads = tuple(heads)
+        for h in self.heads:
+            head_kind(h)  # GenomeError for an unknown head kind
         self.pools = tuple(int(p) for p in pools)
         self.head_widths = tuple(int(w) for w in head_widths)
         self.min_early_exits = int(min_early_exits)
         self.max_early_exits = self.n_exit_points if max_early_exits is None else int(max_early_exits)
-        self.hypermodel = hypermodel
-        self.settings = dict(settings or {})
         if self.max_early_exits < self.min_early_exits:
             raise GenomeError("max_early_exits < min_early_exits")
         if self.min_early_exits > self.n_exit_points:
             raise GenomeError(f"the space has {self.n_exit_points} exit points, fewer than "
                               f"min_early_exits={self.min_early_exits}")
+
+    # ----------------------------------------------------------------- the family's part
+    @property
+    def kind(self) -> str:
+        """The backbone family's kind ("mcu", "hypermodel", ...), as written in the JSON."""
+        return self.family.kind
+
+    @property
+    def backbone_genes(self) -> List[Gene]:
+        """The backbone family's genes, in encoding order."""
+        return self.family.genes
+
+    @property
+    def n_exit_points(self) -> int:
+        """Number of candidate exit points of the backbone."""
+        return self.family.n_exit_points
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        """The backbone family's fixed (not searched) settings."""
+        return self.family.settings
+
+    @property
+    def hypermodel(self) -> Any:
+        """The keras-tuner hypermodel of a hypermodel space, else None."""
+        return getattr(self.family, "hypermodel", None)
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -151,21 +108,23 @@ class SearchSpace:
         expansion {3,4,6}) scaled down for microcontrollers, with an exit point after stages 1-4.
 
         Searched per stage: depth, depthwise kernel, expansion, output width, squeeze-excite on/off and
-        ReLU / hard-swish; globally: input resolution (down-scaling) and stem width. `early_exits=False`
-        gives the static (single-exit) space with the same backbone.
+        ReLU / hard-swish; globally: input resolution (down-scaling) and stem width.
+
+        Args:
+            input_shape: (height, width, channels) of the raw images.
+            num_classes: Number of classes.
+            confidence: Learned confidence outputs on the early exits.
+            early_exits: False gives the static (single-exit) space with the same backbone.
+
+        Returns:
+            The space (backbone family `McuFamily`).
+
+        Raises:
+            GenomeError: invalid shape or number of classes.
         """
-        h, w, _ = (int(s) for s in input_shape)
-        res = sorted({_even(h), _even(h * 0.86), _even(h * 0.72)}, reverse=True)
-        genes = [Gene("resolution", tuple(res)), Gene("stem_width", (8, 16))]
-        stage_widths = ((8, 12, 16), (12, 16, 20), (16, 20, 24), (20, 24, 32), (24, 32, 40))
-        for s in range(5):
-            genes += [Gene(f"s{s + 1}_depth", (2, 3, 4)), Gene(f"s{s + 1}_kernel", (3, 5, 7)),
-                      Gene(f"s{s + 1}_expand", (3, 4, 6)), Gene(f"s{s + 1}_width", stage_widths[s]),
-                      Gene(f"s{s + 1}_se", (False, True)), Gene(f"s{s + 1}_act", ACTIVATIONS)]
-        settings = {"stem_stride": 2 if min(h, w) >= 24 else 1, "strides": [2, 1, 2, 1, 1]}
-        n_points = 4 if early_exits else 0
-        return cls(input_shape, num_classes, genes, n_points, kind="mcu", confidence=confidence and early_exits,
-                   min_early_exits=1 if early_exits else 0, settings=settings)
+        family = McuFamily.default(input_shape, early_exits=early_exits)
+        return cls(family, input_shape, num_classes, confidence=confidence and early_exits,
+                   min_early_exits=1 if early_exits else 0)
 
     @classmethod
     def from_hypermodel(cls, hypermodel: Any, input_shape: Sequence[int], num_classes: int,
@@ -173,29 +132,54 @@ class SearchSpace:
         """A space whose backbone is a keras-tuner `build(hp)` function or `keras_tuner.HyperModel`.
 
         The backbone's hyperparameters become backbone genes; the `nachos_tf.ExitPoint` layers it places
-        become the candidate exit points. See `nachos_tf.tuner_bridge`.
-        """
-        from .tuner_bridge import discover_space
+        become the candidate exit points (see `nachos_tf.backbones.hypermodel`).
 
-        return discover_space(cls, hypermodel, input_shape, num_classes, confidence, float_steps)
+        Args:
+            hypermodel: A `build(hp)` function or a `keras_tuner.HyperModel`.
+            input_shape: (height, width, channels) of the raw images.
+            num_classes: Number of classes.
+            confidence: Learned confidence outputs on the early exits.
+            float_steps: Values a `hp.Float` without a step is discretised to.
+
+        Returns:
+            The space (backbone family `HypermodelFamily`).
+
+        Raises:
+            GenomeError: the hypermodel cannot serve as a backbone (no ExitPoint, several outputs, ...).
+        """
+        return cls(HypermodelFamily.discover(hypermodel, float_steps), input_shape, num_classes,
+                   confidence=confidence)
 
     # ----------------------------------------------------------------- pymoo encoding
     @property
     def n_var(self) -> int:
+        """Length of the integer encoding: backbone genes + 4 per exit point."""
         return len(self.backbone_genes) + 4 * self.n_exit_points
 
     @property
     def xl(self) -> np.ndarray:
+        """Lower bounds of the encoding (all 0)."""
         return np.zeros(self.n_var, dtype=int)
 
     @property
     def xu(self) -> np.ndarray:
+        """Upper bounds of the encoding (number of values - 1 per gene)."""
         ub = [len(g.values) - 1 for g in self.backbone_genes]
         ub += [1, len(self.heads) - 1, len(self.head_widths) - 1, len(self.pools) - 1] * self.n_exit_points
         return np.asarray(ub, dtype=int)
 
     def encode(self, genome: Genome) -> np.ndarray:
-        """Genome -> integer vector (gene value indices) for pymoo."""
+        """Genome -> integer vector (gene value indices) for pymoo.
+
+        Args:
+            genome: A structurally valid genome of this space.
+
+        Returns:
+            The `n_var` gene value indices (int array).
+
+        Raises:
+            GenomeError: the genome does not fit the space.
+        """
         self.validate(genome, structural_only=True)
         params = genome.params
         x = [g.index(params[g.name]) for g in self.backbone_genes]
@@ -204,7 +188,18 @@ class SearchSpace:
         return np.asarray(x, dtype=int)
 
     def decode(self, x: Sequence[float], repair: bool = True) -> Genome:
-        """Integer (or real, rounded and clipped) vector -> genome, repaired unless `repair=False`."""
+        """Integer (or real, rounded and clipped) vector -> genome, repaired unless `repair=False`.
+
+        Args:
+            x: `n_var` gene value indices (reals are rounded, then clipped to `xl`..`xu`).
+            repair: Return the canonical valid form (`repair`).
+
+        Returns:
+            The genome.
+
+        Raises:
+            GenomeError: `x` has the wrong length.
+        """
         x = np.clip(np.rint(np.asarray(x, dtype=float)), self.xl, self.xu).astype(int)
         if x.shape != (self.n_var,):
             raise GenomeError(f"expected a vector of {self.n_var} genes, got shape {x.shape}")
@@ -219,13 +214,27 @@ class SearchSpace:
 
     # ----------------------------------------------------------------- sampling, validity, repair
     def sample(self, seed: int = 0) -> Genome:
-        """A random valid genome; the same seed gives the same genome."""
+        """A random valid genome; the same seed gives the same genome.
+
+        Args:
+            seed: Seed of the numpy generator that draws the gene indices.
+
+        Returns:
+            A canonical valid genome.
+        """
         rng = np.random.default_rng(seed)
         x = np.array([rng.integers(lo, hi + 1) for lo, hi in zip(self.xl, self.xu)], dtype=int)
         return self.decode(x)
 
     def problems(self, genome: Genome) -> List[str]:
-        """Reasons the genome is not a valid member of this space (empty list when valid)."""
+        """Reasons the genome is not a valid member of this space.
+
+        Args:
+            genome: Any genome.
+
+        Returns:
+            One line per reason; empty when the genome is valid and canonical.
+        """
         reasons: List[str] = []
         params = genome.params
         names = {g.name for g in self.backbone_genes}
@@ -258,8 +267,16 @@ class SearchSpace:
         return reasons
 
     def validate(self, genome: Genome, structural_only: bool = False) -> None:
-        """Raise GenomeError with every reason the genome is invalid; `structural_only` skips the
-        canonical-form checks (disabled exits at defaults, exit cost order) that `repair` fixes."""
+        """Check that the genome is a valid member of this space.
+
+        Args:
+            genome: Any genome.
+            structural_only: Skip the canonical-form checks (exit count, disabled exits at defaults,
+                exit cost order) that `repair` fixes.
+
+        Raises:
+            GenomeError: with every reason the genome is invalid.
+        """
         reasons = self.problems(genome)
         if structural_only:
             reasons = [r for r in reasons if "disabled but carries" not in r and "costs more" not in r
@@ -273,6 +290,15 @@ class SearchSpace:
         Disabled exits get default head genes (so equal architectures hash equal); if too few exits are
         enabled, the middle exit points are switched on (too many: the deepest are switched off); pooling
         factors of earlier exits are raised until no exit head costs more than a later one.
+
+        Args:
+            genome: A structurally valid genome of this space.
+
+        Returns:
+            The canonical valid genome.
+
+        Raises:
+            GenomeError: the genome is not structurally valid.
         """
         self.validate(genome, structural_only=True)
         exits = list(genome.exits)
@@ -291,34 +317,33 @@ class SearchSpace:
 
     # ----------------------------------------------------------------- exit-head cost order
     def exit_feature_shapes(self, genome: Genome) -> List[Tuple[int, int, int]]:
-        """(H, W, C) of the backbone tensor at every exit point (for the head-cost repair)."""
-        if self.kind == "mcu":
-            p = genome.params
-            h = w = None
-            h = p["resolution"]
-            w = max(1, round(self.input_shape[1] * h / self.input_shape[0]))
-            s = self.settings["stem_stride"]
-            h, w = math.ceil(h / s), math.ceil(w / s)
-            shapes = []
-            for st, stride in enumerate(self.settings["strides"]):
-                h, w = math.ceil(h / stride), math.ceil(w / stride)
-                shapes.append((h, w, p[f"s{st + 1}_width"]))
-            return shapes[: self.n_exit_points]
-        from .tuner_bridge import exit_point_shapes
+        """(H, W, C) of the backbone tensor at every exit point (for the head-cost repair).
 
-        return exit_point_shapes(self, genome)
+        Args:
+            genome: A genome with valid backbone genes.
+
+        Returns:
+            One shape per candidate exit point, in depth order.
+
+        Raises:
+            GenomeError: the backbone family cannot trace these genes.
+        """
+        return self.family.exit_feature_shapes(self, genome)
 
     def head_macs(self, shape: Tuple[int, int, int], e: ExitGene) -> int:
-        """MACs of one exit head (classifier + confidence branch) on a feature map of `shape`."""
-        h, w, c = shape
-        conf = 1 if self.confidence else 0
-        if e.head == "gap_dense":
-            return c * (self.num_classes + conf)
-        ph, pw = math.ceil(h / e.pool), math.ceil(w / e.pool)
-        if e.head == "conv_gap_dense":
-            return ph * pw * c * e.width + e.width * (self.num_classes + conf)
-        # nachos: 3x3 conv (same) on the pooled map, then flatten + dense
-        return ph * pw * 9 * c * e.width + ph * pw * e.width * (self.num_classes + conf)
+        """MACs of one exit head (classifier + confidence branch) on a feature map of `shape`.
+
+        Args:
+            shape: (H, W, C) of the exit point's feature map.
+            e: The exit point's genes.
+
+        Returns:
+            The head's multiply-accumulates (see `nachos_tf.heads.head_macs`).
+
+        Raises:
+            GenomeError: `e.head` is not a registered head kind.
+        """
+        return _head_macs(shape, e, self.num_classes, self.confidence)
 
     def _cost_order_problems(self, genome: Genome) -> List[str]:
         shapes = self.exit_feature_shapes(genome)
@@ -343,29 +368,44 @@ class SearchSpace:
 
     # ----------------------------------------------------------------- description
     def to_dict(self) -> Dict[str, Any]:
-        """JSON description (for config.json); `from_dict` rebuilds built-in spaces."""
-        return {"kind": self.kind, "input_shape": list(self.input_shape), "num_classes": self.num_classes,
-                "confidence": self.confidence, "n_exit_points": self.n_exit_points,
-                "backbone_genes": {g.name: list(g.values) for g in self.backbone_genes},
+        """JSON description (for config.json); `from_dict` rebuilds built-in spaces.
+
+        Returns:
+            `{"kind", "input_shape", "num_classes", "confidence", "n_exit_points", "backbone_genes",
+            "heads", "pools", "head_widths", "min_early_exits", "max_early_exits", "settings"}`.
+        """
+        fam = self.family.to_dict()
+        return {"kind": fam["kind"], "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+                "confidence": self.confidence, "n_exit_points": fam["n_exit_points"],
+                "backbone_genes": fam["backbone_genes"],
                 "heads": list(self.heads), "pools": list(self.pools), "head_widths": list(self.head_widths),
                 "min_early_exits": self.min_early_exits, "max_early_exits": self.max_early_exits,
-                "settings": self.settings}
+                "settings": fam["settings"]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SearchSpace":
-        if d.get("kind") != "mcu":
-            raise GenomeError(f"only the built-in 'mcu' space can be rebuilt from JSON, got {d.get('kind')!r}; "
-                              "pass the hypermodel space object instead")
-        space = cls.mcu(d["input_shape"], d["num_classes"], confidence=d["confidence"],
-                        early_exits=d["n_exit_points"] > 0)
+        """Rebuild a space from `to_dict()` JSON (e.g. config.json of a run folder).
+
+        Args:
+            d: The space JSON.
+
+        Returns:
+            The space.
+
+        Raises:
+            GenomeError: the backbone family cannot be rebuilt from JSON (a hypermodel space: pass the
+                space object instead), or the JSON differs from what this version builds.
+            KeyError: a key is missing.
+        """
+        family = family_from_dict(d)
+        space = cls(family, d["input_shape"], d["num_classes"], confidence=d["confidence"], heads=d["heads"],
+                    pools=d["pools"], head_widths=d["head_widths"], min_early_exits=d["min_early_exits"],
+                    max_early_exits=d["max_early_exits"])
         if space.to_dict() != dict(d):
-            raise GenomeError("the saved search space differs from this version's built-in 'mcu' space")
+            raise GenomeError(f"the saved {space.kind!r} search space does not round-trip in this version "
+                              "(it differs from what this version builds from it)")
         return space
 
     def __repr__(self) -> str:
         return (f"SearchSpace(kind={self.kind!r}, input_shape={self.input_shape}, num_classes={self.num_classes}, "
                 f"genes={self.n_var}, exit_points={self.n_exit_points}, confidence={self.confidence})")
-
-
-def _even(x: float) -> int:
-    return max(2, int(round(x / 2.0)) * 2)

@@ -26,6 +26,8 @@ def native_stderr_captured() -> Iterator[None]:
         os.dup2(buf.fileno(), 2)
         try:
             yield
+        except KeyboardInterrupt:     # Ctrl-C: the caller prints "interrupted"; TF's start-up lines are noise
+            raise
         except BaseException:
             os.dup2(saved, 2)
             buf.seek(0)

@@ -420,15 +420,28 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def predict_exits(model: keras.Model, x, batch_size: int = 256
+def predict_exits(model: keras.Model, x, batch_size: int = 256, eager: bool = False
                   ) -> Tuple[List[np.ndarray], Optional[List[Optional[np.ndarray]]]]:
     """One forward pass: (softmax probabilities of every exit, final last; early-exit confidences (N,) or None).
 
-    Confidences is None when the model has no confidence output; otherwise one array per early exit
-    (None for an exit without one).
+    Args:
+        model: an EENN (outputs follow `nachos_tf.naming`).
+        x: images.
+        batch_size: images per forward call.
+        eager: call the model directly (inference mode) instead of `model.predict`: no graph is traced,
+            which is faster for a model used once (a candidate of a supernet search); use large batches.
+
+    Returns:
+        Confidences is None when the model has no confidence output; otherwise one array per early exit
+        (None for an exit without one).
     """
     layout = exit_layout(model)
-    outs = model.predict(x, batch_size=batch_size, verbose=0)
+    if eager:
+        parts = [model(x[i:i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+        parts = [p if isinstance(p, (list, tuple)) else [p] for p in parts]
+        outs = [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
+    else:
+        outs = model.predict(x, batch_size=batch_size, verbose=0)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     probs = [_softmax(np.asarray(outs[s.logits_index], np.float32)) for s in layout]
     if all(s.conf_index is None for s in layout[:-1]):

@@ -6,7 +6,10 @@ import pytest
 import nachos_tf as nt
 from tflite_helpers import to_int8_tflite
 from nachos_tf import naming
-from nachos_tf.space import ExitGene, Genome, SearchSpace
+from nachos_tf.backbones import FAMILIES, BackboneFamily
+from nachos_tf.genome import ExitGene, Gene, Genome
+from nachos_tf.heads import attach_exit_head, head_macs
+from nachos_tf.space import SearchSpace
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +78,57 @@ def test_save_and_load_with_plain_keras(space, tmp_path):
     m2 = keras.models.load_model(tmp_path / "m.keras")
     for a, b in zip(m.predict(x, verbose=0), m2.predict(x, verbose=0)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_seeded_builds_have_identical_weights(space):
+    """Same genome + same Keras seed -> the same weights in the same order (what a resume relies on)."""
+    g = space.sample(3)
+    got = []
+    for _ in range(2):
+        keras.utils.set_random_seed(7)
+        got.append(nt.build_eenn(space, g).get_weights())
+    assert len(got[0]) == len(got[1]) and all(np.array_equal(a, b) for a, b in zip(*got))
+
+
+class _TinyFamily(BackboneFamily):
+    """A backbone family written from scratch in a test: one conv, one candidate exit point."""
+
+    kind = "test_tiny"
+
+    def __init__(self):
+        self.genes, self.n_exit_points, self.settings = [Gene("w", (4, 8))], 1, {}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls()
+
+    def exit_feature_shapes(self, space, genome):
+        return [(4, 4, genome.params["w"])]
+
+    def build(self, space, genome, name):
+        inp = keras.Input(space.input_shape, name="image")
+        x = keras.layers.Conv2D(genome.params["w"], 3, strides=2, padding="same", name="conv")(inp)
+        outs = []
+        if genome.exits[0].enabled:
+            x = keras.layers.Identity(name=naming.point_name(0))(x)
+            outs += attach_exit_head(x, 0, genome.exits[0], space.num_classes, space.confidence)
+        v = keras.layers.GlobalAveragePooling2D(name="final_gap")(x)
+        return keras.Model(inp, outs + [keras.layers.Dense(space.num_classes, name=naming.FINAL)(v)], name=name)
+
+
+def test_a_new_backbone_family_is_one_class():
+    try:
+        space = SearchSpace(_TinyFamily(), (8, 8, 1), 3)
+        assert space.kind == "test_tiny" and space.n_var == 1 + 4 and not space.family.supports_supernet
+        g = space.repair(Genome.make({"w": 8}, [ExitGene(True, "conv_gap_dense", 16, 2)]))
+        m = nt.build_eenn(space, g)
+        assert naming.output_names(m) == ["exit_0", "exit_0_conf", "final"]
+        report = nt.profile_macs(m)
+        conv = 4 * 4 * 9 * 1 * 8  # the family's own conv, counted by hand
+        assert report.exit_macs[0] == conv + head_macs((4, 4, 8), g.exits[0], 3, True)
+        assert SearchSpace.from_dict(space.to_dict()).to_dict() == space.to_dict()
+    finally:
+        FAMILIES.pop("test_tiny", None)
 
 
 def _check_converts_and_runs_on_tflm(space, seed):

@@ -73,3 +73,121 @@ def test_report_export_evaluate_on_unreadable_folders(runner, tmp_path):
     broken.mkdir()
     (broken / "manifest.json").write_text("{not json")
     _one_line_error(runner.invoke(main, ["evaluate", str(broken), "--limit", "5"]), "error:", "manifest")
+
+
+# ------------------------------------------------------------------ issue 14: option values, one-line errors, interrupts
+
+import re  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _entry_point():
+    """(module, function) of the `nachos-tf` console script, read from setup.py."""
+    m = re.search(r"nachos-tf\s*=\s*([\w.]+):(\w+)", (REPO / "setup.py").read_text())
+    assert m, "setup.py declares no nachos-tf console script"
+    return m.group(1), m.group(2)
+
+
+def _cli_process(args, **kw):
+    mod, fn = _entry_point()
+    return subprocess.Popen([sys.executable, "-c", f"from {mod} import {fn}; {fn}()"] + list(args), cwd=str(REPO),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["search", "--seed", "-1", "--min-accuracy", "0.8", "--max-macs", "1M"], "--seed"),
+    (["search", "--seed", "abc", "--min-accuracy", "0.8", "--max-macs", "1M"], "--seed"),
+    (["search", "--seed", str(2 ** 32), "--min-accuracy", "0.8", "--max-macs", "1M"], "--seed"),
+    (["search", "--min-accuracy", "nan", "--max-macs", "1M"], "--min-accuracy"),
+    (["search", "--min-accuracy", "0.8", "--max-macs", "1e999"], "--max-macs"),
+    (["search", "--min-accuracy", "0.8", "--max-macs", "1M", "--max-time", "inf"], "--max-time"),
+    (["search", "--min-accuracy", "0.8", "--max-macs", "1M", "--population", "1"], "--population"),
+    (["search", "--min-accuracy", "0.8", "--max-macs", "1M", "--frobnicate"], "--frobnicate"),
+    (["sample", "--seed", "-1"], "--seed"),
+    (["evaluate", "somewhere", "--limit", "0"], "--limit"),
+    (["evaluate", "somewhere", "--split", "train2"], "--split"),
+    (["export", "somewhere", "--out", "d", "--qat-epochs", "-1"], "--qat-epochs"),
+    (["export", "somewhere"], "--out"),
+    (["profile"], "MODEL_PATH"),
+    (["no-such-command"], "no-such-command"),
+])
+def test_bad_option_values_are_one_line_before_anything_is_written(runner, tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    if args[0] == "search":
+        args = args + ["--out", str(tmp_path / "run")]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert needle in lines[0] and "--help" in lines[0] and "Usage:" not in res.output
+    assert list(tmp_path.iterdir()) == []                  # no half-made run folder, nothing written
+
+
+def test_help_and_version_still_work(runner):
+    res = runner.invoke(main, ["--help"])
+    assert res.exit_code == 0 and "Usage:" in res.output and "search" in res.output
+    res = runner.invoke(main, ["search", "--help"])
+    assert res.exit_code == 0 and "--seed" in res.output
+    assert runner.invoke(main, ["--version"]).exit_code == 0
+
+
+def test_profile_lists_every_output_of_a_model_outside_the_naming_contract(runner, tmp_path):
+    inp = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(2, 3, name="c")(inp)                     # 4x4x2: 4*4*2*9 = 288
+    g = keras.layers.GlobalAveragePooling2D()(x)
+    path = tmp_path / "m.keras"
+    keras.Model(inp, [keras.layers.Dense(3, name="e0")(g), keras.layers.Dense(3, name="final")(g)]).save(path)
+    res = runner.invoke(main, ["profile", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    exits = json.loads(res.output)["exits"]
+    assert [e["name"] for e in exits] == ["e0", "final"] and [e["macs"] for e in exits] == [288 + 6, 288 + 12]
+
+
+def test_ctrl_c_during_the_tensorflow_import_prints_interrupted_and_exits_130():
+    p = _cli_process(["sample"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while time.time() - t0 < 60:          # wait until TensorFlow's native library is being loaded
+        try:
+            if "tensorflow" in Path(f"/proc/{p.pid}/maps").read_text():
+                break
+        except OSError:
+            pass
+        time.sleep(0.01)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err.decode()
+    assert err.decode().strip() == "interrupted" and out == b""
+
+
+def test_profile_json_to_a_full_stdout_is_one_line(tmp_path, monkeypatch, capsys):
+    """In process, standard output on /dev/full (the slow test below does it with a real process)."""
+    import io
+
+    inp = keras.Input((4,))
+    keras.Model(inp, keras.layers.Dense(3, name="final")(inp)).save(tmp_path / "m.keras")
+    full = io.TextIOWrapper(open("/dev/full", "wb"), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", full)
+    with pytest.raises(SystemExit) as e:
+        main(["profile", "--json", str(tmp_path / "m.keras")])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip() == "error: cannot write to standard output (No space left on device)"
+    full.write("x" * 100000)                                # what the CLI left behind: never an error at exit
+    full.flush()
+
+
+@pytest.mark.slow
+def test_profile_json_to_a_full_stdout_of_a_real_process(tmp_path):
+    inp = keras.Input((4,))
+    keras.Model(inp, keras.layers.Dense(3, name="final")(inp)).save(tmp_path / "m.keras")
+    with open("/dev/full", "wb") as full:
+        p = _cli_process(["profile", "--json", str(tmp_path / "m.keras")], stdout=full, stderr=subprocess.PIPE)
+        _, err = p.communicate(timeout=300)
+    text = err.decode().strip()
+    assert p.returncode == 1, text
+    assert text == "error: cannot write to standard output (No space left on device)", text

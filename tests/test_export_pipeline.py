@@ -17,7 +17,7 @@ runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
 from nachos_tf import naming, policy  # noqa: E402
 from nachos_tf.errors import ExportError  # noqa: E402
-from tflite_export import c_export, flatbuffer as fb, stages as stg, tflm  # noqa: E402
+from tflite_export import c_export, flatbuffer as fb, graph, stages as stg, tflm  # noqa: E402
 from tflite_export.quantize import quantize_input, to_int8_tflite  # noqa: E402
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -174,7 +174,7 @@ def test_stage_boundaries_change_no_number(trained, exported):
     out, man, blobs = exported
     inp = keras.Input((28, 28, 1), batch_size=1)
     pts = [m.get_layer(naming.point_name(k)).output for k in range(2)]
-    whole = keras.Model(inp, stg._subgraph(m, {id(m.inputs[0]): inp}, pts, "whole"))
+    whole = keras.Model(inp, graph.subgraph(m, {id(m.inputs[0]): inp}, pts, "whole"))
     wb = to_int8_tflite(whole, x[:200])
     wo = fb.signature_outputs(wb)
     W = runtime.Interpreter.from_bytes(wb, arena_size=1 << 20)
@@ -570,7 +570,7 @@ def test_evaluate_int8_in_memory_equals_the_export(trained, exported):
     """The search's int8 step (no files): same bytes as export_eenn, same figures as evaluate_staged."""
     m, x, y, xt, yt = trained
     out, man, blobs = exported
-    res = tflm.evaluate_int8(m, x[:200], xt, yt, "max_softmax", THRESHOLDS, limit=100)
+    res = c_export.evaluate_int8(m, x[:200], xt, yt, "max_softmax", THRESHOLDS, limit=100)
     ref = tflm.evaluate_staged(out, xt, yt, limit=100, measure=False)
     for key in ("accuracy", "exit_counts", "expected_macs", "arena_bytes", "stage_bytes", "stage_invocations"):
         assert res[key] == ref[key], key

@@ -385,3 +385,101 @@ def test_paper_exit_macs_equal_single_exit_networks():
     assert paper[-1] == profile_macs(build_eenn(static, Genome(genome.backbone, ()))).exit_macs[-1]
     assert paper[0] == report.exit_macs[0] and all(p < m for p, m in zip(paper[1:], report.exit_macs[1:]))
     assert sum(head_macs(report)[:-1]) == report.exit_macs[-1] - paper[-1]
+
+
+# ------------------------------------------------------------------ naming contract never drops an output (issue 14.18)
+
+def _eenn_named(names):
+    """The _eenn graph with its five outputs renamed: names maps role -> output layer name (or None: left out)."""
+    inp = keras.Input((10, 10, 1), name="image")
+    x = layers.Rescaling(1 / 255.0)(inp)
+    x = layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False, name="stem")(x)   # 5x5x4
+    x = layers.ReLU()(x)
+    g = layers.GlobalAveragePooling2D()(x)
+    outs = {"e0": layers.Dense(3, name=names.get("e0") or "unused_e0")(g),
+            "c0": layers.Dense(1, activation="sigmoid", name=names.get("c0") or "unused_c0")(g)}
+    x = layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = layers.Conv2D(8, 1, name="pw")(x)
+    f = layers.Flatten()(x)
+    outs["e1"] = layers.Dense(3, name=names.get("e1") or "unused_e1")(f)
+    outs["c1"] = layers.Dense(1, activation="sigmoid", name=names.get("c1") or "unused_c1")(f)
+    outs["fin"] = layers.Dense(3, name=names.get("fin") or "unused_fin")(layers.GlobalAveragePooling2D()(x))
+    roles = [r for r in ("e0", "c0", "e1", "c1", "fin") if names.get(r)]
+    return keras.Model(inp, [outs[r] for r in roles]), roles
+
+
+STEM, DW, PW = 5 * 5 * 4 * 9, 5 * 5 * 4 * 9, 5 * 5 * 8 * 4
+ROLE_MACS = {"e0": 4 * 3, "c0": 4 * 1, "e1": 200 * 3, "c1": 200 * 1, "fin": 8 * 3}
+NEEDS_TRUNK2 = {"e1", "c1", "fin"}
+
+
+def _hand_staged(groups):
+    """Staged MACs written out by hand: every output of exits 0..k, the trunk counted once."""
+    out, paid = [], set()
+    for g in groups:
+        paid |= set(g)
+        trunk = STEM + (DW + PW if paid & NEEDS_TRUNK2 else 0)
+        out.append(trunk + sum(ROLE_MACS[r] for r in paid))
+    return out
+
+
+def test_outputs_outside_the_naming_contract_are_each_an_exit_in_model_order():
+    # the issue's case: 'e0' and 'final' was profiled as one exit 'final'
+    m, _ = _eenn_named({"e0": "e0", "fin": "final"})
+    r = profile_macs(m)
+    assert r.exit_names == ["e0", "final"] and r.exit_outputs == [["e0"], ["final"]]
+    assert r.exit_macs == _hand_staged([["e0"], ["fin"]]) == [912, 2636]
+    assert "no output" not in r.naming and "'e0'" in r.naming and "names do not follow" in r.table()
+    # a gap in the numbering, a confidence without its exit, a duplicate-free but foreign name, no final
+    for names, why in (({"e0": "exit_0", "e1": "exit_2", "fin": "final"}, "not numbered"),
+                       ({"c0": "exit_0_conf", "e1": "exit_0", "fin": "final"}, None),
+                       ({"e0": "exit_0", "c0": "exit_1_conf", "fin": "final"}, "has no exit_1"),
+                       ({"e0": "exit_0", "c0": "score", "fin": "final"}, "'score'"),
+                       ({"e0": "exit_0", "e1": "exit_1"}, "no output is named 'final'")):
+        m, roles = _eenn_named(names)
+        r = profile_macs(m)
+        if why is None:      # a complete contract set, mapped by name (confidence after its exit)
+            assert r.naming == "" and r.exit_outputs == [["exit_0", "exit_0_conf"], ["final"]]
+            continue
+        assert why in r.naming
+        assert r.exit_names == [names[x] for x in roles] and r.exit_outputs == [[names[x]] for x in roles]
+        assert r.exit_macs == _hand_staged([[x] for x in roles])
+
+
+def test_no_output_is_ever_dropped_whatever_the_names():
+    import itertools
+    import random
+
+    pool = ["exit_0", "exit_1", "exit_2", "exit_0_conf", "exit_1_conf", "final", "e0", "aux", "logits"]
+    rng = random.Random(0)
+    cases = 0
+    for n_out in (2, 3, 4, 5):
+        for roles in itertools.combinations(["e0", "c0", "e1", "c1", "fin"], n_out):
+            names = dict(zip(roles, rng.sample(pool, n_out)))
+            m, used = _eenn_named(names)
+            r = profile_macs(m)
+            covered = sorted(o for outs in r.exit_outputs for o in outs)
+            assert covered == sorted(names.values()), (names, r.exit_outputs)
+            assert r.exit_macs[-1] == r.total == _hand_staged([used])[0]
+            assert r.exit_macs == sorted(r.exit_macs)
+            assert len(r.exit_macs) == len(exit_layout(m))
+            cases += 1
+    assert cases == 26
+
+
+def test_bad_model_files_give_one_short_line(tmp_path):
+    import zipfile
+
+    inp = keras.Input((4,))
+    lam = keras.Model(inp, layers.Dense(2)(layers.Lambda(lambda t: t * 2, name="lam")(inp)))
+    lam.save(tmp_path / "lam.keras")
+    with zipfile.ZipFile(tmp_path / "cls.keras", "w") as z:
+        z.writestr("config.json", '{"class_name": "Functional", "config": {"layers": [{"class_name": "Nope", '
+                                  '"config": {"x": "' + "y" * 500 + '"}}]}}')
+        z.writestr("metadata.json", '{"keras_version": "3.15.0"}')
+    with pytest.raises(ProfileError, match=r"lam\.keras: .*Lambda layer.*safe mode") as e:
+        load_and_profile(tmp_path / "lam.keras")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ProfileError, match=r"cls\.keras: cannot load") as e:
+        load_and_profile(tmp_path / "cls.keras")
+    assert "\n" not in str(e.value) and len(str(e.value)) < 400

@@ -1,18 +1,18 @@
-"""Tests of the search (nachos_tf.search) and the run directory (nachos_tf.results).
+"""Tests of the search (nachos_tf.nas) and the run directory (nachos_tf.results).
 
-Fast tests use a deterministic fake evaluator (module-level, so Dask and process workers can import it);
+Fast tests use a deterministic fake evaluator class (module-level, so Dask and process workers can import it);
 the end-to-end tests train real candidates of a tiny space on a real Fashion-MNIST subset.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -20,11 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nachos_tf import nas as S
 from nachos_tf import results as R
-S = importlib.import_module("nachos_tf.search")  # the module (nachos_tf.search is also the function)
 from nachos_tf.data import Dataset
 from nachos_tf.errors import ConstraintError, NoAdmissibleSolutionError, RunDirError
-from nachos_tf.space import ExitGene, Gene, Genome, SearchSpace
+from nachos_tf.genome import ExitGene, Gene, Genome
+from nachos_tf.nas.evaluators.common import candidate_seed
+from nachos_tf.records import CandidateRecord, FinalRecord
+from nachos_tf.report import report as draw_report
+from nachos_tf.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,51 +50,88 @@ def fake_metrics(genome: Genome, space: SearchSpace):
     return acc, macs
 
 
-def fake_evaluate(genome, space, data, constraints, budget, seed, loss=None):
-    """Same record shape as `search.evaluate_candidate`, no training; tags the process it ran in."""
-    acc, macs = fake_metrics(genome, space)
-    n = len(genome.exit_positions) + 1
-    g = constraints.violations(acc, macs)
-    return {"seed": S.candidate_seed(seed, genome),
-            "metrics": {"accuracy": acc, "error": 1.0 - acc, "expected_macs": macs, "exit_rates": [1.0 / n] * n,
-                        "total_macs": int(1.5 * macs), "params": 1000, "flash_bytes": None, "arena_bytes": None},
-            "constraints": g, "feasible": all(v <= 0 for v in g.values() if v is not None), "rule": "confidence",
-            "thresholds": [0.5] * (n - 1), "exit_macs": [macs * (k + 1) / n for k in range(n)],
-            "train_seconds": 0.0, "seconds": 0.0, "pid": os.getpid(), "n_data": int(len(data.y_train))}
+@S.register_evaluator
+class FakeEvaluator:
+    """A deterministic evaluator without training (figures derived from the genome). It tags the process a
+    candidate ran in, counts the genomes it was asked for (in this process) and its setups (in the run
+    folder: once per run, not again on resume)."""
 
+    name = "fake"
 
-def fake_finalize(rec, space, data, constraints, budget, seed, loss, out_dir):
-    """Same record shape as `search.finalize_candidate`: figures shifted a little, an untrained model saved."""
-    from nachos_tf.builder import build_eenn
+    def __init__(self, drop_odd: bool = False, interrupt_at: int = 0, sleep: float = 0.0):
+        self.drop_odd, self.interrupt_at, self.sleep = drop_odd, interrupt_at, sleep
+        self.calls, self.context = [], None
 
-    genome = Genome.from_dict(rec["genome"])
-    acc = rec["metrics"]["accuracy"] - 0.01 * _u(genome, "final")
-    macs = rec["metrics"]["expected_macs"]
-    val = {"accuracy": acc, "exit_rates": rec["metrics"]["exit_rates"], "expected_macs": macs}
-    test = dict(val, accuracy=acc - 0.005)
-    g = constraints.violations(acc, macs)
-    failed = [k for k, v in g.items() if v is not None and v > 0]
-    out = {"id": rec["id"], "stage": R.STAGE_FINAL, "genome": rec["genome"], "seed": rec["seed"], "rule": rec["rule"],
-           "thresholds": rec["thresholds"], "exit_macs": rec["exit_macs"], "val": val, "test": test, "int8": None,
-           "constraints": g, "metrics": dict(val, error=1 - acc), "feasible": not failed, "model": None,
-           "dropped": "after re-training, validation misses " + ", ".join(failed) if failed else None,
-           "search_metrics": {}, "train_seconds": 0.0, "seconds": 0.0, "time": "x"}
-    if not failed:
-        rel = f"{R.MODELS}/{rec['id']}.keras"
-        build_eenn(space, genome).save(out_dir / rel)
-        out["model"] = rel
-    return out
+    def to_dict(self):
+        return {"name": self.name, "drop_odd": self.drop_odd}
 
+    def setup(self, context):
+        self.context = context
+        marker = context.run_dir / "fake_setup.json"
+        if not marker.exists():                     # one-time work, kept in the run folder
+            marker.write_text(json.dumps({"setups": 1, "pid": os.getpid()}))
 
-class Counting:
-    """Wraps an evaluator and records every genome it was asked to evaluate."""
-
-    def __init__(self, fn):
-        self.fn, self.calls = fn, []
-
-    def __call__(self, genome, *args, **kwargs):
+    def evaluate(self, genome):
         self.calls.append(genome.key())
-        return self.fn(genome, *args, **kwargs)
+        if self.interrupt_at and len(self.calls) == self.interrupt_at:
+            raise KeyboardInterrupt
+        if self.sleep:
+            time.sleep(self.sleep)
+        c = self.context
+        acc, macs = fake_metrics(genome, c.space)
+        n = len(genome.exit_positions) + 1
+        return CandidateRecord.measured(
+            genome.to_dict(), seed=candidate_seed(c.seed, genome), accuracy=acc, exit_rates=[1.0 / n] * n,
+            expected_macs=macs, exit_macs=[macs * 2 * (k + 1) / (n + 1) for k in range(n)],
+            constraints=c.constraints.violations(acc, macs), rule="confidence", thresholds=[0.5] * (n - 1),
+            params=1000, pid=os.getpid(), n_data=int(len(c.dataset().y_train)))
+
+    def finalize(self, rec, out_dir):
+        """Figures shifted a little, an untrained model saved; odd ids dropped when drop_odd."""
+        from nachos_tf.builder import build_eenn
+
+        c = self.context
+        genome = Genome.from_dict(rec.genome)
+        acc = rec.metrics.accuracy - 0.01 * _u(genome, "final")
+        macs = rec.metrics.expected_macs
+        val = {"accuracy": acc, "exit_rates": rec.metrics.exit_rates, "expected_macs": macs}
+        test = dict(val, accuracy=acc - 0.005)
+        g = c.target.violations(acc, macs)
+        failed = [k for k, v in g.items() if v is not None and v > 0]
+        if self.drop_odd and int(rec.id[1:]) % 2:
+            failed = failed or ["accuracy"]
+        fin = FinalRecord(id=rec.id, genome=rec.genome, seed=rec.seed, rule=rec.rule, thresholds=rec.thresholds,
+                          exit_macs=rec.exit_macs, val=val, test=test, constraints=g,
+                          metrics=dict(val, error=1 - acc), feasible=not failed, time="x",
+                          dropped="after re-training, validation misses " + ", ".join(failed) if failed else None)
+        if not failed:
+            rel = f"{R.MODELS}/{rec.id}.keras"
+            build_eenn(c.space, genome).save(out_dir / rel)
+            fin.model = rel
+        return fin
+
+
+class CountingProxy(S.ProxyEvaluator):
+    """The real proxy evaluator, recording every genome it was asked to evaluate (in this process)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.calls = []
+
+    def evaluate(self, genome):
+        self.calls.append(genome.key())
+        return super().evaluate(genome)
+
+
+def ready(evaluator, space, data, constraints, budget, seed=0, run_dir=None, target=None):
+    """An evaluator after `setup` with a context like the search gives it (for unit tests)."""
+    from nachos_tf.losses import LossConfig
+
+    ctx = S.EvalContext(space=space, constraints=constraints, target=target or constraints, budget=budget, seed=seed,
+                        loss=LossConfig.nachos(mac_budget=constraints.max_macs), threads=1,
+                        run_dir=Path(run_dir or tempfile.mkdtemp(prefix="nachos-test-")), data=data)
+    evaluator.setup(ctx)
+    return evaluator
 
 
 def synthetic(n_train=40, n_val=20, n_test=20, shape=(8, 8, 1), classes=10, seed=0) -> Dataset:
@@ -110,8 +151,10 @@ def tiny_space(input_shape=(28, 28, 1), classes=10) -> SearchSpace:
     for s in range(1, 6):
         genes += [Gene(f"s{s}_depth", (1,)), Gene(f"s{s}_kernel", (3, 5)), Gene(f"s{s}_expand", (1, 2)),
                   Gene(f"s{s}_width", (4, 8)), Gene(f"s{s}_se", (False,)), Gene(f"s{s}_act", ("relu",))]
-    return SearchSpace(input_shape, classes, genes, 4, kind="mcu",
-                       settings={"stem_stride": 2, "strides": [1, 2, 1, 2, 1]})
+    from nachos_tf.backbones import McuFamily
+
+    return SearchSpace(McuFamily(genes, 4, settings={"stem_stride": 2, "strides": [1, 2, 1, 2, 1]}),
+                       input_shape, classes)
 
 
 FAKE_BUDGET = S.Budget("test", population=6, generations=3, proxy_train=20, proxy_val=10, epochs=0, head_epochs=1,
@@ -120,10 +163,9 @@ FAKE_CONSTRAINTS = S.Constraints(min_accuracy=0.6, max_macs=8.0e4)
 
 
 def fake_search(out_dir, data=None, **kw):
-    kw.setdefault("evaluator", fake_evaluate)
-    kw.setdefault("finalizer", fake_finalize)
+    kw.setdefault("evaluator", FakeEvaluator())
     kw.setdefault("progress", None)
-    return S.search(S.SearchSpace.mcu((8, 8, 1), 10), synthetic() if data is None else data, FAKE_CONSTRAINTS,
+    return S.search(SearchSpace.mcu((8, 8, 1), 10), synthetic() if data is None else data, FAKE_CONSTRAINTS,
                     budget=FAKE_BUDGET, seed=3, out_dir=out_dir, **kw)
 
 
@@ -194,23 +236,24 @@ def test_budget_presets_and_validation():
 def test_candidate_seed_is_stable_and_genome_specific():
     space = SearchSpace.mcu()
     a, b = space.sample(1), space.sample(2)
-    assert S.candidate_seed(0, a) == S.candidate_seed(0, Genome.from_dict(json.loads(json.dumps(a.to_dict()))))
-    assert len({S.candidate_seed(0, a), S.candidate_seed(0, b), S.candidate_seed(1, a)}) == 3
+    assert candidate_seed(0, a) == candidate_seed(0, Genome.from_dict(json.loads(json.dumps(a.to_dict()))))
+    assert len({candidate_seed(0, a), candidate_seed(0, b), candidate_seed(1, a)}) == 3
     # pinned values: a stable hash (not Python's salted hash()), unchanged across processes and releases,
     # or archives written by another process / version would not resume
     g = Genome.make({"a": 1, "b": "x"}, [ExitGene(True)])
-    assert (S.candidate_seed(0, g), S.candidate_seed(7, g)) == (1847069301, 1954545381)
+    assert (candidate_seed(0, g), candidate_seed(7, g)) == (1847069301, 1954545381)
 
 
 def test_candidate_over_budget_at_its_first_exit_is_not_trained():
     """Expected MACs >= the first exit's staged cost whatever the thresholds: no training needed."""
     space = SearchSpace.mcu((8, 8, 1), 10)
     c = S.Constraints(min_accuracy=0.5, max_macs=100)
-    rec = S.evaluate_candidate(space.sample(0), space, synthetic(), c, FAKE_BUDGET, seed=0)
-    assert rec["pruned"] and rec["train_seconds"] == 0.0 and not rec["feasible"]
+    rec = ready(S.ProxyEvaluator(), space, synthetic(), c, FAKE_BUDGET).evaluate(space.sample(0))
+    rec.id = "c0000"
+    assert rec.pruned and rec.train_seconds == 0.0 and not rec.feasible
     assert rec["metrics"]["expected_macs"] == rec["exit_macs"][0] > 100
     assert rec["constraints"]["macs"] == pytest.approx((rec["exit_macs"][0] - 100) / 100)
-    msg = S.explain_no_admissible([dict(rec, id="c0000")], c)
+    msg = S.explain_no_admissible([rec], c)
     assert "raise max MACs" in msg and "cheapest first exit" in msg
 
 
@@ -224,11 +267,8 @@ class _FakePool:
 
     def evaluate(self, genomes):
         self.asked += genomes
-        out = []
-        for i, g in enumerate(genomes):
-            rec = fake_evaluate(g, self.space, synthetic(), self.constraints, None, 0)
-            out.append(dict(rec, id=f"c{i}"))
-        return out
+        ev = ready(FakeEvaluator(), self.space, synthetic(), self.constraints, FAKE_BUDGET)
+        return [ev.evaluate(g) for g in genomes]
 
 
 def test_repair_gives_canonical_encodings_that_round_trip():
@@ -305,7 +345,7 @@ def test_archive_complete_last_line_without_newline_is_kept(tmp_path):
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fake") / "run"
-    ev = Counting(fake_evaluate)
+    ev = FakeEvaluator()
     lines = []
     res = fake_search(out, evaluator=ev, progress=lines.append)
     return res, ev, out, lines
@@ -382,7 +422,7 @@ def test_load_run_and_report_redraw(fake_run, tmp_path):
     shutil.copytree(out, copy)
     for f in (R.REPORT, R.PARETO_PNG, R.EXITS_PNG):
         (copy / f).unlink()
-    assert R.report(copy) == copy / R.REPORT
+    assert draw_report(copy) == copy / R.REPORT
     assert (copy / R.PARETO_PNG).stat().st_size > 1000 and (copy / R.EXITS_PNG).stat().st_size > 1000
     text = (copy / R.REPORT).read_text()
     assert all(s.id in text for s in res.admissible)
@@ -397,7 +437,7 @@ def test_run_folder_errors(tmp_path, fake_run):
         R.load_run(tmp_path / "nope")
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunDirError, match="not a folder"):
-        R.report(tmp_path / "file")
+        draw_report(tmp_path / "file")
     bad = tmp_path / "bad"
     shutil.copytree(fake_run[2], bad)
     (bad / R.PARETO).write_text("{ not json")
@@ -420,7 +460,7 @@ def test_resume_replays_without_evaluating_twice(fake_run, tmp_path):
     for f in (R.PARETO, R.REPORT):
         (crashed / f).unlink()
     shutil.rmtree(crashed / R.MODELS)
-    ev2 = Counting(fake_evaluate)
+    ev2 = FakeEvaluator()
     msgs = []
     res2 = fake_search(crashed, evaluator=ev2, resume=True, progress=msgs.append)
     done = {Genome.from_dict(json.loads(l)["genome"]).key() for l in lines[:kept]}
@@ -430,7 +470,7 @@ def test_resume_replays_without_evaluating_twice(fake_run, tmp_path):
     assert search_lines(crashed) == search_lines(out)
     assert any("resuming" in m for m in msgs)
     # resuming a finished run trains nothing and gives the same set
-    ev3 = Counting(fake_evaluate)
+    ev3 = FakeEvaluator()
     fake_search(crashed, evaluator=ev3, resume=True)
     assert ev3.calls == []
     assert json.loads((crashed / R.PARETO).read_text()) == json.loads((out / R.PARETO).read_text())
@@ -440,30 +480,19 @@ def test_resume_refuses_different_settings(fake_run, tmp_path):
     crashed = tmp_path / "other"
     shutil.copytree(fake_run[2], crashed)
     with pytest.raises(RunDirError, match="differ in constraints"):
-        S.search(S.SearchSpace.mcu((8, 8, 1), 10), synthetic(), S.Constraints(0.7, 8e4), budget=FAKE_BUDGET,
-                 seed=3, out_dir=crashed, resume=True, evaluator=fake_evaluate, finalizer=fake_finalize,
-                 progress=None)
+        S.search(SearchSpace.mcu((8, 8, 1), 10), synthetic(), S.Constraints(0.7, 8e4), budget=FAKE_BUDGET,
+                 seed=3, out_dir=crashed, resume=True, evaluator=FakeEvaluator(), progress=None)
     with pytest.raises(RunDirError, match="does not exist"):
         fake_search(tmp_path / "missing", resume=True)
 
 
 def test_keyboard_interrupt_keeps_archive_and_says_how_to_resume(tmp_path):
-    class Interrupting:
-        def __init__(self):
-            self.n = 0
-
-        def __call__(self, *a, **k):
-            self.n += 1
-            if self.n == 4:
-                raise KeyboardInterrupt
-            return fake_evaluate(*a, **k)
-
     msgs = []
     with pytest.raises(KeyboardInterrupt):
-        fake_search(tmp_path / "run", evaluator=Interrupting(), progress=msgs.append)
+        fake_search(tmp_path / "run", evaluator=FakeEvaluator(interrupt_at=4), progress=msgs.append)
     assert len(R.Archive(tmp_path / "run" / R.ARCHIVE).read()[0]) == 3
     assert any("--resume" in m and str(tmp_path / "run") in m for m in msgs)
-    assert R.report(tmp_path / "run").exists()                         # the partial run can be looked at
+    assert draw_report(tmp_path / "run").exists()                         # the partial run can be looked at
     with pytest.raises(RunDirError, match="pareto.json is missing"):
         R.load_run(tmp_path / "run")
 
@@ -471,8 +500,8 @@ def test_keyboard_interrupt_keeps_archive_and_says_how_to_resume(tmp_path):
 def test_no_admissible_solution_says_what_failed_and_what_to_relax(tmp_path):
     c = S.Constraints(min_accuracy=0.97, max_macs=3.0e4)
     with pytest.raises(NoAdmissibleSolutionError) as err:
-        S.search(S.SearchSpace.mcu((8, 8, 1), 10), synthetic(), c, budget=FAKE_BUDGET.with_(generations=1),
-                 out_dir=tmp_path / "run", evaluator=fake_evaluate, finalizer=fake_finalize, progress=None)
+        S.search(SearchSpace.mcu((8, 8, 1), 10), synthetic(), c, budget=FAKE_BUDGET.with_(generations=1),
+                 out_dir=tmp_path / "run", evaluator=FakeEvaluator(), progress=None)
     msg = str(err.value)
     assert "no admissible solution" in msg and "closest candidates" in msg
     assert "short by" in msg and "over by" in msg and "to relax" in msg
@@ -482,14 +511,8 @@ def test_no_admissible_solution_says_what_failed_and_what_to_relax(tmp_path):
 
 
 def test_dropped_after_retraining_is_reported(tmp_path):
-    def dropping(rec, *a):
-        if int(rec["id"][1:]) % 2:                                   # odd ids miss the constraints now
-            return dict(fake_finalize(rec, *a), feasible=False, model=None,
-                        dropped="after re-training, validation misses accuracy")
-        return fake_finalize(rec, *a)
-
-    msgs = []
-    res = fake_search(tmp_path / "run", finalizer=dropping, progress=msgs.append)
+    msgs = []                                                         # odd ids miss the constraints now
+    res = fake_search(tmp_path / "run", evaluator=FakeEvaluator(drop_odd=True), progress=msgs.append)
     assert all(int(s.id[1:]) % 2 == 0 for s in res.admissible)
     dropped = [r["id"] for r in res.dropped]
     assert all(int(i[1:]) % 2 for i in dropped)
@@ -502,8 +525,8 @@ def test_accuracy_slack_lowers_only_the_search_floor(tmp_path):
     c = S.Constraints(min_accuracy=0.7, max_macs=8.0e4)
     budget = FAKE_BUDGET.with_(accuracy_slack=0.08, max_final=6)
     msgs = []
-    res = S.search(S.SearchSpace.mcu((8, 8, 1), 10), synthetic(), c, budget=budget, seed=3, out_dir=tmp_path / "r",
-                   evaluator=fake_evaluate, finalizer=fake_finalize, progress=msgs.append)
+    res = S.search(SearchSpace.mcu((8, 8, 1), 10), synthetic(), c, budget=budget, seed=3, out_dir=tmp_path / "r",
+                   evaluator=FakeEvaluator(), progress=msgs.append)
     cfg = json.loads((tmp_path / "r" / R.CONFIG).read_text())
     assert cfg["search_constraints"]["min_accuracy"] == pytest.approx(0.62)
     assert cfg["constraints"]["min_accuracy"] == 0.7
@@ -539,7 +562,7 @@ def test_dask_cluster_gives_the_same_archive_and_workers_rebuild_data(fake_run, 
     assert search_lines(tmp_path / "scattered") == search_lines(fake_run[2])
     recs = [r for r in R.Archive(tmp_path / "dask" / R.ARCHIVE).read()[0] if r["stage"] == "search"]
     assert os.getpid() not in {r["pid"] for r in recs}
-    assert {r["n_data"] for r in recs} == {FAKE_BUDGET.proxy_train}        # the proxy subset, rebuilt there
+    assert {r["n_data"] for r in recs} == {len(data.y_train) + len(data.y_val) - 20}   # the DataRef, rebuilt there
     assert [s.to_dict() for s in remote.admissible] == [s.to_dict() for s in local.admissible]
 
 
@@ -567,7 +590,7 @@ def fashion_small():
 @pytest.fixture(scope="module")
 def real_run(fashion_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("real") / "run"
-    ev = Counting(S.evaluate_candidate)
+    ev = CountingProxy()
     res = S.search(tiny_space(), fashion_small, REAL_CONSTRAINTS, budget=REAL_BUDGET, seed=0, out_dir=out,
                    progress=None, evaluator=ev)
     return res, ev, out
@@ -612,7 +635,7 @@ def test_real_resume_after_crash_gives_the_same_pareto_set(real_run, fashion_sma
     for f in (R.PARETO, R.REPORT):
         (crashed / f).unlink()
     shutil.rmtree(crashed / R.MODELS)
-    ev2 = Counting(S.evaluate_candidate)
+    ev2 = CountingProxy()
     S.search(tiny_space(), fashion_small, REAL_CONSTRAINTS, budget=REAL_BUDGET, seed=0, out_dir=crashed,
              resume=True, progress=None, evaluator=ev2)
     assert ev2.calls == [ev.calls[3]]
@@ -628,7 +651,7 @@ def test_real_dask_run_equals_local_run(real_run, fashion_small, tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         S.search(tiny_space(), fashion_small, REAL_CONSTRAINTS, budget=REAL_BUDGET, seed=0, out_dir=tmp_path / "d",
-                 progress=None, evaluator=S.evaluate_candidate, dask_scheduler=cluster.scheduler_address)
+                 progress=None, evaluator="proxy", dask_scheduler=cluster.scheduler_address)
     assert search_lines(tmp_path / "d") == search_lines(out)
     assert json.loads((tmp_path / "d" / R.PARETO).read_text()) == json.loads((out / R.PARETO).read_text())
 
@@ -637,7 +660,7 @@ _KILL_SCRIPT = textwrap.dedent("""
     import importlib, sys
     sys.path.insert(0, {tests!r})
     from test_search import tiny_space, REAL_CONSTRAINTS
-    S = importlib.import_module("nachos_tf.search")
+    from nachos_tf import nas as S
     if __name__ == "__main__":
         budget = S.Budget("kill", population=4, generations=2, proxy_train=600, proxy_val=300, epochs=0,
                           head_epochs=1, final_train=600, final_epochs=0, final_head_epochs=1, max_final=1)
@@ -697,7 +720,7 @@ def test_random_search_draws_fresh_genomes_and_resumes_as_random(tmp_path):
     genomes of the space, seeded; config says so and a resume continues as random search."""
     res = fake_search(tmp_path / "r1", algorithm="random")
     recs = [r for r in res.archive if r["stage"] == R.STAGE_SEARCH]
-    space = S.SearchSpace.mcu((8, 8, 1), 10)
+    space = SearchSpace.mcu((8, 8, 1), 10)
     assert len(recs) == FAKE_BUDGET.population * FAKE_BUDGET.generations     # no offspring dedup: fresh draws
     for r in recs:
         space.validate(Genome.from_dict(r["genome"]))
@@ -717,15 +740,11 @@ def test_random_search_draws_fresh_genomes_and_resumes_as_random(tmp_path):
 
 
 def test_max_seconds_stops_the_search_between_generations(tmp_path):
-    def slow(*a, **kw):
-        time.sleep(0.05)
-        return fake_evaluate(*a, **kw)
-
     t0 = time.time()
-    res = fake_search(tmp_path / "t", evaluator=slow, generations=200, max_seconds=0.5)
+    res = fake_search(tmp_path / "t", evaluator=FakeEvaluator(sleep=0.05), generations=200, max_seconds=0.5)
     n = sum(1 for r in res.archive if r["stage"] == R.STAGE_SEARCH)
     assert FAKE_BUDGET.population <= n < 200 * FAKE_BUDGET.population / 4
-    assert time.time() - t0 < 30
+    assert time.time() - t0 < 90          # generous: the machine may be loaded; n above is the real check
     cfg = json.loads((tmp_path / "t" / R.CONFIG).read_text())
     assert cfg["algorithm"]["max_seconds"] == 0.5
 
@@ -740,28 +759,29 @@ def test_bad_algorithm_settings_are_refused_before_writing(tmp_path, kw, match):
 
 
 def test_paper_cost_model_and_grid_calibration_ablation(fashion_small, tmp_path):
-    """evaluate_candidate(cost_model="paper", calibration="grid") optimises the paper's belief (own-head
-    costs); finalize_candidate still reports what the device pays (staged costs) at its thresholds."""
+    """ProxyEvaluator(cost_model="paper", calibration="grid") optimises the paper's belief (own-head costs);
+    its finalize still reports what the device pays (staged costs) at its thresholds."""
     from nachos_tf.builder import build_eenn
     from nachos_tf.macs import paper_exit_macs, profile_macs
 
     space = tiny_space()
     genome = next(g for g in (space.sample(s) for s in range(40)) if len(g.exit_positions) >= 2)
     loose = S.Constraints(min_accuracy=0.12, max_macs=1.0e9)
-    data = S.proxy_subset(fashion_small, REAL_BUDGET, 0)
     paper = [float(m) for m in paper_exit_macs(profile_macs(build_eenn(space, genome)))]
-    rec = S.evaluate_candidate(genome, space, data, loose, REAL_BUDGET, 0, calibration="grid", cost_model="paper")
-    rates = rec["metrics"]["exit_rates"]
-    assert rec["metrics"]["expected_macs"] == pytest.approx(float(np.dot(rates, paper)))
-    assert paper[-1] < rec["exit_macs"][-1]                       # the belief is cheaper than the truth
-    (tmp_path / R.MODELS).mkdir()
-    fin = S.finalize_candidate(dict(rec, id="c0000", genome=genome.to_dict()), space, fashion_small.subset(
-        train=600, val=300, test=300, seed=0), loose, REAL_BUDGET, 0, S.default_loss(loose), tmp_path,
-        calibration="grid", cost_model="paper")
+    ev = ready(S.ProxyEvaluator(calibration="grid", cost_model="paper"), space, fashion_small, loose, REAL_BUDGET,
+               run_dir=tmp_path)
+    rec = ev.evaluate(genome)
+    assert ev.to_dict() == {"name": "proxy", "calibration": "grid", "cost_model": "paper"}
+    rates = rec.metrics.exit_rates
+    assert rec.metrics.expected_macs == pytest.approx(float(np.dot(rates, paper)))
+    assert paper[-1] < rec.exit_macs[-1]                          # the belief is cheaper than the truth
+    rec.id = "c0000"
+    fin = ev.finalize(rec, tmp_path)
     for split in ("val", "test"):
-        assert fin[split]["expected_macs"] == pytest.approx(float(np.dot(fin[split]["exit_rates"], fin["exit_macs"])))
+        assert getattr(fin, split)["expected_macs"] == pytest.approx(
+            float(np.dot(getattr(fin, split)["exit_rates"], fin.exit_macs)))
     with pytest.raises(ConstraintError, match="cost model"):
-        S.evaluate_candidate(genome, space, data, loose, REAL_BUDGET, 0, cost_model="ours")
+        S.ProxyEvaluator(cost_model="ours")
 
 
 def test_export_of_a_solution_reproduces_its_int8_figures(real_run, fashion_small, tmp_path):

@@ -1,4 +1,5 @@
-"""Search space and genome: encoding, JSON, repair, rejection with reasons, keras-tuner bridge."""
+"""Search space, genome, head kinds and backbone families: encoding, JSON, repair, rejection with reasons,
+head MAC formulas against the profiler, keras-tuner bridge."""
 import json
 
 import keras
@@ -6,7 +7,10 @@ import numpy as np
 import pytest
 
 import nachos_tf as nt
-from nachos_tf.space import ExitGene, Genome, SearchSpace
+from nachos_tf import heads
+from nachos_tf.backbones import FAMILIES, BackboneFamily, HypermodelFamily, McuFamily
+from nachos_tf.genome import ExitGene, Gene, Genome
+from nachos_tf.space import SearchSpace
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +168,132 @@ def test_hypermodel_without_exit_points_is_rejected():
 
     with pytest.raises(nt.GenomeError, match="ExitPoint"):
         SearchSpace.from_hypermodel(build, (8, 8, 1), 2)
+
+
+def test_hypermodel_family_caches_shapes_on_itself_and_rejects_json():
+    space = SearchSpace.from_hypermodel(_user_build, (16, 16, 1), 5)
+    fam = space.family
+    assert isinstance(fam, HypermodelFamily) and space.kind == "hypermodel" and not fam.supports_supernet
+    g = space.sample(0)
+    # independent: trace the user's graph for these hyperparameters and read the ExitPoint shapes
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    for name, value in g.backbone:
+        hp.values[name] = value
+    m = _user_build(hp)
+    want = [tuple(l.output.shape[1:]) for l in m.layers if isinstance(l, nt.ExitPoint)]
+    assert space.exit_feature_shapes(g) == want
+    assert g.backbone in fam._shapes  # the cache lives on the family object, not in a module global
+    other = SearchSpace.from_hypermodel(_user_build, (16, 16, 1), 5)
+    assert other.family._shapes == {}
+    with pytest.raises(nt.GenomeError, match="hypermodel space object"):
+        SearchSpace.from_dict(space.to_dict())
+
+
+def test_head_macs_formula_equals_the_profiler_for_every_head_kind():
+    """heads.head_macs (analytic) == profile_macs (measured on the built Keras layers), per head kind."""
+    for shape in ((7, 9, 12), (14, 14, 8), (3, 3, 40)):
+        for head in heads.HEADS:
+            for width, pool in ((8, 1), (32, 2), (16, 4)):
+                for confidence in (True, False):
+                    gene = ExitGene(True, head, width, pool)
+                    inp = keras.Input(shape)
+                    measured = nt.profile_macs(keras.Model(inp, heads.attach_exit_head(inp, 0, gene, 10,
+                                                                                       confidence))).total
+                    assert heads.head_macs(shape, gene, 10, confidence) == measured > 0, (shape, gene)
+    # and on built EENNs: the space's figure for each exit equals the profiled exit_k* layers
+    space = SearchSpace.mcu((28, 28, 1), 10)
+    g = space.sample(1)
+    report, shapes = nt.profile_macs(nt.build_eenn(space, g)), space.exit_feature_shapes(g)
+    for k, pos in enumerate(g.exit_positions):
+        measured = sum(r.macs for r in report.layers if r.name == f"exit_{k}" or r.name.startswith(f"exit_{k}_"))
+        assert space.head_macs(shapes[pos], g.exits[pos]) == measured
+
+
+def test_head_kinds_are_a_registry_and_unknown_kinds_are_rejected():
+    assert set(heads.HEADS) <= set(heads.head_kinds())
+    with pytest.raises(nt.GenomeError, match="unknown exit head kind"):
+        SearchSpace(McuFamily.default((28, 28, 1)), (28, 28, 1), 10, heads=("gap_dense", "nope"))
+    with pytest.raises(nt.GenomeError, match="unknown exit head kind"):
+        heads.head_macs((7, 7, 8), ExitGene(True, "nope"), 10, True)
+    # a new kind: registered once, then offered by a space, built and costed through the same door
+    gmp = heads.register_head(heads.HeadKind(
+        "test_gmp_dense", lambda x, p, gene: keras.layers.GlobalMaxPooling2D(name=f"{p}_gmp")(x),
+        lambda shape, gene: (0, shape[2])))
+    try:
+        space = SearchSpace(McuFamily.default((28, 28, 1)), (28, 28, 1), 10, heads=heads.HEADS + (gmp.name,))
+        g = space.sample(0)
+        exits = tuple(ExitGene(True, gmp.name) if i == g.exit_positions[-1] else e for i, e in enumerate(g.exits))
+        g = space.repair(Genome(g.backbone, exits))
+        m = nt.build_eenn(space, g)
+        k = len(g.exit_positions) - 1
+        assert isinstance(m.get_layer(f"exit_{k}_gmp"), keras.layers.GlobalMaxPooling2D)
+        shape = space.exit_feature_shapes(g)[g.exit_positions[-1]]
+        assert space.head_macs(shape, g.exits[g.exit_positions[-1]]) == shape[2] * 11
+    finally:
+        heads._KINDS.pop(gmp.name)
+
+
+def test_mcu_family_is_an_object_and_custom_families_round_trip_through_json():
+    space = SearchSpace.mcu((28, 28, 1), 10)
+    assert isinstance(space.family, BackboneFamily) and FAMILIES["mcu"] is McuFamily
+    assert space.kind == "mcu" and space.family.supports_supernet
+    assert space.backbone_genes is space.family.genes and space.settings is space.family.settings
+    # a custom (tiny) mcu family: genes given in any order end up in the canonical encoding order
+    genes = [Gene("resolution", (16, 12)), Gene("stem_width", (4, 8))]
+    for s in range(1, 6):
+        genes += [Gene(f"s{s}_depth", (1,)), Gene(f"s{s}_kernel", (3, 5)), Gene(f"s{s}_expand", (1, 2)),
+                  Gene(f"s{s}_width", (4, 8)), Gene(f"s{s}_se", (False,)), Gene(f"s{s}_act", ("relu",))]
+    settings = {"stem_stride": 2, "strides": [1, 2, 1, 2, 1]}
+    tiny = SearchSpace(McuFamily(genes, 4, settings), (28, 28, 1), 10)
+    shuffled = SearchSpace(McuFamily(genes[::-1], 4, settings), (28, 28, 1), 10)
+    assert [g.name for g in shuffled.backbone_genes] == [g.name for g in genes]
+    # config.json is written with sorted keys: the JSON must come back with the same encoding
+    d = json.loads(json.dumps(tiny.to_dict(), sort_keys=True))
+    back = SearchSpace.from_dict(d)
+    assert back.to_dict() == tiny.to_dict()
+    for seed in range(5):
+        g = tiny.sample(seed)
+        assert np.array_equal(back.encode(g), tiny.encode(g)) and back.sample(seed) == g
+    with pytest.raises(nt.GenomeError, match="missing"):
+        McuFamily(genes[:-1], 4, settings)
+    with pytest.raises(nt.GenomeError, match="unknown backbone family"):
+        SearchSpace.from_dict({**d, "kind": "nope"})
+    with pytest.raises(nt.GenomeError, match="BackboneFamily"):
+        SearchSpace((28, 28, 1), 10, genes, 4)
+
+
+def test_default_space_json_is_the_pre_restructuring_json():
+    """config.json "space" of runs written before the backbone families existed (keys and values)."""
+    d = SearchSpace.mcu((28, 28, 1), 10).to_dict()
+    assert list(d) == ["kind", "input_shape", "num_classes", "confidence", "n_exit_points", "backbone_genes",
+                       "heads", "pools", "head_widths", "min_early_exits", "max_early_exits", "settings"]
+    assert d["kind"] == "mcu" and d["settings"] == {"stem_stride": 2, "strides": [2, 1, 2, 1, 1]}
+    assert d["heads"] == ["gap_dense", "conv_gap_dense", "nachos"] and d["pools"] == [1, 2, 4]
+    assert d["head_widths"] == [8, 16, 32] and d["backbone_genes"]["resolution"] == [28, 24, 20]
+    assert (d["min_early_exits"], d["max_early_exits"], d["n_exit_points"]) == (1, 4, 4)
+
+
+def test_genome_is_ground_floor_and_the_space_imports_no_builder():
+    """genome.py imports neither TensorFlow/Keras nor numpy; space/backbones/heads do not import builder."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(nt.__file__).parent
+
+    def imports(rel):
+        tree = ast.parse((root / rel).read_text())
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                out.add("." * node.level + (node.module or ""))
+        return out
+
+    assert imports("genome.py") <= {"__future__", "json", "sys", "dataclasses", "typing", ".errors"}
+    for rel in ("space.py", "heads.py", "backbones/__init__.py", "backbones/base.py", "backbones/mcu.py",
+                "backbones/hypermodel.py"):
+        assert not any(m.endswith("builder") or m.endswith("space") for m in imports(rel)), rel
+    assert not (root / "tuner_bridge.py").exists()

@@ -1,19 +1,15 @@
 """Export a trained, thresholded EENN for a microcontroller: staged int8 .tflite files, C/C++ sources
 for TFLM's MicroInterpreter, and manifest.json.
 
-`export_eenn` is the one entry point. The folder it writes:
+`export_eenn` is the one entry point (`convert_eenn` is its in-memory half, `write_export` the files).
+The folder it writes:
 
 * stage<k>.tflite: the int8 stage models (see stages.py), and manifest.json describing them;
-* nachos_model_data.h/.cc: each stage as `alignas(16) const unsigned char <symbol>[]` plus
-  `const unsigned int <symbol>_len` (compiles on its own, no TFLM needed);
-* nachos_decision.h/.cc: the exit decision of every rule (no TFLM dependency; tests compile it with
-  g++ and compare it with `tflm.exit_decision` on many int8 vectors);
-* nachos_eenn.h/.cc: the staged runner on tflite::MicroInterpreter (one arena, stages loaded in
-  turn, inference stops at the first confident exit), thresholds, input quantisation helper;
-* README.md: how to add the folder to a TFLM firmware build.
+* nachos_model_data.h/.cc, nachos_decision.h/.cc, nachos_eenn.h/.cc, README.md: see c_sources.py.
 
 Identifiers come from a sanitised `name` (default "nachos"); nothing from the user's paths or model
-names is written into C code.
+names is written into C code. `evaluate_int8` gives the TFLM figures of exactly what `export_eenn`
+would deploy, without writing files.
 """
 from __future__ import annotations
 
@@ -21,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -32,450 +27,26 @@ import numpy as np
 
 from nachos_tf.errors import ExportError
 
-from . import tflm
+from . import flatbuffer as fb
+from .c_sources import (decision_sources, model_data_sources, readme_text, resolver_method, runner_sources,
+                        sanitize_identifier)
+from .int8 import check_rule, exit_params
+from .quantize import qat_finetune
+from .stages import check_boundaries, quantize_stages, split_stages
+from .tflm import evaluate_staged, measure_arena as tflm_measure_arena
+
+__all__ = ["C_SOURCES", "ARENA_MARGIN", "ARENA_MARGIN_BYTES", "convert_eenn", "write_export", "export_eenn",
+           "evaluate_int8", "cortex_m4_size", "sanitize_identifier", "resolver_method", "model_data_sources",
+           "decision_sources", "runner_sources", "readme_text"]
 
 C_SOURCES = ["nachos_model_data.h", "nachos_model_data.cc", "nachos_decision.h", "nachos_decision.cc",
              "nachos_eenn.h", "nachos_eenn.cc", "README.md"]
 ARENA_MARGIN = 0.25          # fraction added to the largest measured stage arena
 ARENA_MARGIN_BYTES = 1024
 
-# TFLite builtin op -> tflite::MicroMutableOpResolver method (the ones whose name is not the
-# mechanical CamelCase of the op name, plus the common ones for clarity).
-_RESOLVER = {
-    "CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "FULLY_CONNECTED": "AddFullyConnected",
-    "AVERAGE_POOL_2D": "AddAveragePool2D", "MAX_POOL_2D": "AddMaxPool2D", "L2_POOL_2D": "AddL2Pool2D",
-    "SOFTMAX": "AddSoftmax", "LOGISTIC": "AddLogistic", "MEAN": "AddMean", "RESHAPE": "AddReshape",
-    "ADD": "AddAdd", "MUL": "AddMul", "SUB": "AddSub", "PAD": "AddPad", "PADV2": "AddPadV2",
-    "RELU": "AddRelu", "RELU6": "AddRelu6", "HARD_SWISH": "AddHardSwish", "QUANTIZE": "AddQuantize",
-    "DEQUANTIZE": "AddDequantize", "CONCATENATION": "AddConcatenation", "RESIZE_BILINEAR": "AddResizeBilinear",
-    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "TRANSPOSE_CONV": "AddTransposeConv",
-    "STRIDED_SLICE": "AddStridedSlice", "SQUEEZE": "AddSqueeze", "EXPAND_DIMS": "AddExpandDims",
-    "LEAKY_RELU": "AddLeakyRelu", "MAXIMUM": "AddMaximum", "MINIMUM": "AddMinimum", "SUM": "AddSum",
-    "REDUCE_MAX": "AddReduceMax", "TRANSPOSE": "AddTranspose", "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd",
-    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV", "PACK": "AddPack",
-    "UNPACK": "AddUnpack", "SHAPE": "AddShape", "PRELU": "AddPrelu", "TANH": "AddTanh", "ADD_N": "AddAddN",
-    "BATCH_MATMUL": "AddBatchMatMul", "SQUARED_DIFFERENCE": "AddSquaredDifference", "RSQRT": "AddRsqrt",
-}
-
-
-def sanitize_identifier(name: str) -> str:
-    """A C identifier from any string: [A-Za-z0-9_] only, not starting with a digit or underscore."""
-    s = re.sub(r"[^A-Za-z0-9_]", "_", str(name)).strip("_")
-    s = re.sub(r"_+", "_", s)
-    if not s or not s[0].isalpha():
-        s = "m_" + s
-    return s[:48]
-
-
-def resolver_method(op: str) -> str:
-    """MicroMutableOpResolver method that registers a TFLite builtin op."""
-    if op in _RESOLVER:
-        return _RESOLVER[op]
-    if op.startswith("CUSTOM:") or not re.fullmatch(r"[A-Z0-9_]+", op):
-        raise ExportError(f"op {op} is not a TFLite builtin; TFLM cannot run it without a custom kernel")
-    parts = []
-    for p in op.split("_"):
-        parts.append(p if re.fullmatch(r"\d+D", p) else p.capitalize())
-    return "Add" + "".join(parts)
-
-
-def _fmt_float(v: float) -> str:
-    """A float32 constant that round-trips exactly (9 significant digits), as C source."""
-    v = float(np.float32(v))
-    if math.isinf(v):
-        return "INFINITY" if v > 0 else "-INFINITY"
-    return f"{v:.9g}f" if ("e" in f"{v:.9g}" or "." in f"{v:.9g}") else f"{v:.9g}.0f"
-
 
 def _json_float(v: float):
     return v if math.isfinite(v) else ("inf" if v > 0 else "-inf")
-
-
-# --------------------------------------------------------------------------- C sources
-
-_HEADER_NOTE = "// Generated by nachos-tf (tflite_export.c_export). Do not edit; re-export instead.\n"
-
-
-def model_data_sources(symbols: Sequence[str], blobs: Sequence[bytes]) -> Dict[str, str]:
-    """nachos_model_data.h/.cc: one 16-byte-aligned const array and length per stage."""
-    h = [_HEADER_NOTE, "#ifndef NACHOS_MODEL_DATA_H_\n#define NACHOS_MODEL_DATA_H_\n\n"]
-    h.append(f"#define NACHOS_NUM_STAGE_MODELS {len(blobs)}\n\n")
-    for sym, b in zip(symbols, blobs):
-        h.append(f"// stage model, {len(b)} bytes\nextern const unsigned char {sym}[];\n"
-                 f"extern const unsigned int {sym}_len;\n")
-    h.append("\n#endif  // NACHOS_MODEL_DATA_H_\n")
-    c = [_HEADER_NOTE, '#include "nachos_model_data.h"\n\n']
-    for sym, b in zip(symbols, blobs):
-        c.append(f"alignas(16) const unsigned char {sym}[] = {{\n")
-        arr = np.frombuffer(bytes(b), dtype=np.uint8)
-        for i in range(0, len(arr), 12):
-            c.append("  " + ", ".join(f"0x{v:02x}" for v in arr[i:i + 12]) + ",\n")
-        c.append(f"}};\nconst unsigned int {sym}_len = {len(b)}u;\n\n")
-    return {"nachos_model_data.h": "".join(h), "nachos_model_data.cc": "".join(c)}
-
-
-DECISION_H = _HEADER_NOTE + r"""// Exit decisions of a staged early-exit network, on the int8 outputs of one exit.
-// No TFLM dependency: the same code runs on the device and in the host tests.
-#ifndef NACHOS_DECISION_H_
-#define NACHOS_DECISION_H_
-
-#include <stdint.h>
-
-namespace nachos {
-
-enum Rule { kMaxSoftmax = 0, kMargin = 1, kEntropy = 2, kConfidence = 3 };
-
-struct ExitParams {
-  int32_t threshold_q;  // max_softmax: int8 probability (128 = never); margin: int8 difference (256 = never)
-  float threshold;      // entropy / confidence: float32 threshold (rounded up from the float one)
-  const float* table;   // 256 entries indexed by q + 128: p*log(p) (entropy) or b (confidence); else null
-};
-
-// 1 if the sample leaves at this exit, 0 if the next stage must run.
-// probs: the exit's int8 softmax; conf: its int8 confidence (rule kConfidence only);
-// stay: running float product prod_j (1 - b_j), set to 1.0f before the first exit.
-int ExitDecision(int rule, const int8_t* probs, int num_classes, int8_t conf,
-                 const ExitParams* params, float* stay);
-
-// Index of the largest value (the first one on ties).
-int ArgMax(const int8_t* v, int n);
-
-}  // namespace nachos
-
-#endif  // NACHOS_DECISION_H_
-"""
-
-DECISION_CC = _HEADER_NOTE + r"""#include "nachos_decision.h"
-
-namespace nachos {
-
-int ArgMax(const int8_t* v, int n) {
-  int best = 0;
-  for (int i = 1; i < n; ++i) {
-    if (v[i] > v[best]) best = i;
-  }
-  return best;
-}
-
-int ExitDecision(int rule, const int8_t* probs, int num_classes, int8_t conf,
-                 const ExitParams* params, float* stay) {
-  switch (rule) {
-    case kMaxSoftmax: {
-      int32_t top = -129;
-      for (int i = 0; i < num_classes; ++i) {
-        if (probs[i] > top) top = probs[i];
-      }
-      return top >= params->threshold_q ? 1 : 0;
-    }
-    case kMargin: {
-      int32_t top1 = -129;
-      int32_t top2 = -129;
-      for (int i = 0; i < num_classes; ++i) {
-        const int32_t v = probs[i];
-        if (v > top1) {
-          top2 = top1;
-          top1 = v;
-        } else if (v > top2) {
-          top2 = v;
-        }
-      }
-      return (top1 - top2) >= params->threshold_q ? 1 : 0;
-    }
-    case kEntropy: {
-      // minus the entropy, sum_i p_i log p_i, from a table (bit-identical to the Python runner)
-      float s = 0.0f;
-      for (int i = 0; i < num_classes; ++i) {
-        s = s + params->table[probs[i] + 128];
-      }
-      return s >= params->threshold ? 1 : 0;
-    }
-    case kConfidence: {
-      // NACHOS cumulative confidence D_k = 1 - prod_{j<=k} (1 - b_j)
-      const float b = params->table[conf + 128];
-      const float one_minus_b = 1.0f - b;
-      *stay = *stay * one_minus_b;
-      const float d = 1.0f - *stay;
-      return d >= params->threshold ? 1 : 0;
-    }
-    default:
-      return 0;
-  }
-}
-
-}  // namespace nachos
-"""
-
-
-def decision_sources() -> Dict[str, str]:
-    """nachos_decision.h/.cc (fixed text: the decision logic of every rule)."""
-    return {"nachos_decision.h": DECISION_H, "nachos_decision.cc": DECISION_CC}
-
-
-def runner_sources(manifest: dict, symbols: Sequence[str], ops: Sequence[str], tables: Sequence[Optional[np.ndarray]],
-                   feature_bytes: int, num_classes: int) -> Dict[str, str]:
-    """nachos_eenn.h/.cc: the staged runner on tflite::MicroInterpreter for this export."""
-    stages = manifest["stages"]
-    n = len(stages)
-    inp = manifest["input"]
-    in_size = int(np.prod(inp["shape"]))
-    rule = manifest["rule"]
-    rule_enum = {"max_softmax": "kMaxSoftmax", "margin": "kMargin", "entropy": "kEntropy",
-                 "confidence": "kConfidence"}[rule]
-    methods = [resolver_method(op) for op in ops]
-
-    h = _HEADER_NOTE + f"""// Staged early-exit inference on TensorFlow Lite Micro.
-#ifndef NACHOS_EENN_H_
-#define NACHOS_EENN_H_
-
-#include <stddef.h>
-#include <stdint.h>
-
-#define NACHOS_NUM_STAGES {n}
-#define NACHOS_NUM_CLASSES {num_classes}
-#define NACHOS_INPUT_SIZE {in_size}  // int8 values of one input ({'x'.join(str(int(d)) for d in inp['shape'])})
-
-namespace nachos {{
-
-struct Result {{
-  int class_index;  // predicted class
-  int exit_index;   // exit taken: 0 .. NACHOS_NUM_STAGES - 1 (the last one is the final classifier)
-  int status;       // 0 = ok; < 0 = error (see Init)
-}};
-
-// Registers the ops and loads stage 0. Returns 0, or -1 (op registration), -2 (schema version),
-// -3 (AllocateTensors failed: raise NACHOS_ARENA_BYTES).
-int Init();
-
-// float -> int8 with the input quantisation: floor(x / scale + 0.5) + zero_point, clamped to int8.
-int8_t QuantizeInputValue(float x);
-void QuantizeInput(const float* x, int8_t* q, int n);
-
-// Classifies one int8 input of NACHOS_INPUT_SIZE values. Stage k+1 runs only if exit k is not
-// confident, so an early exit really skips the rest of the network.
-Result Classify(const int8_t* input);
-
-// Arena bytes the currently loaded stage uses (after Init / Classify).
-size_t ArenaUsedBytes();
-
-}}  // namespace nachos
-
-#endif  // NACHOS_EENN_H_
-"""
-    tab_src = []
-    params = []
-    for k in range(n - 1):
-        st = stages[k]
-        tq = st["threshold_int8"] if st["threshold_int8"] is not None else 0
-        tf = tflm.threshold_f32(float(st["threshold"]))
-        if tables[k] is not None:
-            tab_src.append(f"const float kTable{k}[256] = {{\n")
-            vals = [_fmt_float(v) for v in tables[k]]
-            for i in range(0, 256, 6):
-                tab_src.append("    " + ", ".join(vals[i:i + 6]) + ",\n")
-            tab_src.append("};\n")
-            tname = f"kTable{k}"
-        else:
-            tname = "nullptr"
-        params.append(f"    {{{int(tq)}, {_fmt_float(tf)}, {tname}}},  // exit {k}, threshold {st['threshold']}")
-
-    def arr(key):
-        return ", ".join(str(-1 if st[key] is None else int(st[key])) for st in stages)
-
-    arena = int(manifest["arena_bytes"])
-    cc = _HEADER_NOTE + f"""#include "nachos_eenn.h"
-
-#include <math.h>
-#include <string.h>
-
-#include <new>
-
-#include "nachos_decision.h"
-#include "nachos_model_data.h"
-#include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-#include "tensorflow/lite/schema/schema_generated.h"
-
-// Largest stage arena measured on the TFLM reference kernels plus a margin. Optimised kernels
-// (e.g. CMSIS-NN) may need scratch space on top: override with -DNACHOS_ARENA_BYTES=...
-#ifndef NACHOS_ARENA_BYTES
-#define NACHOS_ARENA_BYTES {arena}
-#endif
-
-namespace nachos {{
-namespace {{
-
-constexpr int kNumStages = {n};
-constexpr int kRule = {rule_enum};
-constexpr int kNumOps = {len(methods)};
-constexpr float kInputScale = {_fmt_float(inp['scale'])};
-constexpr int32_t kInputZeroPoint = {int(inp['zero_point'])};
-constexpr int kFeatureBytes = {max(1, int(feature_bytes))};
-
-const unsigned char* const kStageData[kNumStages] = {{{', '.join(symbols)}}};
-// output indices in the interpreter's order (mapped through each file's SignatureDef); -1 = none
-const int kProbsOutput[kNumStages] = {{{arr('logits_output')}}};
-const int kConfOutput[kNumStages] = {{{arr('confidence_output')}}};
-const int kFeaturesOutput[kNumStages] = {{{arr('features_output')}}};
-
-{''.join(tab_src)}const ExitParams kExitParams[kNumStages > 1 ? kNumStages - 1 : 1] = {{
-{chr(10).join(params) if params else '    {0, 0.0f, nullptr},'}
-}};
-
-alignas(16) uint8_t g_arena[NACHOS_ARENA_BYTES];
-alignas(16) int8_t g_features[kFeatureBytes];
-alignas(tflite::MicroInterpreter) unsigned char g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
-tflite::MicroMutableOpResolver<kNumOps> g_resolver;
-tflite::MicroInterpreter* g_interpreter = nullptr;
-int g_loaded_stage = -1;
-bool g_ops_ready = false;
-
-int RegisterOps() {{
-{chr(10).join(f'  if (g_resolver.{m}() != kTfLiteOk) return -1;' for m in methods)}
-  return 0;
-}}
-
-// One arena for all stages: stage k's interpreter is rebuilt in it when stage k is needed.
-int LoadStage(int k) {{
-  if (g_loaded_stage == k) return 0;
-  if (g_interpreter != nullptr) {{
-    g_interpreter->~MicroInterpreter();
-    g_interpreter = nullptr;
-    g_loaded_stage = -1;
-  }}
-  const tflite::Model* model = tflite::GetModel(kStageData[k]);
-#ifdef TFLITE_SCHEMA_VERSION
-  if (model->version() != TFLITE_SCHEMA_VERSION) return -2;
-#endif
-  g_interpreter = new (g_interpreter_storage)
-      tflite::MicroInterpreter(model, g_resolver, g_arena, NACHOS_ARENA_BYTES);
-  if (g_interpreter->AllocateTensors() != kTfLiteOk) return -3;
-  g_loaded_stage = k;
-  return 0;
-}}
-
-}}  // namespace
-
-int Init() {{
-  if (!g_ops_ready) {{
-    if (RegisterOps() != 0) return -1;
-    g_ops_ready = true;
-  }}
-  return LoadStage(0);
-}}
-
-int8_t QuantizeInputValue(float x) {{
-  const float scaled = x / kInputScale;
-  float f = floorf(scaled + 0.5f);
-  if (!(f > -512.0f)) f = -512.0f;  // also catches NaN
-  if (f > 512.0f) f = 512.0f;
-  const int32_t q = static_cast<int32_t>(f) + kInputZeroPoint;
-  return static_cast<int8_t>(q < -128 ? -128 : (q > 127 ? 127 : q));
-}}
-
-void QuantizeInput(const float* x, int8_t* q, int n) {{
-  for (int i = 0; i < n; ++i) q[i] = QuantizeInputValue(x[i]);
-}}
-
-Result Classify(const int8_t* input) {{
-  Result r = {{-1, -1, 0}};
-  if (!g_ops_ready) {{
-    r.status = Init();
-    if (r.status != 0) return r;
-  }}
-  float stay = 1.0f;
-  const int8_t* data = input;
-  for (int k = 0; k < kNumStages; ++k) {{
-    r.status = LoadStage(k);
-    if (r.status != 0) return r;
-    TfLiteTensor* in = g_interpreter->input(0);
-    memcpy(in->data.int8, data, in->bytes);
-    if (g_interpreter->Invoke() != kTfLiteOk) {{
-      r.status = -4;
-      return r;
-    }}
-    const TfLiteTensor* probs = g_interpreter->output(kProbsOutput[k]);
-    const int num_classes = static_cast<int>(probs->bytes);
-    const int last = (k == kNumStages - 1);
-    int leave = last;
-    if (!last) {{
-      const int8_t conf = kConfOutput[k] >= 0 ? g_interpreter->output(kConfOutput[k])->data.int8[0] : 0;
-      leave = ExitDecision(kRule, probs->data.int8, num_classes, conf, &kExitParams[k], &stay);
-    }}
-    if (leave) {{
-      r.class_index = ArgMax(probs->data.int8, num_classes);
-      r.exit_index = k;
-      return r;
-    }}
-    // the next stage is built in the same arena: keep the features outside it
-    const TfLiteTensor* features = g_interpreter->output(kFeaturesOutput[k]);
-    memcpy(g_features, features->data.int8, features->bytes);
-    data = g_features;
-  }}
-  r.status = -5;
-  return r;
-}}
-
-size_t ArenaUsedBytes() {{
-  return g_interpreter != nullptr ? g_interpreter->arena_used_bytes() : 0;
-}}
-
-}}  // namespace nachos
-"""
-    return {"nachos_eenn.h": h, "nachos_eenn.cc": cc}
-
-
-def readme_text(manifest: dict) -> str:
-    """README.md of the export folder: what is in it and how to build it into TFLM firmware."""
-    st = manifest["stages"]
-    rows = "\n".join(f"| {k} | `{s['tflite']}` | `{s['symbol']}` | {s['bytes']} | {s['arena_bytes']} | "
-                     f"{s['macs']} | {s.get('threshold')} | {s.get('threshold_int8')} |" for k, s in enumerate(st))
-    return f"""# Staged early-exit network for TensorFlow Lite Micro
-
-Generated by nachos-tf. Exit rule: `{manifest['rule']}`. Stage k runs only when exit k-1 is not
-confident; the last stage is the final classifier.
-
-| stage | file | C array | bytes | arena bytes (measured) | MACs | threshold | int threshold |
-|---|---|---|---|---|---|---|---|
-{rows}
-
-One tensor arena of `NACHOS_ARENA_BYTES` = {manifest['arena_bytes']} bytes serves all stages (largest
-measured stage arena + margin). Expected MACs per exit: {manifest['exit_macs']}.
-
-## Files
-
-- `nachos_model_data.h/.cc`: the stage models as 16-byte aligned `const unsigned char` arrays (and
-  `<symbol>_len`); plain C++11, no TFLM headers needed.
-- `nachos_decision.h/.cc`: the exit decision (max_softmax / margin on int8 probabilities against int
-  thresholds, entropy and NACHOS confidence in float32 from 256-entry tables); no TFLM dependency.
-- `nachos_eenn.h/.cc`: `nachos::Init()`, `nachos::Classify(const int8_t*)` -> {{class, exit, status}},
-  `nachos::QuantizeInput(...)` for float inputs (raw pixels, as the Keras model takes them), with a
-  `tflite::MicroMutableOpResolver` holding exactly the ops of the stages.
-- `stage<k>.tflite`, `manifest.json`: the same models and their metadata.
-
-## Adding it to a firmware build
-
-1. Build TensorFlow Lite Micro for your target (e.g. `make -f tensorflow/lite/micro/tools/make/Makefile
-   TARGET=cortex_m_generic TARGET_ARCH=cortex-m4+fp OPTIMIZED_KERNEL_DIR=cmsis_nn microlite`), or use
-   your vendor's TFLM package (Arduino, Zephyr, ESP-IDF, STM32).
-2. Copy the six `.h`/`.cc` files into your project and add the three `.cc` files to the build, with
-   the TFLM include paths (`tflite-micro/`, `third_party/flatbuffers/include`,
-   `third_party/gemmlowp`, `third_party/ruy`) and C++11 or newer.
-3. In your code:
-
-```cpp
-#include "nachos_eenn.h"
-
-int8_t image[NACHOS_INPUT_SIZE];
-nachos::QuantizeInput(pixels, image, NACHOS_INPUT_SIZE);  // float pixels 0..255 -> int8
-nachos::Result r = nachos::Classify(image);             // r.class_index, r.exit_index
-```
-
-If `Init()` or `Classify()` returns status -3, the arena is too small for your kernels (optimised
-kernels such as CMSIS-NN ask for scratch buffers): compile with `-DNACHOS_ARENA_BYTES=<bigger>`;
-`nachos::ArenaUsedBytes()` reports what a stage used. The stages share the arena, so a stage's
-interpreter is rebuilt (AllocateTensors) whenever the next image needs a different stage than the
-one loaded.
-"""
 
 
 # --------------------------------------------------------------------------- compiling
@@ -488,7 +59,7 @@ def cortex_m4_size(out_dir: Union[str, Path]) -> Optional[Dict[str, Any]]:
     if not gxx or not size:
         return None
     out_dir = Path(out_dir).resolve()  # the compiler runs with cwd=out_dir: a relative path would not resolve
-    res: Dict[str, Any] = {"flags": "-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -std=c++11"}
+    res: Dict[str, Any] = {"flags": "-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -std=c++17"}
     with tempfile.TemporaryDirectory(prefix="nachos_m4_") as tmp:
         for key, src in (("model_data", "nachos_model_data.cc"), ("decision", "nachos_decision.cc")):
             obj = os.path.join(tmp, key + ".o")
@@ -518,11 +89,7 @@ def convert_eenn(model, representative_x, rule: str, thresholds: Sequence[float]
     """
     from nachos_tf import naming
 
-    from . import flatbuffer as fb
-    from .quantize import qat_finetune
-    from .stages import check_boundaries, quantize_stages, split_stages
-
-    tflm._check_rule(rule)
+    check_rule(rule)
     layout = naming.exit_layout(model)
     n_early = len(layout) - 1
     thr = [float(t) for t in (thresholds if thresholds is not None else [])]
@@ -572,7 +139,7 @@ def convert_eenn(model, representative_x, rule: str, thresholds: Sequence[float]
             "symbol": f"{prefix}_stage{k}",
             "bytes": len(b),
             "sha256": hashlib.sha256(b).hexdigest(),
-            "arena_bytes": tflm.measure_arena(b, f"stage {k}") if measure_arena else None,
+            "arena_bytes": tflm_measure_arena(b, f"stage {k}") if measure_arena else None,
             "macs": int(sum(r.macs for r in rows)),
             "ops": stage_ops,
             "logits_output": q.positions["probs"],
@@ -587,7 +154,7 @@ def convert_eenn(model, representative_x, rule: str, thresholds: Sequence[float]
             "threshold_f32": None,
         }
         if k < n_early:
-            p = tflm.exit_params(rule, thr[k], rec["probs_quant"], rec["confidence_quant"])
+            p = exit_params(rule, thr[k], rec["probs_quant"], rec["confidence_quant"])
             rec["threshold"] = _json_float(thr[k])
             rec["threshold_int8"] = p["t_int"]
             rec["threshold_f32"] = _json_float(p["t_f32"])
@@ -632,15 +199,13 @@ def write_export(out_dir: Union[str, Path], manifest: Dict[str, Any], blobs: Seq
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from . import flatbuffer as fb
-
     stages = manifest["stages"]
     rule = manifest["rule"]
     tables = []
     for k, st in enumerate(stages[:-1]):
         pq = fb.signature_outputs(blobs[k])
         cq = (pq[1].scale, pq[1].zero_point) if st["confidence_output"] is not None else None
-        tables.append(tflm.exit_params(rule, float(st["threshold"]), (pq[0].scale, pq[0].zero_point), cq)["table"])
+        tables.append(exit_params(rule, float(st["threshold"]), (pq[0].scale, pq[0].zero_point), cq)["table"])
     feature_bytes = max([int(np.prod(fb.signature_outputs(b)[-1].shape)) for b in blobs[:-1]] or [1])
     for st, b in zip(stages, blobs):
         (out / st["tflite"]).write_bytes(b)
@@ -671,6 +236,33 @@ def export_eenn(model, out_dir: Union[str, Path], representative_x, rule: str,
     manifest, blobs = convert_eenn(model, representative_x, rule, thresholds, exit_macs, qat_epochs, train_xy,
                                    num_samples, name, measure_arena)
     return write_export(out_dir, manifest, blobs, cortex_m4=cortex_m4)
+
+
+def evaluate_int8(model, representative_x, x: np.ndarray, y: np.ndarray, rule: str, thresholds: Sequence[float],
+                  exit_macs: Optional[Sequence[float]] = None, limit: Optional[int] = None,
+                  num_samples: int = 256) -> Dict[str, Any]:
+    """Int8 figures of a Keras EENN on TFLM without writing files (staged conversion + evaluate_staged).
+
+    Args:
+        model: the trained Keras EENN.
+        representative_x: raw training-split inputs for PTQ calibration.
+        x: raw test inputs; y: their labels.
+        rule: the exit rule; thresholds: one float threshold per early exit.
+        exit_macs: staged MACs per exit (default: profile_macs).
+        limit: evaluate the first `limit` samples only.
+        num_samples: calibration samples.
+
+    Returns:
+        `evaluate_staged`'s figures of exactly what `export_eenn` would deploy, plus "arena_bytes_total"
+        (the export's one arena).
+
+    Raises:
+        ExportError: the model cannot be converted or run.
+    """
+    manifest, blobs = convert_eenn(model, representative_x, rule, thresholds, exit_macs, num_samples=num_samples)
+    res = evaluate_staged(blobs, x, y, limit=limit, manifest=manifest, measure=False)
+    res["arena_bytes_total"] = manifest["arena_bytes"]
+    return res
 
 
 def _versions() -> Dict[str, str]:

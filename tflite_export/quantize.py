@@ -27,6 +27,10 @@ import numpy as np
 from nachos_tf.errors import ExportError
 from nachos_tf.tf_logging import native_stderr_captured
 
+from .graph import batch1_model
+from .int8 import quantize_input
+from .tflm import measure_arena, validate_tflite
+
 DEFAULT_CALIBRATION_SAMPLES = 256
 
 
@@ -79,13 +83,6 @@ def to_int8_tflite(keras_model, representative_x, num_samples: int = DEFAULT_CAL
 
 # --------------------------------------------------------------------------- evaluation helpers
 
-def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """float -> int8 exactly as the C helper does: floor(x / scale + 0.5) + zp in float32, clamped."""
-    x = np.asarray(x, dtype=np.float32)
-    q = np.floor(x / np.float32(scale) + np.float32(0.5)).astype(np.int64) + int(zero_point)
-    return np.clip(q, -128, 127).astype(np.int8)
-
-
 def tflite_predict(tflite_bytes: bytes, x: np.ndarray, engine: str = "tflm") -> List[np.ndarray]:
     """Runs a single-input .tflite on a batch, one sample at a time; outputs in Keras order, dequantised.
 
@@ -101,8 +98,6 @@ def tflite_predict(tflite_bytes: bytes, x: np.ndarray, engine: str = "tflm") -> 
     shape = tuple(int(d) for d in ins[0].shape)
     if engine == "tflm":
         from tflite_micro.python.tflite_micro import runtime
-
-        from .tflm import measure_arena, validate_tflite
 
         validate_tflite(tflite_bytes)
         it = runtime.Interpreter.from_bytes(tflite_bytes, arena_size=2 * measure_arena(tflite_bytes) + (16 << 10))
@@ -137,20 +132,6 @@ def tflite_predict(tflite_bytes: bytes, x: np.ndarray, engine: str = "tflm") -> 
                 v = (v.astype(np.float32) - o.zero_point) * np.float32(o.scale)
             res[j].append(v.reshape(v.shape[1:]) if v.shape[:1] == (1,) else v)
     return [np.stack(r) for r in res]
-
-
-def batch1_model(model):
-    """The same Keras model (shared layers and weights) with a static batch size of 1, as on the device."""
-    import keras
-
-    from .stages import _subgraph
-
-    if len(model.inputs) != 1:
-        raise ExportError("batch1_model needs a single-input model")
-    t = model.inputs[0]
-    inp = keras.Input(shape=tuple(t.shape[1:]), batch_size=1, dtype=t.dtype, name="image")
-    outs = _subgraph(model, {id(t): inp}, list(model.outputs), "the model")
-    return keras.Model(inp, outs, name=f"{model.name}_b1")
 
 
 def exit_accuracies(outputs: Sequence[np.ndarray], y: np.ndarray, layout) -> Dict[str, float]:

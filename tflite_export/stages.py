@@ -21,6 +21,9 @@ import numpy as np
 from nachos_tf import naming
 from nachos_tf.errors import ExportError
 
+from .graph import subgraph
+from .quantize import to_int8_tflite
+
 # A boundary's calibrated ranges on both sides come from the same float features, so they agree to
 # float rounding; anything further apart means the split is wrong, not rounding.
 BOUNDARY_RTOL = 1e-3
@@ -41,45 +44,6 @@ class Stage:
     def output_position(self, what: str) -> Optional[int]:
         """Keras output position of "probs", "confidence" or "features" (None if absent)."""
         return self.outputs.index(what) if what in self.outputs else None
-
-
-def _producing_node(t):
-    op, node_index, _ = t._keras_history
-    return op._inbound_nodes[node_index]
-
-
-def _subgraph(model, seeds: Dict[int, object], targets: Sequence, stage_desc: str):
-    """Re-calls the model's (shared) layers on new tensors: seeds maps id(old tensor) -> new tensor.
-
-    Only the nodes the targets need are called, in the model's topological order. A target that needs
-    a tensor from before the seeds (a skip connection across a stage boundary) is an ExportError.
-    """
-    depth_of = {}
-    for d, nodes in model._nodes_by_depth.items():
-        for n in nodes:
-            depth_of[id(n)] = d
-    needed = {}
-    stack = list(targets)
-    seen = set()
-    while stack:
-        t = stack.pop()
-        if id(t) in seeds or id(t) in seen:
-            continue
-        seen.add(id(t))
-        node = _producing_node(t)
-        if node.is_input or id(node) not in depth_of:
-            raise ExportError(f"{stage_desc} needs tensor {t.name!r} from before its input: a connection "
-                              f"crosses the stage boundary, so the model cannot be split there")
-        needed[id(node)] = node
-        stack.extend(node.input_tensors)
-    tensors = dict(seeds)
-    for node in sorted(needed.values(), key=lambda n: -depth_of[id(n)]):
-        args, kwargs = node.arguments.fill_in(tensors)
-        out = node.operation(*args, **kwargs)
-        outs = out if isinstance(out, (list, tuple)) else [out]
-        for a, b in zip(node.outputs, outs):
-            tensors[id(a)] = b
-    return [tensors[id(t)] for t in targets]
 
 
 def split_stages(model, softmax: bool = True, batch_size: Optional[int] = 1) -> List[Stage]:
@@ -117,7 +81,7 @@ def split_stages(model, softmax: bool = True, batch_size: Optional[int] = 1) -> 
         if not last:
             targets.append(points[k])
             kinds.append("features")
-        outs = _subgraph(model, {id(prev): inp}, targets, f"stage {k} ({spec.name})")
+        outs = subgraph(model, {id(prev): inp}, targets, f"stage {k} ({spec.name})")
         if softmax:
             outs[0] = keras.layers.Softmax(name=f"{spec.name}_softmax")(outs[0])
         stage_model = keras.Model(inp, outs, name=f"stage{k}")
@@ -219,8 +183,6 @@ def quantize_stages(stages: Sequence[Stage], representative_x, num_samples: int 
     then set to stage k's feature-output scale/zero point (they agree to rounding; ExportError if they
     differ by more than BOUNDARY_RTOL, which would mean a broken split).
     """
-    from .quantize import to_int8_tflite
-
     if model is None:
         raise ExportError("quantize_stages needs the source EENN (model=...) to compute boundary features")
     x = np.asarray(representative_x, dtype=np.float32)[:num_samples]

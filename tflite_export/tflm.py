@@ -1,23 +1,10 @@
 """Staged int8 inference on the TensorFlow Lite Micro interpreter, with the device's exit decisions.
 
 `evaluate_staged` runs an exported EENN image by image on TFLM's real micro kernels: stage 0, then
-the exit decision on its int8 outputs, and stage k+1 only if exit k is not confident, exactly like
-the generated C runner. Outputs are mapped through each file's SignatureDef, never by position.
-
-Exit decisions (`exit_decision`, mirrored line by line by nachos_decision.cc):
-
-* max_softmax: exit iff max_i q_i >= T, with T the smallest int8 value whose dequantised
-  probability is >= the float threshold (so the int8 decision equals the float decision on
-  dequantised values; 128 = never);
-* margin: exit iff q_top1 - q_top2 >= T, T the smallest integer difference d with d * scale >= the
-  float threshold (0..255; 256 = never);
-* entropy: exit iff sum_i p_i log p_i >= threshold (minus the entropy, as in nachos_tf.policy),
-  summed in float32 in class order from a 256-entry table of p log p per int8 value;
-* confidence (NACHOS): b_k dequantised from a 256-entry table, stay *= (1 - b_k), D_k = 1 - stay
-  in float32, exit iff D_k >= threshold.
-
-Float thresholds are rounded up to float32 (the smallest float32 >= t), which keeps "float32 score
->= t" identical. Tables replace logf so that Python and C agree to the bit on every vector.
+the exit decision on its int8 outputs (`tflite_export.int8`), and stage k+1 only if exit k is not
+confident, exactly like the generated C runner. Outputs are mapped through each file's SignatureDef,
+never by position. Also here: .tflite and manifest validation, loading an export folder, and TFLM
+arena measurement (in a child process).
 """
 from __future__ import annotations
 
@@ -36,116 +23,17 @@ import numpy as np
 
 from nachos_tf.errors import ExportError
 
-RULES = ("max_softmax", "margin", "entropy", "confidence")
-RULE_IDS = {r: i for i, r in enumerate(RULES)}
-NEVER_MAX_SOFTMAX = 128      # no int8 value reaches it
-NEVER_MARGIN = 256           # no int8 difference reaches it
+from .int8 import (NEVER_MARGIN, NEVER_MAX_SOFTMAX, RULE_IDS, RULES, check_rule, exit_decision, exit_params,
+                   quantize_input, score_table, threshold_f32, threshold_int)
+
+__all__ = [  # the int8 names stay importable from here (tests and users wrote `tflm.exit_decision`)
+    "RULES", "RULE_IDS", "NEVER_MAX_SOFTMAX", "NEVER_MARGIN", "threshold_f32", "threshold_int", "score_table",
+    "exit_decision", "exit_params", "validate_tflite", "measure_arena", "with_policy", "validate_manifest",
+    "load_export", "StagedRunner", "evaluate_staged",
+]
+
 ARENA_RE = re.compile(rb"Arena allocation total (\d+) bytes")
 _MAX_PROBE_ARENA = 64 << 20
-
-
-# --------------------------------------------------------------------------- thresholds and tables
-
-def _check_rule(rule: str) -> str:
-    if rule not in RULES:
-        raise ExportError(f"unknown exit rule {rule!r}; choose one of {', '.join(RULES)}")
-    return rule
-
-
-def threshold_f32(t: float) -> float:
-    """The smallest float32 >= t (inf stays inf): for float32 scores s, s >= t iff s >= threshold_f32(t)."""
-    t = float(t)
-    if math.isnan(t):
-        raise ExportError("a threshold is NaN")
-    if math.isinf(t):
-        return t
-    f = np.float32(t)
-    if float(f) < t:
-        f = np.nextafter(f, np.float32(np.inf))
-    return float(f)
-
-
-def threshold_int(rule: str, t: float, scale: float, zero_point: int) -> Optional[int]:
-    """Integer threshold on int8 probabilities for max_softmax and margin (None for the other rules).
-
-    Chosen by exhausting the 256 (or 256 differences) possible values, so `q >= T` is exactly
-    `dequantised(q) >= t` with dequantised = (q - zero_point) * scale in double precision.
-    """
-    _check_rule(rule)
-    t = float(t)
-    if math.isnan(t):
-        raise ExportError("a threshold is NaN")
-    scale = float(np.float32(scale))
-    if rule == "max_softmax":
-        for q in range(-128, 128):
-            if (q - int(zero_point)) * scale >= t:
-                return q
-        return NEVER_MAX_SOFTMAX
-    if rule == "margin":
-        for d in range(0, 256):
-            if d * scale >= t:
-                return d
-        return NEVER_MARGIN
-    return None
-
-
-def score_table(rule: str, scale: float, zero_point: int) -> Optional[np.ndarray]:
-    """256-entry float32 table indexed by q + 128: p log p (entropy) or dequantised b (confidence)."""
-    _check_rule(rule)
-    q = np.arange(-128, 128, dtype=np.float64)
-    p = (q - int(zero_point)) * float(np.float32(scale))
-    if rule == "entropy":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            v = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-        return v.astype(np.float32)
-    if rule == "confidence":
-        return p.astype(np.float32)
-    return None
-
-
-def exit_decision(rule: str, probs_q: np.ndarray, conf_q: Optional[int], t_int: Optional[int],
-                  t_f32: float, table: Optional[np.ndarray], stay: np.float32) -> Tuple[bool, np.float32]:
-    """One exit's decision on its int8 outputs, exactly as nachos_decision.cc computes it.
-
-    `stay` is the running float32 product prod(1 - b_j) of the confidence rule (1 at stage 0);
-    returns (exit here?, updated stay).
-    """
-    q = np.asarray(probs_q).reshape(-1).astype(np.int32)
-    if rule == "max_softmax":
-        return bool(int(q.max()) >= t_int), stay
-    if rule == "margin":
-        top1 = -129
-        top2 = -129
-        for v in q.tolist():          # same scan as the C code (ties: top2 == top1)
-            if v > top1:
-                top2, top1 = top1, v
-            elif v > top2:
-                top2 = v
-        return bool(top1 - top2 >= t_int), stay
-    if rule == "entropy":
-        s = np.float32(0.0)
-        for v in q.tolist():
-            s = np.float32(s + table[v + 128])
-        return bool(s >= np.float32(t_f32)), stay
-    if rule == "confidence":
-        b = table[int(conf_q) + 128]
-        stay = np.float32(stay * np.float32(np.float32(1.0) - b))
-        d = np.float32(np.float32(1.0) - stay)
-        return bool(d >= np.float32(t_f32)), stay
-    raise ExportError(f"unknown exit rule {rule!r}")
-
-
-def exit_params(rule: str, threshold: float, probs_quant: Sequence, conf_quant: Optional[Sequence]) -> dict:
-    """Device parameters of one early exit: integer threshold, float32 threshold and score table."""
-    _check_rule(rule)
-    s, z = float(probs_quant[0]), int(probs_quant[1])
-    if rule == "confidence":
-        if conf_quant is None:
-            raise ExportError("rule 'confidence' needs a confidence output at every early exit")
-        table = score_table(rule, conf_quant[0], conf_quant[1])
-    else:
-        table = score_table(rule, s, z)
-    return {"t_int": threshold_int(rule, threshold, s, z), "t_f32": threshold_f32(threshold), "table": table}
 
 
 # --------------------------------------------------------------------------- validation and loading
@@ -249,7 +137,7 @@ def with_policy(manifest: dict, rule: str, thresholds: Sequence[float]) -> dict:
     do not depend on the policy, but the C sources of an export do: re-export for the device)."""
     import copy
 
-    _check_rule(rule)
+    check_rule(rule)
     m = copy.deepcopy(manifest)
     stages = m["stages"]
     if len(thresholds) != len(stages) - 1:
@@ -344,6 +232,9 @@ def load_export(export_dir: Union[str, Path]) -> Tuple[dict, List[bytes]]:
     except json.JSONDecodeError as e:
         raise ExportError(f"{mpath}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     validate_manifest(manifest)
+    from .validate import check_manifest_files   # plain file names, C identifiers (issue 14.12)
+
+    check_manifest_files(manifest, mpath)
     blobs = []
     for k, st in enumerate(manifest["stages"]):
         name = st["tflite"]
@@ -430,28 +321,40 @@ class StagedRunner:
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """A raw float image -> the int8 input tensor (the C helper's formula)."""
-        from .quantize import quantize_input
-
         return quantize_input(x, self.in_scale, self.in_zp).reshape(self.in_shape)
 
     def classify(self, x_q: np.ndarray) -> Tuple[int, int]:
         """(predicted class, exit index) for one int8 image; later stages run only if needed."""
+        c, k, _ = self.classify_trace(x_q)
+        return c, k
+
+    def classify_trace(self, x_q: np.ndarray) -> Tuple[int, int, List[np.ndarray]]:
+        """`classify` plus the int8 scores (softmax) of every exit evaluated, exit 0 first.
+
+        Args:
+            x_q: one int8 input.
+
+        Returns:
+            (predicted class, exit index, [int8 scores of exit 0, ..., of the exit taken]).
+        """
         data = np.asarray(x_q, dtype=np.int8).reshape(self.in_shape)
         stay = np.float32(1.0)
         last = len(self.interpreters) - 1
+        scores: List[np.ndarray] = []
         for k, it in enumerate(self.interpreters):
             it.set_input(data, 0)
             it.invoke()
             self.invocations[k] += 1
             li, ci, fi = self.out_idx[k]
             probs = it.get_output(li).reshape(-1)
+            scores.append(np.array(probs, dtype=np.int8))
             if k == last:
-                return int(np.argmax(probs)), k
+                return int(np.argmax(probs)), k, scores
             p = self.params[k]
             conf = int(it.get_output(ci).reshape(-1)[0]) if ci is not None else None
             ok, stay = exit_decision(self.rule, probs, conf, p["t_int"], p["t_f32"], p["table"], stay)
             if ok:
-                return int(np.argmax(probs)), k
+                return int(np.argmax(probs)), k, scores
             data = it.get_output(fi)
         raise AssertionError("unreachable")
 
@@ -518,20 +421,4 @@ def evaluate_staged(export: Union[str, Path, Sequence[bytes]], x: np.ndarray, y:
     if details:
         res["predictions"] = preds
         res["exits"] = exits
-    return res
-
-
-def evaluate_int8(model, representative_x, x: np.ndarray, y: np.ndarray, rule: str, thresholds: Sequence[float],
-                  exit_macs: Optional[Sequence[float]] = None, limit: Optional[int] = None,
-                  num_samples: int = 256) -> Dict[str, Any]:
-    """Int8 figures of a Keras EENN on TFLM without writing files (staged conversion + evaluate_staged).
-
-    The one function the search needs: accuracy, exit rates, expected MACs, per-stage arena and
-    flash bytes of exactly what `export_eenn` would deploy.
-    """
-    from .c_export import convert_eenn
-
-    manifest, blobs = convert_eenn(model, representative_x, rule, thresholds, exit_macs, num_samples=num_samples)
-    res = evaluate_staged(blobs, x, y, limit=limit, manifest=manifest, measure=False)
-    res["arena_bytes_total"] = manifest["arena_bytes"]
     return res

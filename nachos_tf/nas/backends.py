@@ -1,0 +1,189 @@
+"""Where candidates are evaluated: this process, N local processes, or a Dask cluster.
+
+Every backend runs the run's evaluator (after its `setup`) on genomes and yields ``(index, record)`` as
+each finishes. A failing candidate becomes a `CandidateRecord.failed` record (one broken candidate must not
+end a long search); a `ConstraintError` (a wrong setting) stops the search. Every process pins TensorFlow
+to the run's thread count, which is what makes a worker's result equal to this process's.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+
+from ..errors import ConstraintError, NachosError
+from ..genome import Genome
+from ..records import CandidateRecord
+
+__all__ = ["LocalBackend", "ProcessBackend", "DaskBackend", "make_backend", "pin_threads", "default_threads"]
+
+_PROCESS: Dict[str, Any] = {}   # per worker process: its copy of the evaluator
+
+
+def default_threads() -> int:
+    """TensorFlow's thread count in this process: the configured one, else one per usable CPU."""
+    import tensorflow as tf
+
+    n = tf.config.threading.get_intra_op_parallelism_threads()
+    if n:
+        return int(n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def pin_threads(threads: int) -> None:
+    """Run TensorFlow with exactly `threads` intra-/inter-op threads in this process.
+
+    Training results depend on the thread count (parallel reductions), so every process evaluating
+    candidates of one run uses the run's count: that is what makes a worker's or a resumed run's result
+    equal to this one's.
+
+    Raises:
+        ConstraintError: TensorFlow already started with another count.
+    """
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        if default_threads() != threads:
+            raise ConstraintError(
+                f"TensorFlow already runs with {default_threads()} threads in this process; this run needs "
+                f"{threads} for reproducible results: pass threads={default_threads()} to a new run, or "
+                "resume it in a fresh process") from None
+
+
+def run_one(evaluator, index: int, genome: Dict[str, Any]) -> Tuple[int, CandidateRecord]:
+    """Evaluate one genome (given as its dict) with `evaluator`; failures become failed records."""
+    ctx = evaluator.context
+    pin_threads(ctx.threads)
+    t0 = time.time()
+    try:
+        rec = evaluator.evaluate(Genome.from_dict(genome))
+        if not isinstance(rec, CandidateRecord):
+            raise TypeError(f"{type(evaluator).__name__}.evaluate returned {type(rec).__name__}, not a "
+                            "CandidateRecord")
+    except ConstraintError:
+        raise                      # a setting is wrong: stop the search, do not blame the candidate
+    except Exception as exc:       # noqa: BLE001 - one broken candidate must not end a long search
+        c = ctx.constraints
+        rec = CandidateRecord.failed(genome, exc, max_macs=c.max_macs, max_flash=c.max_flash, max_ram=c.max_ram,
+                                     seconds=time.time() - t0)
+    rec.genome = dict(genome)
+    rec.threads = ctx.threads
+    return index, rec
+
+
+def _exit_with_parent(parent_pid: int, every: float = 2.0) -> None:
+    """End this worker process when the search process is gone (e.g. kill -9), instead of idling on."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="nachos-parent-watch", daemon=True).start()
+
+
+def _process_init(evaluator, parent_pid: int) -> None:
+    _exit_with_parent(parent_pid)
+    pin_threads(evaluator.context.threads)
+    _PROCESS["evaluator"] = evaluator
+
+
+def _process_run(index: int, genome: Dict[str, Any]) -> Tuple[int, CandidateRecord]:
+    return run_one(_PROCESS["evaluator"], index, genome)
+
+
+class LocalBackend:
+    """Evaluates candidates one after another in this process."""
+
+    workers = 1
+
+    def __init__(self, evaluator):
+        self.evaluator = evaluator
+
+    def run(self, genomes: Sequence[Dict[str, Any]]) -> Iterator[Tuple[int, CandidateRecord]]:
+        for i, g in enumerate(genomes):
+            yield run_one(self.evaluator, i, g)
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessBackend:
+    """Evaluates candidates in N local processes (spawned; each receives the evaluator once)."""
+
+    def __init__(self, workers: int, evaluator):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers = workers
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                        initializer=_process_init, initargs=(evaluator, os.getpid()))
+
+    def run(self, genomes: Sequence[Dict[str, Any]]) -> Iterator[Tuple[int, CandidateRecord]]:
+        from concurrent.futures import as_completed
+
+        futures = [self.pool.submit(_process_run, i, g) for i, g in enumerate(genomes)]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)      # idempotent
+
+
+class DaskBackend:
+    """Sends candidates to an existing Dask distributed cluster; the evaluator (with its context) goes to
+    each worker once (scattered with broadcast); a DataRef is rebuilt there, never shipped as arrays."""
+
+    def __init__(self, address: str, evaluator):
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise NachosError("dask_scheduler needs the 'distributed' package (pip install distributed)") from None
+        try:
+            self.client = Client(address, timeout="30s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise NachosError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+        self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        self.evaluator = self.client.scatter(evaluator, broadcast=True)
+
+    def run(self, genomes: Sequence[Dict[str, Any]]) -> Iterator[Tuple[int, CandidateRecord]]:
+        from dask.distributed import as_completed
+
+        futures = [self.client.submit(run_one, self.evaluator, i, g, pure=False) for i, g in enumerate(genomes)]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            self.client.cancel(futures)
+
+    def close(self) -> None:
+        if self.client.status not in ("closed", "closing"):
+            self.client.close()
+
+
+def make_backend(workers: int, dask_scheduler: Optional[str], evaluator):
+    """The backend for `workers` local processes or a Dask scheduler address (else this process).
+
+    Raises:
+        ConstraintError: workers is not a whole number >= 1.
+    """
+    import numpy as np
+
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ConstraintError(f"workers must be a whole number >= 1, got {workers!r}")
+    if dask_scheduler:
+        return DaskBackend(dask_scheduler, evaluator)
+    if workers > 1:
+        return ProcessBackend(int(workers), evaluator)
+    return LocalBackend(evaluator)

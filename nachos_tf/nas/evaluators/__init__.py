@@ -1,0 +1,1 @@
+"""Evaluators: how the search judges a candidate (see `base` for the protocol)."""

@@ -1,0 +1,138 @@
+"""Pieces every evaluator shares: seeds, exit rule, calibration, measured sizes, and the two steps that turn a
+trained candidate into an archive record (`candidate_record`) or a final, saved solution (`final_record`)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from ...errors import ConstraintError
+from ...genome import Genome
+from ...records import CandidateRecord, FinalRecord, utc_now
+from ..explain import describe_violations
+
+__all__ = ["candidate_seed", "exit_rule", "believed_costs", "figures", "calibrate_model", "int8_sizes",
+           "candidate_record", "final_record", "COST_MODELS", "CALIBRATIONS", "MODELS_DIR"]
+
+COST_MODELS = ("staged", "paper")
+CALIBRATIONS = ("pareto", "grid")
+MODELS_DIR = "models"
+
+
+def candidate_seed(run_seed: int, genome: Genome) -> int:
+    """Training seed of a candidate: a stable hash of (run seed, genome key), the same in every process."""
+    h = hashlib.sha256(f"{int(run_seed)}|{genome.key()}".encode()).digest()
+    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+
+
+def exit_rule(space) -> str:
+    """Exit rule of the space's EENNs: the learned confidence (NACHOS) when it has one, else max-softmax."""
+    return "confidence" if space.confidence and space.n_exit_points > 0 else "max_softmax"
+
+
+def believed_costs(model, exit_macs: Sequence[float], cost_model: str) -> List[float]:
+    """Per-exit costs that training and calibration use: "staged" (ours, what the device pays: backbone
+    plus every head up to the exit) or "paper" (NACHOS: backbone plus the exit's own head only)."""
+    if cost_model == "staged":
+        return [float(m) for m in exit_macs]
+    if cost_model == "paper":
+        from ...macs import paper_exit_macs, profile_macs
+
+        return [float(m) for m in paper_exit_macs(profile_macs(model))]
+    raise ConstraintError(f"unknown cost model {cost_model!r}; choose one of {', '.join(COST_MODELS)}")
+
+
+def figures(sim) -> Dict[str, Any]:
+    """The {accuracy, exit_rates, expected_macs} triple of a `policy.SimResult`."""
+    return {"accuracy": float(sim.accuracy), "exit_rates": [float(r) for r in sim.exit_rates],
+            "expected_macs": float(sim.expected_macs)}
+
+
+def calibrate_model(model, exit_macs: Sequence[float], x, y, rule: str, constraints, method: str = "pareto",
+                    eager: bool = False):
+    """Thresholds on (x, y) by `policy.calibrate`: with "pareto" (ours) the most accurate admissible
+    point of the exact trade-off curve; "grid" is the NACHOS grid + repair (for ablations). `eager`: see
+    `train.predict_exits` (no graph tracing, for a model used once)."""
+    from ...policy import calibrate
+    from ...train import predict_exits
+
+    probs, confs = predict_exits(model, x, batch_size=1000, eager=True) if eager else predict_exits(model, x)
+    return calibrate(probs, y, exit_macs, rule=rule, confidences=confs if rule == "confidence" else None,
+                     max_macs=constraints.max_macs, min_accuracy=constraints.min_accuracy, method=method)
+
+
+def int8_sizes(model, x_repr, constraints) -> Dict[str, Optional[int]]:
+    """Flash / arena bytes of the int8 staged export when a flash or RAM bound is set (else None, None).
+
+    tflite_export is reached through its one door, lazily: only runs with a flash / RAM bound need it.
+    """
+    if not (constraints.max_flash or constraints.max_ram):
+        return {"flash_bytes": None, "arena_bytes": None}
+    from tflite_export.convert import int8_sizes as measure
+
+    return measure(model, x_repr, need_ram=bool(constraints.max_ram))
+
+
+def candidate_record(genome: Genome, model, cal, exit_macs: Sequence[float], constraints, rule: str,
+                     x_repr, seed: Optional[int], train_seconds: float, t0: float, **extra: Any) -> CandidateRecord:
+    """The archive record of a candidate calibrated on validation (`cal` from `calibrate_model`)."""
+    from ...policy import thresholds_to_json
+
+    sizes = int8_sizes(model, x_repr, constraints)
+    sim = cal.result
+    g = constraints.violations(sim.accuracy, sim.expected_macs, sizes["flash_bytes"], sizes["arena_bytes"])
+    return CandidateRecord.measured(
+        genome.to_dict(), seed=seed, accuracy=sim.accuracy, exit_rates=sim.exit_rates,
+        expected_macs=sim.expected_macs, exit_macs=exit_macs, constraints=g, rule=rule,
+        thresholds=thresholds_to_json(cal.thresholds), params=int(model.count_params()), train_seconds=train_seconds,
+        seconds=time.time() - t0, **sizes, **extra)
+
+
+def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float], costs: Sequence[float],
+                 rule: str, constraints, calibration: str, seed: Optional[int], out_dir: Path,
+                 train_seconds: float, t0: float) -> FinalRecord:
+    """Re-calibrate a finally trained model on validation, measure it on test, check the (true) constraints,
+    save it and measure its int8 staged export on TFLM; a member that misses a constraint is `dropped`.
+
+    Training and threshold choice use the believed `costs`; every reported figure and the constraint check
+    use the staged `exit_macs` the device pays.
+    """
+    from ...policy import simulate, thresholds_to_json
+    from ...train import predict_exits
+
+    cal = calibrate_model(model, costs, data.x_val, data.y_val, rule, constraints, calibration)
+    conf = lambda c: c if rule == "confidence" else None  # noqa: E731
+    if list(costs) != [float(m) for m in exit_macs]:       # what the device pays at the chosen thresholds
+        pv, cv = predict_exits(model, data.x_val)
+        cal.result = simulate(pv, data.y_val, cal.thresholds, exit_macs, rule, conf(cv))
+    probs, confs = predict_exits(model, data.x_test)
+    test = simulate(probs, data.y_test, cal.thresholds, exit_macs, rule, conf(confs))
+    sizes = int8_sizes(model, data.x_train[:64], constraints)
+    g = constraints.violations(cal.result.accuracy, cal.result.expected_macs, sizes["flash_bytes"],
+                               sizes["arena_bytes"])
+    failed = [n for n, v in g.items() if v is not None and v > 0]
+    metrics = dict(figures(cal.result), error=1.0 - float(cal.result.accuracy), **sizes)
+    fin = FinalRecord(id=str(record.id), genome=dict(record.genome), seed=seed, rule=rule,
+                      thresholds=thresholds_to_json(cal.thresholds), exit_macs=[float(m) for m in exit_macs],
+                      val=figures(cal.result), test=figures(test), constraints=g, metrics=metrics,
+                      feasible=not failed, search_metrics={"accuracy": record.metrics.accuracy,
+                                                           "expected_macs": record.metrics.expected_macs},
+                      train_seconds=round(float(train_seconds), 3))
+    if failed:
+        fin.dropped = "after re-training, validation misses " + describe_violations(metrics, g, constraints, failed)
+    else:
+        from tflite_export.convert import int8_report
+
+        rel = f"{MODELS_DIR}/{record.id}.keras"
+        path = Path(out_dir) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + f".tmp{os.getpid()}.keras")
+        model.save(tmp)
+        os.replace(tmp, path)
+        fin.model = rel
+        fin.int8 = int8_report(model, data.x_train, data.x_test, data.y_test, rule, cal.thresholds, exit_macs)
+    fin.seconds = round(time.time() - t0, 3)
+    fin.time = utc_now()
+    return fin

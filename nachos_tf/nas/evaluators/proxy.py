@@ -1,0 +1,176 @@
+"""The proxy evaluator: train every candidate briefly from scratch, calibrate its thresholds on validation.
+
+The candidate is built and trained (NACHOS loss) on a seeded, class-balanced subset of the training split,
+thresholds are calibrated on a validation subset (`policy.calibrate`, method "pareto"), and its objectives
+are (validation error, expected MACs at those thresholds). MACs are exact (profiler); a candidate whose
+first exit alone exceeds max_macs is rejected untrained. Training is seeded from (run seed, genome key)
+and runs with the run's TensorFlow thread count in every process, so a candidate gets the same result
+locally, in a worker process, on a Dask worker or after a resume. `finalize` is the same code path with
+the budget's final settings on more data.
+"""
+from __future__ import annotations
+
+import math
+import time
+import types
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+from ...errors import ConstraintError
+from ...genome import Genome
+from ...records import CandidateRecord, FinalRecord
+from .base import EvalContext, register_evaluator
+from .common import (CALIBRATIONS, COST_MODELS, believed_costs, calibrate_model, candidate_record, candidate_seed,
+                     exit_rule, final_record)
+
+__all__ = ["ProxyEvaluator", "build_candidate", "train_built", "train_candidate", "set_bn_momentum",
+           "proxy_subset"]
+
+
+def proxy_subset(data, budget, seed: int):
+    """The class-balanced train / validation subsets candidates are trained and calibrated on (no test)."""
+    return data.subset(train=budget.proxy_train, val=budget.proxy_val, test=0, seed=int(seed))
+
+
+def build_candidate(space, genome: Genome, seed: int):
+    """Build a genome with weights initialised from `seed`; returns (model, staged exit MACs)."""
+    import keras
+
+    from ...builder import build_eenn
+    from ...macs import profile_macs
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)            # weight initialisation happens at build time
+    model = build_eenn(space, genome)
+    return model, [int(m) for m in profile_macs(model).exit_macs]
+
+
+def set_bn_momentum(model, steps: int) -> float:
+    """Let BatchNorm moving statistics forget their initial values within the last ~10 % of training.
+
+    With Keras' default momentum 0.99, a proxy training of ~100 steps leaves the moving mean/variance
+    mostly at their initial 0/1, and the deep backbone answers at chance level in inference mode while
+    its training accuracy is fine. Momentum 1 - 10/steps (at most 0.99) fixes that at no cost.
+    """
+    import keras
+
+    momentum = float(min(0.99, max(0.5, 1.0 - 10.0 / max(1, steps))))
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+        stack.extend(getattr(layer, "layers", []) or [])
+    return momentum
+
+
+def train_built(model, exit_macs: Sequence[float], data, loss, seed: int, epochs: int, head_epochs: int,
+                batch_size: int, learning_rate: float) -> float:
+    """Train a built EENN in place on `data`'s train split (deterministic for `seed`); returns seconds."""
+    from ...train import train_eenn
+
+    set_bn_momentum(model, math.ceil(len(data.y_train) / batch_size) * (epochs + head_epochs))
+    # no validation split during proxy training: it would only be logged, and costs time
+    train_data = types.SimpleNamespace(x_train=data.x_train, y_train=data.y_train, num_classes=data.num_classes)
+    hist = train_eenn(model, train_data, loss=loss, epochs=epochs, head_epochs=head_epochs, batch_size=batch_size,
+                      learning_rate=learning_rate, exit_macs=list(exit_macs), seed=seed, verbose=0)
+    return float(hist.seconds)
+
+
+def train_candidate(space, genome: Genome, data, loss, seed: int, epochs: int, head_epochs: int,
+                    batch_size: int, learning_rate: float):
+    """Build and train a genome deterministically for `seed`; returns (model, staged exit MACs, seconds)."""
+    model, exit_macs = build_candidate(space, genome, seed)
+    seconds = train_built(model, exit_macs, data, loss, seed, epochs, head_epochs, batch_size, learning_rate)
+    return model, exit_macs, seconds
+
+
+@register_evaluator
+class ProxyEvaluator:
+    """Brief training from scratch per candidate (the NACHOS-style low-fidelity proxy).
+
+    Args:
+        calibration: "pareto" (ours: the most accurate admissible point of the exact trade-off curve) or
+            "grid" (the NACHOS paper's grid + repair, for ablations).
+        cost_model: "staged" (ours: what the device pays) or "paper" (NACHOS: an exit's own head only); the
+            search then optimises what this evaluator believes, the final figures use the staged costs.
+
+    Raises:
+        ConstraintError: an unknown calibration or cost model.
+    """
+
+    name = "proxy"
+
+    def __init__(self, calibration: str = "pareto", cost_model: str = "staged"):
+        if calibration not in CALIBRATIONS:
+            raise ConstraintError(f"unknown calibration {calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
+        if cost_model not in COST_MODELS:
+            raise ConstraintError(f"unknown cost model {cost_model!r}; choose one of {', '.join(COST_MODELS)}")
+        self.calibration, self.cost_model = calibration, cost_model
+        self.context: EvalContext = None  # type: ignore[assignment]
+
+    # ---------------------------------------------------------------- protocol
+    def to_dict(self) -> Dict[str, Any]:
+        """Name and settings (the run fingerprint)."""
+        return {"name": self.name, "calibration": self.calibration, "cost_model": self.cost_model}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ProxyEvaluator":
+        """The evaluator a config.json describes."""
+        return cls(**{k: d[k] for k in ("calibration", "cost_model") if k in d})
+
+    def setup(self, context: EvalContext) -> None:
+        """Nothing to prepare once: every candidate is trained from scratch."""
+        self.context = context
+
+    def proxy_data(self):
+        """The seeded proxy subset (built once per process)."""
+        c = self.context
+        if "proxy" not in c.cache:
+            c.cache["proxy"] = proxy_subset(c.dataset(), c.budget, c.seed)
+        return c.cache["proxy"]
+
+    def evaluate(self, genome: Genome) -> CandidateRecord:
+        """Train the candidate on the proxy subset, calibrate on its validation subset."""
+        c = self.context
+        t0 = time.time()
+        seed = candidate_seed(c.seed, genome)
+        model, exit_macs = build_candidate(c.space, genome, seed)
+        if exit_macs[0] > c.constraints.max_macs:        # every image pays for exit 0: provably over budget
+            from ...macs import human
+
+            return CandidateRecord.pruned_at_first_exit(
+                genome.to_dict(), seed=seed, exit_macs=exit_macs, params=model.count_params(),
+                max_macs=c.constraints.max_macs, max_flash=c.constraints.max_flash, max_ram=c.constraints.max_ram,
+                seconds=time.time() - t0,
+                reason=f"first exit alone costs {human(exit_macs[0])} > max MACs {human(c.constraints.max_macs)}")
+        data = self.proxy_data()
+        model, costs, train_s = self._train(model, exit_macs, data, seed, final=False)
+        rule = exit_rule(c.space)
+        cal = calibrate_model(model, costs, data.x_val, data.y_val, rule, c.constraints, self.calibration)
+        return candidate_record(genome, model, cal, exit_macs, c.constraints, rule, data.x_train[:64], seed,
+                                train_s, t0)
+
+    def finalize(self, record: CandidateRecord, out_dir: Path) -> FinalRecord:
+        """Re-train from scratch with the final budget, re-calibrate on validation, measure on test, save."""
+        c = self.context
+        t0 = time.time()
+        genome = Genome.from_dict(record.genome)
+        seed = candidate_seed(c.seed, genome)
+        data = c.dataset()
+        b = c.budget
+        train_data = data.subset(train=b.final_train, val=0, test=0, seed=int(c.seed)) \
+            if b.final_train is not None else data
+        model, exit_macs = build_candidate(c.space, genome, seed)
+        model, costs, train_s = self._train(model, exit_macs, train_data, seed, final=True)
+        return final_record(record, model, data, exit_macs, costs, exit_rule(c.space), c.target, self.calibration,
+                            seed, out_dir, train_s, t0)
+
+    # ---------------------------------------------------------------- the one training path
+    def _train(self, model, exit_macs: List[int], data, seed: int, final: bool) -> Tuple[Any, List[float], float]:
+        b = self.context.budget
+        costs = believed_costs(model, exit_macs, self.cost_model)
+        epochs, head = (b.final_epochs, b.final_head_epochs) if final else (b.epochs, b.head_epochs)
+        train_s = train_built(model, costs, data, self.context.loss, seed, epochs, head, b.batch_size,
+                              b.learning_rate)
+        return model, costs, train_s

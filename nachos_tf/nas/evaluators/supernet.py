@@ -1,0 +1,293 @@
+"""The supernet evaluator: every candidate inherits its weights from one trained weight-sharing supernet.
+
+`setup` trains the supernet once per run, or finds it: in the run folder (a resumed run), in the user cache
+(a later run on the same space, data and settings), or shipped with the package (a preset for the default
+Fashion-MNIST space). Its weights live in ``<run>/supernet/`` (``supernet.weights.h5`` + ``supernet.json``,
+no pickle), where worker processes load them too. `evaluate(genome)` = extract the subnet as the plain Keras
+model `build_eenn` builds, re-estimate its batch-norm statistics on training images, one forward pass on
+validation, calibrate: seconds per candidate, no training. `finalize` fine-tunes a front member from its
+inherited weights, re-calibrates on validation and reports test and int8 TFLM figures.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+from ...errors import ConstraintError
+from ...genome import ExitGene, Genome
+from ...records import CandidateRecord, FinalRecord
+from .base import EvalContext, register_evaluator
+from .common import CALIBRATIONS, calibrate_model, candidate_record, candidate_seed, exit_rule, final_record
+
+__all__ = ["SupernetEvaluator", "SUPERNET_EPOCHS", "cache_root"]
+
+#: supernet training epochs per budget preset when no trained supernet is found (cache, preset)
+SUPERNET_EPOCHS = {"quick": 4, "standard": 20, "thorough": 40}
+RUN_SUBDIR = "supernet"
+
+
+def cache_root() -> Path:
+    """Where trained supernets are kept for later runs: $NACHOS_TF_CACHE, else $XDG_CACHE_HOME/nachos-tf,
+    else ~/.cache/nachos-tf (subfolder ``supernets/``)."""
+    base = os.environ.get("NACHOS_TF_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nachos-tf")
+    return Path(base) / "supernets"
+
+
+def _copy_supernet(src: Path, dst: Path) -> None:
+    """Copy a supernet folder's two files (weights, manifest) atomically into dst."""
+    from ...supernet.store import MANIFEST_FILE, WEIGHTS_FILE
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS_FILE, MANIFEST_FILE):           # manifest last: its presence marks a complete copy
+        tmp = dst / f"{name}.tmp{os.getpid()}"
+        shutil.copyfile(src / name, tmp)
+        os.replace(tmp, dst / name)
+
+
+@register_evaluator
+class SupernetEvaluator:
+    """Candidates judged with weights inherited from a trained weight-sharing supernet (Once-For-All style).
+
+    Args:
+        supernet_dir: a folder holding a trained supernet (`Supernet.save`) to use as is (e.g. shared by
+            several searches); None: find or train one in `setup`.
+        epochs: supernet training epochs when one must be trained (None: by budget, `SUPERNET_EPOCHS`;
+            with None a shipped preset or a cached supernet of any length is used when it matches).
+        bn_images: training images for each candidate's batch-norm re-estimation.
+        calibration: "pareto" or "grid" (as `ProxyEvaluator`).
+        finetune: fine-tune front members in `finalize` (else they keep their inherited weights).
+
+    Raises:
+        ConstraintError: invalid settings, or a space without a supernet (e.g. a keras-tuner backbone).
+    """
+
+    name = "supernet"
+
+    def __init__(self, supernet_dir: Optional[str] = None, epochs: Optional[int] = None, bn_images: int = 2000,
+                 calibration: str = "pareto", finetune: bool = True):
+        if calibration not in CALIBRATIONS:
+            raise ConstraintError(f"unknown calibration {calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise ConstraintError(f"supernet epochs must be a whole number >= 1, got {epochs!r}")
+        if isinstance(bn_images, bool) or not isinstance(bn_images, int) or bn_images < 1:
+            raise ConstraintError(f"bn_images must be a whole number >= 1, got {bn_images!r}")
+        self.supernet_dir = None if supernet_dir is None else str(supernet_dir)
+        self.epochs, self.bn_images, self.calibration, self.finetune = epochs, bn_images, calibration, bool(finetune)
+        self.context: EvalContext = None  # type: ignore[assignment]
+        self.folder: Optional[Path] = None
+        self.setup_seconds = 0.0
+        self.source = ""
+        self._supernet = None
+
+    # ---------------------------------------------------------------- protocol
+    def to_dict(self) -> Dict[str, Any]:
+        """Name and settings (the run fingerprint)."""
+        return {"name": self.name, "supernet_dir": self.supernet_dir, "epochs": self.epochs,
+                "bn_images": self.bn_images, "calibration": self.calibration, "finetune": self.finetune}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SupernetEvaluator":
+        """The evaluator a config.json describes."""
+        return cls(**{k: d[k] for k in ("supernet_dir", "epochs", "bn_images", "calibration", "finetune") if k in d})
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_supernet"] = None            # TensorFlow variables stay here; a worker loads the folder
+        return state
+
+    def setup(self, context: EvalContext) -> None:
+        """Find or train the supernet once for this run; its folder is `self.folder`."""
+        if not context.space.family.supports_supernet:
+            raise ConstraintError("the supernet evaluator needs the built-in MCU backbone family "
+                                  "(SearchSpace.mcu); use evaluator='proxy' for this space")
+        self.context = context
+        t0 = time.time()
+        from ...supernet.store import MANIFEST_FILE
+
+        if self.supernet_dir:
+            self.folder, self.source = Path(self.supernet_dir).expanduser(), f"given folder {self.supernet_dir}"
+            self._load()
+        else:
+            self.folder = Path(context.run_dir) / RUN_SUBDIR
+            if (self.folder / MANIFEST_FILE).is_file():
+                self.source = "the run folder (resumed)"
+                self._load()
+            else:
+                self._find_or_train()
+        self.setup_seconds = round(time.time() - t0, 3)
+        context.say(f"supernet: {self.source}; ready in {self.setup_seconds:.0f}s")
+
+    def evaluate(self, genome: Genome) -> CandidateRecord:
+        """Inherited weights, BN re-estimated, calibrated on validation: no training."""
+        from ...macs import human, profile_macs
+        from ...supernet import reestimate_bn
+
+        c = self.context
+        t0 = time.time()
+        seed = candidate_seed(c.seed, genome)
+        model = self._extract(genome)
+        exit_macs = [int(m) for m in profile_macs(model).exit_macs]
+        if exit_macs[0] > c.constraints.max_macs:        # every image pays for exit 0: provably over budget
+            return CandidateRecord.pruned_at_first_exit(
+                genome.to_dict(), seed=seed, exit_macs=exit_macs, params=model.count_params(),
+                max_macs=c.constraints.max_macs, max_flash=c.constraints.max_flash, max_ram=c.constraints.max_ram,
+                seconds=time.time() - t0,
+                reason=f"first exit alone costs {human(exit_macs[0])} > max MACs {human(c.constraints.max_macs)}")
+        reestimate_bn(model, self._bn_x())
+        x_val, y_val = self._val()
+        cal = calibrate_model(model, exit_macs, x_val, y_val, exit_rule(c.space), c.constraints, self.calibration,
+                              eager=True)
+        return candidate_record(genome, model, cal, exit_macs, c.constraints, exit_rule(c.space), self._bn_x()[:64],
+                                seed, 0.0, t0)
+
+    def finalize(self, record: CandidateRecord, out_dir: Path) -> FinalRecord:
+        """Fine-tune from the inherited weights (kept only if validation improves), re-calibrate, measure."""
+        from ...macs import profile_macs
+        from ...supernet import reestimate_bn
+        from .proxy import train_built
+
+        c = self.context
+        t0 = time.time()
+        data = c.dataset()
+        genome = Genome.from_dict(record.genome)
+        seed = candidate_seed(c.seed, genome)
+        model = self._extract(genome)
+        reestimate_bn(model, self._bn_x())
+        exit_macs = [int(m) for m in profile_macs(model).exit_macs]
+        rule = exit_rule(c.space)
+        train_s = 0.0
+        b = c.budget
+        if self.finetune and b.final_epochs + b.final_head_epochs > 0:
+            def val_acc(m) -> float:
+                cal = calibrate_model(m, exit_macs, data.x_val, data.y_val, rule, c.target, self.calibration)
+                return float(cal.result.accuracy)
+
+            before, inherited = val_acc(model), model.get_weights()
+            train = data.subset(train=b.final_train, val=0, test=0, seed=int(c.seed)) \
+                if b.final_train is not None else data
+            train_s = train_built(model, exit_macs, train, c.loss, seed, b.final_epochs, b.final_head_epochs,
+                                  b.batch_size, b.learning_rate / 3.0)
+            if val_acc(model) < before:                 # model selection on validation only
+                model.set_weights(inherited)
+        return final_record(record, model, data, exit_macs, exit_macs, rule, c.target, self.calibration, seed,
+                            out_dir, train_s, t0)
+
+    # ---------------------------------------------------------------- the supernet
+    @property
+    def supernet(self):
+        """The loaded `nachos_tf.supernet.Supernet` (loaded lazily in worker processes)."""
+        if self._supernet is None:
+            self._load()
+        return self._supernet
+
+    def _supernet_space(self):
+        """The space the supernet was trained for: the run's, or (e.g. static NAS, exits off) the space its
+        manifest names when the backbone genes are the same."""
+        from ...space import SearchSpace
+        from ...supernet.store import read_manifest
+
+        space = self.context.space
+        m = read_manifest(self.folder)
+        own = SearchSpace.from_dict(m["space"])
+        if own.to_dict() == space.to_dict():
+            return space
+        same = (own.input_shape == space.input_shape and own.num_classes == space.num_classes
+                and [(g.name, tuple(g.values)) for g in own.backbone_genes]
+                == [(g.name, tuple(g.values)) for g in space.backbone_genes] and own.settings == space.settings)
+        if not same:
+            raise ConstraintError(f"the supernet in {self.folder} was trained for another backbone space")
+        return own
+
+    def _load(self) -> None:
+        from ...supernet import Supernet
+
+        space = self._supernet_space()
+        self._supernet = Supernet.load(self.folder, space)
+
+    def _key(self, epochs: int) -> str:
+        from ...supernet import data_fingerprint, space_fingerprint
+
+        c = self.context
+        blob = json.dumps({"space": space_fingerprint(c.space), "data": data_fingerprint(c.dataset()),
+                           "epochs": epochs, "seed": c.seed, "threads": c.threads}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def _find_or_train(self) -> None:
+        from ...supernet import Supernet, train_supernet
+        from ...supernet.store import MANIFEST_FILE, preset_folder, read_manifest
+
+        c = self.context
+        data = c.dataset()
+        if self.epochs is None:
+            preset = preset_folder()
+            if preset is not None:
+                m = read_manifest(preset)
+                try:
+                    Supernet.load(preset, c.space, data)       # same space and data, else it does not apply
+                    _copy_supernet(preset, self.folder)
+                    self.source = f"the shipped preset ({m.get('epochs_done', '?')} epochs)"
+                    self._load()
+                    return
+                except Exception:  # noqa: BLE001 - a preset for another space/data: train instead
+                    pass
+        epochs = self.epochs or SUPERNET_EPOCHS.get(c.budget.name, 10)
+        cached = cache_root() / self._key(epochs)
+        if (cached / MANIFEST_FILE).is_file():
+            _copy_supernet(cached, self.folder)
+            self.source = f"the cache {cached}"
+            self._load()
+            return
+        c.say(f"supernet: training {epochs} epochs on {len(data.y_train)} images (one-time cost of this run; "
+              f"checkpoints in {self.folder}, resumable)")
+        sn = train_supernet(c.space, data, epochs=epochs, folder=self.folder, seed=c.seed,
+                            verbose=1 if c.progress else 0)
+        self._supernet = sn
+        self.source = f"trained here ({epochs} epochs, {sn.info.get('seconds_this_call', '?')}s)"
+        try:
+            _copy_supernet(self.folder, cached)
+        except OSError:
+            pass                                               # a read-only cache only costs the next run
+
+    def _bn_x(self):
+        c = self.context
+        if "bn_x" not in c.cache:
+            from ...supernet.extract import bn_images
+
+            c.cache["bn_x"] = bn_images(c.dataset(), self.bn_images, seed=c.seed)
+        return c.cache["bn_x"]
+
+    def _val(self):
+        c = self.context
+        if "val" not in c.cache:
+            from .proxy import proxy_subset
+
+            sub = proxy_subset(c.dataset(), c.budget, c.seed)
+            c.cache["val"] = (sub.x_val, sub.y_val)
+        return c.cache["val"]
+
+    def _extract(self, genome: Genome):
+        """The subnet as the plain model `build_eenn(context.space, genome)` builds, supernet weights."""
+        import keras
+
+        from ...supernet import subnet_weights
+        from ...supernet.extract import load_subnet_weights
+
+        keras.backend.clear_session()
+        sn = self.supernet
+        if sn.space is self.context.space:
+            return sn.extract(genome)
+        from ...builder import build_eenn
+
+        model = build_eenn(self.context.space, genome)           # e.g. a static genome, no exits
+        proxy = sn.space.repair(Genome.make(genome.params, [ExitGene(True)] + [ExitGene(False)] *
+                                            (sn.space.n_exit_points - 1)))
+        w = subnet_weights(sn.spec, sn.net.numpy_weights(), proxy)
+        names = {layer.name for layer in model.layers if layer.weights}
+        load_subnet_weights(model, {k: v for k, v in w.items() if k in names})
+        return model

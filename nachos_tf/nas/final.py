@@ -1,0 +1,91 @@
+"""The final stage of a search: re-train (finalize) the admissible front with the evaluator, keep what still
+meets the user's constraints on validation, and write ``pareto.json``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..records import CandidateRecord, FinalRecord
+from ..results import PARETO, admissible_front, write_json
+from .pool import CandidatePool, fmt_time
+from ..macs import human as _human
+
+__all__ = ["spread", "pareto_doc", "final_stage"]
+
+
+def spread(front: Sequence[CandidateRecord], k: int) -> List[CandidateRecord]:
+    """At most k members of a front sorted by MACs, evenly spread (both ends kept; k = 1: the most accurate)."""
+    if len(front) <= k:
+        return list(front)
+    if k == 1:
+        return [min(front, key=lambda r: (r.metrics.error, r.metrics.expected_macs))]
+    idx = sorted({int(round(i)) for i in np.linspace(0, len(front) - 1, k)})
+    return [front[i] for i in idx]
+
+
+def pareto_doc(constraints, finals: Sequence[FinalRecord]) -> Dict[str, Any]:
+    """pareto.json: the kept final records, non-dominated on (val error, val expected MACs)."""
+    kept = [f for f in finals if not f.dropped]
+    front = admissible_front([dict(f.to_dict(), feasible=True) for f in kept])
+    front_ids = {f["id"] for f in front}
+    sols = [{"id": f.id, "genome": f.genome, "model": f.model, "rule": f.rule, "thresholds": f.thresholds,
+             "exit_macs": f.exit_macs, "val": f.val, "test": f.test, "int8": f.int8}
+            for f in kept if f.id in front_ids]
+    sols.sort(key=lambda s: (s["val"]["expected_macs"], -s["val"]["accuracy"], s["id"]))
+    return {"constraints": constraints.to_dict(), "solutions": sols}
+
+
+def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, constraints, budget, out_dir: Path,
+                progress: Optional[Callable[[str], Any]]) -> Dict[str, Any]:
+    """Finalize the admissible front (reusing finished finalizations from the archive); write pareto.json.
+
+    Args:
+        pool: the search's pool (its records give the front; finals are appended to its archive).
+        done: final records already in the archive (an interrupted run's).
+        evaluator: the run's evaluator (its `finalize` re-trains one member).
+        constraints: the user's constraints (what a finalized member must meet on validation).
+        budget: the run's budget (`max_final` members, spread along the front).
+
+    Returns:
+        The pareto.json document.
+    """
+    say = progress or (lambda s: None)
+    front = admissible_front(pool.records)
+    chosen = spread(front, budget.max_final)
+    # reserves: if a member is dropped after re-training, one more (the most accurate left) is tried
+    queue = chosen + sorted((r for r in front if r not in chosen),
+                            key=lambda r: (r.metrics.error, r.metrics.expected_macs, str(r.id)))
+    by_id = {r.id: r for r in done}
+    finals: List[FinalRecord] = []
+    if chosen:
+        say(f"admissible front: {len(front)} candidates; re-training {len(chosen)} with the final budget "
+            f"({budget.final_train or 'all'} samples, {budget.final_epochs}+{budget.final_head_epochs} epochs)")
+    kept = 0
+    for i, rec in enumerate(queue):
+        if kept >= budget.max_final or i >= budget.max_final + 1:
+            break
+        tag = f"  [{i + 1}/{len(chosen)}]" if i < len(chosen) else "  [reserve]"
+        prev = by_id.get(rec.id)
+        if prev and (prev.dropped or (prev.model and (out_dir / prev.model).exists())):
+            fin = prev
+            say(f"{tag} {rec.id}: re-trained earlier (archive)")
+        else:
+            fin = evaluator.finalize(rec, out_dir)
+            pool.archive.append(fin)
+            if fin.dropped:
+                say(f"{tag} {rec.id}: dropped: {fin.dropped}")
+            else:
+                say(f"{tag} {rec.id}: val acc {fin.val['accuracy']:.4f}, "
+                    f"E[MACs] {_human(fin.val['expected_macs'])}; test acc {fin.test['accuracy']:.4f}, "
+                    f"E[MACs] {_human(fin.test['expected_macs'])} ({fmt_time(fin.seconds)})")
+        finals.append(fin)
+        kept += not fin.dropped
+    doc = pareto_doc(constraints, finals)
+    kept_ids = {f.id for f in finals if not f.dropped}
+    dominated = sorted(kept_ids - {s["id"] for s in doc["solutions"]})
+    if dominated:
+        say(f"  not in the final Pareto set (dominated after re-training): {', '.join(dominated)}")
+    write_json(out_dir / PARETO, doc)
+    return doc

@@ -1,0 +1,295 @@
+"""The entry points: `search` (a new run, or resume=True) and `resume_search` (a run folder's own settings).
+
+`search` wraps exactly pymoo's ``minimize(problem, algorithm, termination, seed=..., callback=...)``: the run's
+evaluator is set up once, candidates go through the pool (archive first, then the backend), then the
+admissible front is finalized by the same evaluator and the run folder gets pareto.json and its report.
+
+Resume replays: the same seeded algorithm runs again and every genome already in the archive is answered
+from it without evaluating, so the populations, and the result, are those of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Tuple, Union
+
+import numpy as np
+
+from ..errors import ConstraintError, NoAdmissibleSolutionError, RunDirError
+from ..records import CandidateRecord, FinalRecord
+from ..results import ARCHIVE, CONFIG, MODELS, PARETO, Archive, SearchResult, load_run, read_json, split_records, \
+    write_json
+from .backends import default_threads, make_backend, pin_threads
+from .evaluators.base import EvalContext
+from .evaluators.registry import evaluator_from_dict, make_evaluator
+from .evaluators.common import exit_rule
+from .explain import explain_no_admissible
+from .final import final_stage
+from .interrupt import InterruptGuard
+from .lock import RunLock
+from .pool import CandidatePool
+from .problem import EENNProblem, ProgressCallback, make_algorithm, make_termination
+from .settings import Budget, Constraints, DataRef, RunSpec, _number
+
+__all__ = ["search", "resume_search"]
+
+Progress = Optional[Callable[[str], Any]]
+
+
+def _resolve_data(data) -> Tuple[Any, Optional[DataRef]]:
+    """(Dataset, DataRef or None) from a Dataset, a DataRef, or a dataset name."""
+    if isinstance(data, str):
+        data = DataRef(data)
+    if isinstance(data, DataRef):
+        return data.load(), data
+    for f in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "num_classes", "input_shape"):
+        if not hasattr(data, f):
+            raise ConstraintError(f"data must be a nachos_tf.data.Dataset, a DataRef or a dataset name; "
+                                  f"{type(data).__name__} has no {f}")
+    return data, None
+
+
+def _data_info(data, ref: Optional[DataRef]) -> dict:
+    return {"name": getattr(data, "name", "?"), "source": getattr(data, "source", ""),
+            "ref": None if ref is None else ref.to_dict(), "n_train": int(len(data.y_train)),
+            "n_val": int(len(data.y_val)), "n_test": int(len(data.y_test)),
+            "input_shape": [int(s) for s in data.input_shape], "num_classes": int(data.num_classes)}
+
+
+def _check_space(space, data) -> None:
+    from ..space import SearchSpace
+
+    if not isinstance(space, SearchSpace):
+        raise ConstraintError(f"space must be a nachos_tf.SearchSpace, got {type(space).__name__}")
+    if tuple(space.input_shape) != tuple(data.input_shape) or space.num_classes != data.num_classes:
+        raise ConstraintError(f"the space is for input {tuple(space.input_shape)} / {space.num_classes} classes, "
+                              f"the data has {tuple(data.input_shape)} / {data.num_classes}")
+    if len(data.y_val) == 0 or len(data.y_test) == 0:
+        raise ConstraintError("the search needs non-empty validation (thresholds) and test (figures) splits")
+
+
+def _run_folder(out_dir, resume: bool) -> Path:
+    """The run folder: an existing one to resume, or a new (empty or absent) one, created here."""
+    if out_dir is None:
+        if resume:
+            raise RunDirError("resume=True needs out_dir (the folder of the interrupted run)")
+        out_dir = tempfile.mkdtemp(prefix="nachos-run-")
+    d = Path(out_dir).expanduser()
+    if resume:
+        if not d.is_dir():
+            raise RunDirError(f"cannot resume: run folder {d} does not exist")
+        return d
+    if d.exists() and (not d.is_dir() or any(d.iterdir())):
+        raise RunDirError(f"{d} is not empty; choose a new folder, or resume the run in it "
+                          "(resume=True / --resume)")
+    try:
+        (d / MODELS).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot create run folder {d}: {exc.strerror or exc}") from None
+    return d
+
+
+def _open_run(d: Path, resume: bool, spec: RunSpec) -> Tuple[Archive, List[Any]]:
+    """(archive, its records); to resume, the folder's settings must match `spec` (under the run lock)."""
+    archive = Archive(d / ARCHIVE)
+    records: List[Any] = []
+    if resume:
+        old = RunSpec.from_dict(read_json(d / CONFIG, "the settings of the run to resume"), str(d / CONFIG))
+        diff = old.differences(spec)
+        if diff:
+            raise RunDirError(f"cannot resume {d}: its settings differ in {', '.join(diff)}; resume with the "
+                              "same settings or start a new --out folder")
+        archive.open()                    # cuts a truncated last line
+        records = archive.records()
+    try:
+        (d / MODELS).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot write in run folder {d}: {exc.strerror or exc}") from None
+    return archive, records
+
+
+def _check_replayed(records: List[CandidateRecord], space, archive: Archive) -> None:
+    """A replayed record must describe a genome of this space (the archive may have been edited)."""
+    from ..genome import Genome
+
+    for r in records:
+        try:
+            space.validate(Genome.from_dict(r.genome))
+        except Exception as exc:  # noqa: BLE001 - any reason: the line is not this run's
+            raise RunDirError(f"{archive.path}, candidate {r.id}: its genome is not a member of this run's space "
+                              f"({str(exc)[:160]})") from None
+        if r.measured_ok and r.exit_macs and not (
+                r.exit_macs[0] - 1e-6 <= r.metrics.expected_macs <= r.exit_macs[-1] + 1e-6):
+            raise RunDirError(f"{archive.path}, candidate {r.id}: expected MACs {r.metrics.expected_macs:g} lie "
+                              f"outside its staged exit costs [{r.exit_macs[0]:g}, {r.exit_macs[-1]:g}]")
+
+
+def search(space, data, constraints: Constraints, budget: Union[str, Budget] = "quick", seed: int = 0,
+           out_dir: Optional[Union[str, os.PathLike]] = None, resume: bool = False, workers: int = 1,
+           dask_scheduler: Optional[str] = None, generations: Optional[int] = None,
+           population: Optional[int] = None, progress: Progress = print, loss=None, evaluator: Any = None,
+           threads: Optional[int] = None, algorithm: str = "nsga2",
+           max_seconds: Optional[float] = None) -> SearchResult:
+    """Joint backbone + exit NAS under `constraints`; returns the admissible Pareto set.
+
+    Args:
+        space: the `SearchSpace`.
+        data: a `nachos_tf.data.Dataset`, a `DataRef` or a dataset name (workers then rebuild it locally).
+        constraints: what an admissible EENN must meet.
+        budget: "quick" | "standard" | "thorough" or a `Budget`; generations / population override it.
+        seed: the run's seed (sampling, candidate training, data subsets).
+        out_dir: the run folder (a new temporary folder when None).
+        resume: continue an interrupted run in out_dir, evaluating nothing twice.
+        workers: local worker processes; dask_scheduler: "tcp://host:port" of a running Dask cluster.
+        progress: called with one line per candidate and generation (None: silent).
+        loss: the training loss (default: NACHOS with max_macs as the budget).
+        evaluator: how candidates are judged: a registered name ("supernet", "proxy", ...) or an object
+            implementing the `Evaluator` protocol (default: "supernet" when the space's backbone family
+            has one, e.g. `SearchSpace.mcu`; else "proxy").
+        threads: TensorFlow threads of every process that trains for this run (default: this process's
+            count); results depend on it, so workers and resumed runs use the run's value.
+        algorithm: "nsga2" (default) or "random" (pymoo RandomSearch, a baseline).
+        max_seconds: also stop the search (not the final stage) once this much time has passed, at the
+            end of the running generation. With workers > 1 a script must guard its entry code with
+            ``if __name__ == "__main__":`` (worker processes are spawned).
+
+    Returns:
+        The `SearchResult` (admissible set, archive, hypervolume, run folder).
+
+    Raises:
+        ConstraintError: a setting is invalid (before anything is written).
+        RunDirError: out_dir is not empty (new run), or its settings differ (resume), or it is locked.
+        NoAdmissibleSolutionError: nothing is admissible (with the closest candidates and what to relax).
+        KeyboardInterrupt: on Ctrl-C, after saying how to resume; the archive stays intact.
+    """
+    from pymoo.optimize import minimize
+
+    from ..losses import LossConfig
+
+    if not isinstance(constraints, Constraints):
+        raise ConstraintError(f"constraints must be a nachos_tf.Constraints, got {type(constraints).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConstraintError(f"seed must be a whole number >= 0, got {seed!r}")
+    dataset, ref = _resolve_data(data)
+    _check_space(space, dataset)
+    loss = LossConfig.nachos(mac_budget=constraints.max_macs) if loss is None else loss
+    ev = make_evaluator(evaluator, default="supernet" if space.family.supports_supernet else "proxy")
+    budget = Budget.resolve(budget, generations, population, evaluator=ev.name)
+    threads = default_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ConstraintError(f"threads must be a whole number >= 1, got {threads!r}")
+    pin_threads(int(threads))             # the final stage (and local evaluation) run here
+    make_algorithm(space, 2, algorithm)   # rejects an unknown name before anything is written
+    if max_seconds is not None and not _number("max_seconds", max_seconds) > 0:
+        raise ConstraintError(f"max_seconds must be > 0, got {max_seconds!r}")
+    spec = RunSpec(seed=int(seed), constraints=constraints, budget=budget, space=space.to_dict(),
+                   data=_data_info(dataset, ref), loss=loss.to_dict(), rule=exit_rule(space), evaluator=ev.to_dict(),
+                   algorithm=algorithm, max_seconds=max_seconds, threads=int(threads), workers=int(workers),
+                   dask_scheduler=dask_scheduler, resumed=bool(resume))
+    out = _run_folder(out_dir, resume)
+    with RunLock(out), InterruptGuard():
+        archive, records = _open_run(out, resume, spec)
+        write_json(out / CONFIG, spec.to_dict())
+        return _run(space, dataset, ref, spec, ev, out, archive, records, progress, minimize)
+
+
+def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, records, progress, minimize):
+    say = progress or (lambda s: None)
+    searched, finals = split_records(records)
+    _check_replayed(searched, space, archive)
+    if spec.resumed:
+        say(f"resuming {out}: {len(searched)} candidates in the archive will not be trained again")
+    search_c = spec.search_constraints
+    from ..losses import LossConfig
+
+    ctx = EvalContext(space=space, constraints=search_c, target=spec.constraints, budget=spec.budget, seed=spec.seed,
+                      loss=LossConfig.from_dict(spec.loss), threads=spec.threads, run_dir=out, data=dataset,
+                      data_ref=ref, progress=progress)
+    ev.setup(ctx)
+    backend = make_backend(spec.workers, spec.dask_scheduler, ev)
+    pool = CandidatePool(archive, searched, backend, progress)
+    callback = ProgressCallback(pool, search_c, spec.budget, progress, backend.workers, spec.max_seconds)
+    try:
+        minimize(EENNProblem(space, search_c, pool), make_algorithm(space, spec.budget.population, spec.algorithm),
+                 make_termination(spec.budget.generations, spec.max_seconds), seed=spec.seed, callback=callback,
+                 verbose=False, copy_algorithm=False)
+        backend.close()                   # the final stage runs here: free the workers first
+        from ..results import admissible_front
+
+        if not admissible_front(pool.records):
+            write_json(out / PARETO, {"constraints": spec.constraints.to_dict(), "solutions": []})
+            _report(out)
+            raise NoAdmissibleSolutionError(explain_no_admissible(pool.records, search_c, spec.constraints)
+                                            + f"\n(run folder: {out})")
+        doc = final_stage(pool, finals, ev, spec.constraints, spec.budget, out, progress)
+    except KeyboardInterrupt:
+        n = len(archive.read()[0])
+        say(f"interrupted: {n} finished evaluations are safe in {out / ARCHIVE}; continue with "
+            f"`nachos-tf search --resume {out}` (or search(..., out_dir='{out}', resume=True))")
+        raise
+    finally:
+        backend.close()
+    _report(out)
+    result = load_run(out)
+    if not doc["solutions"]:
+        raise NoAdmissibleSolutionError(
+            f"no admissible solution after re-training: {len(result.final_records)} front members met the "
+            "constraints in the search but not after re-training on more data:\n"
+            + "\n".join(f"  {r.id}: {r.dropped}" for r in result.final_records if r.dropped)
+            + "\nto relax: loosen the constraints slightly, or use a budget whose proxy training is closer to "
+              f"the final one.\n(run folder: {out})")
+    return result
+
+
+def _report(out: Path) -> None:
+    from ..report import report
+
+    report(out)
+
+
+def resume_search(out_dir: Union[str, os.PathLike], workers: int = 1, dask_scheduler: Optional[str] = None,
+                  progress: Progress = print, data=None) -> SearchResult:
+    """Continue an interrupted run with the settings in its config.json.
+
+    Args:
+        out_dir: the run folder.
+        workers / dask_scheduler: where to evaluate (need not match the first run's).
+        progress: progress lines (None: silent).
+        data: needed only if the run was started from an in-memory Dataset.
+
+    Returns:
+        The `SearchResult`.
+
+    Raises:
+        RunDirError: the folder is missing, its config.json is malformed, or data is needed.
+    """
+    from ..losses import LossConfig
+    from ..space import SearchSpace
+
+    d = Path(out_dir).expanduser()
+    if not d.is_dir():
+        raise RunDirError(f"cannot resume: run folder {d} does not exist")
+    spec = RunSpec.from_dict(read_json(d / CONFIG, "the settings of the run to resume"), str(d / CONFIG))
+    try:
+        space = SearchSpace.from_dict(spec.space)
+        loss = LossConfig.from_dict(spec.loss)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RunDirError(f"{d / CONFIG} is not a nachos-tf search config ({exc})") from None
+    try:
+        evaluator = evaluator_from_dict(spec.evaluator)
+    except ConstraintError as exc:
+        raise RunDirError(f"{d / CONFIG}: {exc}") from None
+    ref = spec.data.get("ref")
+    if data is None:
+        if ref is None:
+            raise RunDirError(f"the run in {d} was started from an in-memory dataset; pass data= to resume it")
+        if not isinstance(ref, dict):
+            raise RunDirError(f"{d / CONFIG}: field 'data.ref' must be a JSON object")
+        try:
+            data = DataRef(**ref)
+        except TypeError as exc:
+            raise RunDirError(f"{d / CONFIG}: field 'data.ref' is malformed ({exc})") from None
+    return search(space, data, spec.constraints, spec.budget, seed=spec.seed, out_dir=d, resume=True,
+                  workers=workers, dask_scheduler=dask_scheduler, progress=progress, loss=loss, evaluator=evaluator,
+                  threads=spec.threads, algorithm=spec.algorithm, max_seconds=spec.max_seconds)

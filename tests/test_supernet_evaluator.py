@@ -1,0 +1,130 @@
+"""The supernet evaluator inside the search: records checked against a second code path (extract + simulate),
+one-time setup kept in the run folder (resume) and in the cache (a later run), workers, the static space."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nachos_tf as nt
+from nachos_tf import nas as S
+from nachos_tf import results as R
+from nachos_tf.nas.evaluators.supernet import SupernetEvaluator
+from nachos_tf.supernet import Supernet
+from test_search import REAL_BUDGET, ready, tiny_space
+
+
+@pytest.fixture(scope="module")
+def small():
+    try:
+        ds = nt.data.load("fashion_mnist")
+    except Exception as exc:  # pragma: no cover - data missing on this machine
+        pytest.skip(f"Fashion-MNIST not available: {exc}")
+    return ds.subset(train=600, val=300, test=300, seed=0)
+
+
+@pytest.fixture(scope="module")
+def saved_supernet(tmp_path_factory):
+    """An (untrained, seeded) supernet of the tiny space, saved like a trained one."""
+    folder = tmp_path_factory.mktemp("sn") / "supernet"
+    Supernet(tiny_space(), seed=1).save(folder)
+    return folder
+
+
+LOOSE = S.Constraints(min_accuracy=0.05, max_macs=1.0e9)
+
+
+def test_record_equals_extract_then_simulate(small, saved_supernet, tmp_path):
+    """The record's figures are those of the extracted model, BN re-estimated, at the record's thresholds."""
+    from nachos_tf.policy import simulate, thresholds_from_json
+    from nachos_tf.supernet import reestimate_bn
+    from nachos_tf.supernet.extract import bn_images
+    from nachos_tf.train import predict_exits
+
+    space = tiny_space()
+    ev = ready(SupernetEvaluator(supernet_dir=str(saved_supernet), bn_images=256), space, small, LOOSE,
+               REAL_BUDGET, run_dir=tmp_path)
+    genome = next(g for g in (space.sample(s) for s in range(30)) if len(g.exit_positions) >= 2)
+    rec = ev.evaluate(genome)
+    assert rec.measured_ok and rec.train_seconds == 0.0
+    model = Supernet.load(saved_supernet, space).extract(genome)
+    reestimate_bn(model, bn_images(small, 256, seed=0))
+    sub = small.subset(train=REAL_BUDGET.proxy_train, val=REAL_BUDGET.proxy_val, test=0, seed=0)
+    probs, confs = predict_exits(model, sub.x_val)
+    sim = simulate(probs, sub.y_val, thresholds_from_json(rec.thresholds), rec.exit_macs, rec.rule, confs)
+    assert rec.metrics.accuracy == pytest.approx(sim.accuracy, abs=1e-12)
+    assert rec.metrics.expected_macs == pytest.approx(sim.expected_macs, rel=1e-12)
+    assert rec.exit_macs == [float(m) for m in nt.profile_macs(model).exit_macs]
+
+
+def test_search_with_supernet_setup_is_reused_on_resume(small, saved_supernet, tmp_path, monkeypatch):
+    """A search copies the found supernet into the run folder once; a resume loads it from there."""
+    import nachos_tf.nas.evaluators.supernet as SE
+
+    monkeypatch.setenv("NACHOS_TF_CACHE", str(tmp_path / "cache"))
+    space = tiny_space()
+    ev = SupernetEvaluator(supernet_dir=str(saved_supernet), bn_images=256)
+    budget = REAL_BUDGET.with_(generations=2, population=3, final_head_epochs=1, final_train=300)
+    res = S.search(space, small, LOOSE, budget=budget, seed=0, out_dir=tmp_path / "run", evaluator=ev,
+                   progress=None)
+    assert res.admissible and len(res.archive) >= 4
+    assert all(r.train_seconds == 0.0 for r in res.archive)
+    cfg = json.loads((tmp_path / "run" / R.CONFIG).read_text())
+    assert cfg["evaluator"]["name"] == "supernet" and cfg["evaluator"]["supernet_dir"] == str(saved_supernet)
+    lines = (tmp_path / "run" / R.ARCHIVE).read_text().splitlines(keepends=True)
+    (tmp_path / "run" / R.ARCHIVE).write_text("".join(lines[:3]))
+    (tmp_path / "run" / R.PARETO).unlink()
+    calls = []
+    monkeypatch.setattr(SE.SupernetEvaluator, "_find_or_train", lambda self: calls.append(1))
+    again = S.resume_search(tmp_path / "run", progress=None, data=small)
+    assert calls == []                                          # nothing trained or searched for again
+    assert [r.to_dict() | {"time": 0, "seconds": 0} for r in again.archive] == \
+        [r.to_dict() | {"time": 0, "seconds": 0} for r in res.archive]
+
+
+def test_find_or_train_trains_once_then_uses_the_run_folder_and_the_cache(small, tmp_path, monkeypatch):
+    """No supernet anywhere: setup trains one (tiny), keeps it in the run folder and the cache; a second
+    setup in the same run folder loads it; a new run folder gets it from the cache."""
+    import nachos_tf.nas.evaluators.supernet as SE
+    from nachos_tf.supernet import fitting
+
+    monkeypatch.setenv("NACHOS_TF_CACHE", str(tmp_path / "cache"))
+    trained = []
+    real = fitting.train_supernet
+
+    def tiny_train(space, data, epochs, folder, seed, verbose):
+        trained.append(epochs)
+        return real(space, data, epochs=epochs, folder=folder, seed=seed, verbose=0, train_limit=256,
+                    batch_size=64, val_limit=0)
+
+    monkeypatch.setattr("nachos_tf.supernet.train_supernet", tiny_train)
+    space = tiny_space()
+    for run in ("a", "a", "b"):
+        ev = ready(SupernetEvaluator(epochs=1, bn_images=128), space, small, LOOSE, REAL_BUDGET,
+                   run_dir=tmp_path / run)
+        assert (tmp_path / run / SE.RUN_SUBDIR / "supernet.json").is_file()
+    assert trained == [1]                                        # trained once, for run a
+    assert "cache" in ev.source                                  # run b: from the cache
+
+
+def test_static_space_is_served_by_the_early_exit_supernet(small, saved_supernet, tmp_path):
+    """Static NAS (exits off) with the same supernet: same backbone genes, the final head's weights."""
+    from nachos_tf.backbones import McuFamily
+
+    exit_space = tiny_space()
+    fam = exit_space.family
+    static = nt.SearchSpace(McuFamily(fam.genes, 0, settings=fam.settings), exit_space.input_shape,
+                            exit_space.num_classes, confidence=False, min_early_exits=0)
+    ev = ready(SupernetEvaluator(supernet_dir=str(saved_supernet), bn_images=128), static, small, LOOSE,
+               REAL_BUDGET, run_dir=tmp_path)
+    g = static.sample(3)
+    rec = ev.evaluate(g)
+    assert rec.measured_ok and len(rec.exit_macs) == 1 and rec.metrics.exit_rates == [1.0]
+    exit_genome = exit_space.repair(nt.Genome.make(g.params, [nt.ExitGene(True)] + [nt.ExitGene(False)] * 3))
+    ref = Supernet.load(saved_supernet, exit_space).extract(exit_genome)
+    model = ev._extract(g)
+    for name in ("stem_conv", "s1_b0_dw", "s5_b0_project", "final"):
+        for a, b in zip(model.get_layer(name).get_weights(), ref.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
