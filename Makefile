@@ -8,6 +8,9 @@ export PYTHONHASHSEED ?= 0
 .PHONY: demo test data setup firmware-tools
 
 DEMO_RUN ?= runs/demo
+# The board the demo designs for (nachos_tf/boards.py): its flash and RAM minus the measured TFLM runtime bound
+# the search (--max-flash / --max-ram); DEMO_BOARD= searches without a board.
+DEMO_BOARD ?= nrf52840
 
 # The quick search on real Fashion-MNIST (< 10 min on 2 cores), then the int8 staged export of the first
 # admissible solution and its figures measured on TFLM, then two independent checks of what was reported.
@@ -15,14 +18,17 @@ DEMO_RUN ?= runs/demo
 demo: setup data firmware-tools
 	@if [ -f $(DEMO_RUN)/config.json ]; then .venv/bin/nachos-tf search --resume $(DEMO_RUN); \
 	else .venv/bin/nachos-tf search --dataset fashion_mnist --min-accuracy 0.85 --max-macs 1.0M \
-	  --budget quick --seed 0 --out $(DEMO_RUN); fi
-	.venv/bin/nachos-tf export $(DEMO_RUN) --solution 0 --out $(DEMO_RUN)/deploy
+	  --budget quick --seed 0 $(if $(DEMO_BOARD),--target $(DEMO_BOARD)) --out $(DEMO_RUN); fi
+	.venv/bin/nachos-tf export $(DEMO_RUN) --solution 0 --out $(DEMO_RUN)/deploy $(if $(DEMO_BOARD),--target $(DEMO_BOARD))
 	.venv/bin/nachos-tf evaluate $(DEMO_RUN)/deploy --dataset fashion_mnist --split test --limit 2000 \
 	  --json $(DEMO_RUN)/deploy/evaluate.json
 	@echo "--- independent checks: saved Keras models vs pareto.json; C arrays and a second TFLM runner vs evaluate"
 	$(PY) benchmarks/verify_run.py $(DEMO_RUN) --out $(DEMO_RUN)/verify.json
 	$(PY) benchmarks/deploy_check.py $(DEMO_RUN)/deploy --dataset fashion_mnist --limit 2000 \
 	  --out $(DEMO_RUN)/deploy/deploy_check.json
+	@if [ -n "$$TFLM_ROOT" ]; then echo "--- the export as Cortex-M4F firmware (TFLM, CMSIS-NN) under QEMU, checked image by image"; \
+	  .venv/bin/nachos-tf firmware $(DEMO_RUN)/deploy --target cortex-m4 --kernels cmsis-nn --run 2000; \
+	else echo "--- TFLM_ROOT not set: skipping the firmware build (nachos-tf firmware, README 'On a microcontroller')"; fi
 
 test: setup data firmware-tools
 	.venv/bin/lint-imports

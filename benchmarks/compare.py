@@ -33,10 +33,13 @@ until every (method, seed) is done; ``--resume`` skips finished runs, continues 
 from its checkpoint and restarts an unfinished search run from scratch (a resumed search would get its
 time limit twice). Table (``.md``) and plot (``.png``) next to it.
 
-    nohup nice -n 10 .venv/bin/python benchmarks/compare.py --seeds 0 --threads 1 --resume \\
-        --out runs/bench/compare_seed0.json > runs/bench/compare_seed0.log 2>&1 &      # likewise seeds 1, 2
+    for s in 0 1 2; do        # one process per seed; the same command continues an interrupted one
+      nohup nice -n 10 .venv/bin/python benchmarks/compare.py --seeds $s --threads 1 --resume \\
+        --out runs/bench/compare_seed$s.json > runs/bench/compare_seed$s.log 2>&1
+    done
     .venv/bin/python benchmarks/compare.py --merge runs/bench/compare_seed{0,1,2}.json \\
         --out benchmarks/results/compare.json
+    .venv/bin/python benchmarks/compare_report.py benchmarks/results/compare.json    # redraw table and plot
 """
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ from compare_report import METHODS, plot, summarise, write_table  # noqa: E402
 
 import nachos_tf as nt  # noqa: E402
 from nachos_tf.errors import NoAdmissibleSolutionError  # noqa: E402
-from nachos_tf.nas import Budget, Constraints, ProxyEvaluator  # noqa: E402
+from nachos_tf.nas import Budget, Constraints, DataRef, ProxyEvaluator  # noqa: E402
 from nachos_tf.units import parse_size  # noqa: E402
 
 SUPERNET_METHODS = ("nachos", "random", "static")
@@ -175,8 +178,8 @@ class Bench:
 
     def settings(self) -> Dict[str, Any]:
         a = self.a
-        sn = ({"from": a.supernet_from} if a.supernet_from else
-              {"epochs": a.supernet_epochs, "train_limit": a.supernet_train_limit})
+        sn = dict(self.supernet_kw(), **{"from": {str(k): v for k, v in (a.supernet_from or [])},
+                                          "any": a.any_supernet})
         return {"constraints": self.constraints.to_dict(), "budget": self.budget.to_dict(), "search_s": a.budget,
                 "supernet": sn, "proxy_extra_s": a.proxy_extra_s,
                 "threads": a.threads, "handmade_genome": handmade_genome(self.space).to_dict(),
@@ -184,16 +187,33 @@ class Bench:
                                "MACs), box of the constraints, reference (1, 1)"}
 
     # ---------------------------------------------------------------- the shared supernet of a seed
+    def supernet_kw(self) -> Dict[str, Any]:
+        """`train_supernet` settings of every seed's supernet (defaults: those of scripts/train_default_supernet.py)."""
+        a = self.a
+        return {"epochs": a.supernet_epochs, "warmup_epochs": a.supernet_warmup_epochs,
+                "train_limit": a.supernet_train_limit, "n_random": a.supernet_n_random,
+                "batch_size": a.supernet_batch_size}
+
     def supernet(self, seed: int) -> Dict[str, Any]:
         """Train (or finish training) the seed's supernet; returns its record with the cost in seconds."""
         from nachos_tf.supernet import train_supernet
 
         a = self.a
         recs = self.doc.setdefault("supernets", {})
-        if a.supernet_from:                       # trained elsewhere: its cost is the sum of its epochs' seconds
-            folder = Path(a.supernet_from.format(seed=seed)).resolve()
+        given = dict(a.supernet_from or [])
+        if seed in given:                         # trained elsewhere: its cost is the sum of its epochs' seconds
             if str(seed) not in recs:
+                folder = Path(given[seed]).resolve()
                 tr = supernet_training(folder)
+                st = tr.get("settings") or {}
+                want = dict(self.supernet_kw(), seed=seed)
+                got = {k: st.get(k) for k in want}
+                if st.get("warmup_epochs") is not None and want["warmup_epochs"] is None:
+                    got.pop("warmup_epochs")
+                    want.pop("warmup_epochs")
+                if not a.any_supernet and got != want:
+                    raise SystemExit(f"--supernet-from {seed}={folder}: trained with {got}, the other seeds' "
+                                     f"supernets get {want}")
                 recs[str(seed)] = {"folder": str(folder), "training": tr, "seconds": tr["epoch_seconds"],
                                    "cost": "sum of the epochs' seconds in its manifest (trained elsewhere)"}
             return recs[str(seed)]
@@ -205,8 +225,7 @@ class Bench:
         e0 = int(state.get("epochs_done", 0))
         say(f"seed {seed}: training the shared supernet ({a.supernet_epochs} epochs, from epoch {e0}) into {folder}")
         t0 = time.time()
-        train_supernet(self.space, self.data, epochs=a.supernet_epochs, train_limit=a.supernet_train_limit,
-                       folder=folder, seed=seed, verbose=2)
+        train_supernet(self.space, self.data, folder=folder, seed=seed, verbose=2, **self.supernet_kw())
         tr = supernet_training(folder)
         rec["calls"].append({"from_epoch": e0, "to_epoch": tr["epochs_done"], "seconds": round(time.time() - t0, 1),
                              "load_avg_end": loadavg(), "time": utc_now()})
@@ -248,7 +267,7 @@ class Bench:
 
         t0 = time.time()
         try:
-            r = nt.search(space, self.data, self.constraints, budget=self.budget, seed=seed, out_dir=out_dir,
+            r = nt.search(space, self.data_ref, self.constraints, budget=self.budget, seed=seed, out_dir=out_dir,
                           max_seconds=seconds, threads=a.threads, progress=progress, **kw)
             sols = [s.to_dict() for s in r.admissible]
             archive, hv_search = r.archive, r.hypervolume
@@ -338,7 +357,8 @@ class Bench:
     def main(self) -> None:
         a = self.a
         pin_threads(a.threads)
-        self.data = nt.data.load("fashion_mnist")
+        self.data_ref = DataRef("fashion_mnist")   # run folders name their data: resumable, verify_run.py checks them
+        self.data = self.data_ref.load()
         self.space = nt.SearchSpace.mcu((28, 28, 1), 10)
         self.space_static = nt.SearchSpace.mcu((28, 28, 1), 10, early_exits=False)
         prev = read_json(a.out) if a.resume else None
@@ -408,6 +428,16 @@ def merge(parts: Sequence[Path], out: Path) -> Dict[str, Any]:
     return doc
 
 
+def _seed_dir(s: str):
+    """argparse type of --supernet-from: SEED=DIR."""
+    seed, sep, folder = s.partition("=")
+    if not sep or not seed.strip().isdigit() or not folder:
+        raise argparse.ArgumentTypeError(f"expected SEED=DIR, got {s!r}")
+    if not (Path(folder) / "supernet.json").is_file():
+        raise argparse.ArgumentTypeError(f"{folder} holds no trained supernet (supernet.json)")
+    return int(seed), folder
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -416,11 +446,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "supernet cost (default 1200)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--supernet-epochs", type=positive_int, default=20, help="epochs of each seed's supernet")
-    p.add_argument("--supernet-train-limit", type=positive_int, default=None,
-                   help="train the supernets on a seeded subset of this many images (smoke runs)")
-    p.add_argument("--supernet-from", default=None, metavar="PATTERN",
-                   help="use supernets trained elsewhere instead, e.g. 'runs/sn/seed{seed}' (cost from their manifest)")
+    p.add_argument("--supernet-epochs", type=positive_int, default=5, help="epochs of each seed's supernet (5)")
+    p.add_argument("--supernet-warmup-epochs", type=int, default=1, help="of which largest-subnet warm-up (1)")
+    p.add_argument("--supernet-train-limit", type=positive_int, default=20000,
+                   help="train each supernet on a seeded subset of this many images (20000)")
+    p.add_argument("--supernet-n-random", type=int, default=1, help="random subnets per sandwich step (1)")
+    p.add_argument("--supernet-batch-size", type=positive_int, default=128, help="supernet batch size (128)")
+    p.add_argument("--supernet-from", type=_seed_dir, nargs="+", default=None, metavar="SEED=DIR",
+                   help="use a supernet trained elsewhere for a seed (its cost: the epochs' seconds in its manifest), "
+                        "e.g. 0=nachos_tf/supernet/presets/fashion_mnist when the preset was trained with seed 0 and "
+                        "the same --supernet-epochs / --supernet-train-limit (checked)")
+    p.add_argument("--any-supernet", action="store_true",
+                   help="accept --supernet-from folders trained with other settings (smoke runs)")
     p.add_argument("--proxy-extra-s", type=float, default=None,
                    help="extra search seconds of the proxy methods (default: the seed's supernet cost; smoke runs)")
     p.add_argument("--min-accuracy", type=float, default=0.80)

@@ -68,11 +68,12 @@ def summarise(doc: Dict[str, Any]) -> Dict[str, Any]:
             "supernet_seconds": {s: v.get("seconds") for s, v in sorted(sn.items())}}
 
 
-def _cell(values: Sequence[Optional[float]], scale: float = 1.0, digits: int = 2) -> str:
+def _cell(values: Sequence[Optional[float]], scale: float = 1.0, digits: int = 2, na: bool = False) -> str:
+    """mean ± std of the known values, "(k/n)" when some are missing; "–" when `na` (not applicable) and none."""
     v = [x * scale for x in values if x is not None]
     missing = sum(1 for x in values if x is None)
     if not v:
-        return "–" if not values else f"none (0/{len(values)})"
+        return "–" if not values or na else f"none (0/{len(values)})"
     s = f"{np.mean(v):.{digits}f}" + (f" ± {np.std(v):.{digits}f}" if len(v) > 1 else "")
     return s + (f" ({len(v)}/{len(values)})" if missing else "")
 
@@ -87,7 +88,7 @@ def write_table(doc: Dict[str, Any], path: Path) -> str:
         lines.append(f"| {m} | {_cell(v['hypervolume'], digits=4)} | {_cell(v['best_acc_at_0.5M'], 100)} | "
                      f"{_cell(v['int8_acc_at_0.5M'], 100)} | {_cell(v['best_acc_at_1.0M'], 100)} | "
                      f"{_cell(v['mac_saving_vs_static'], 100, 1)} | {_cell(v['int8_best_acc'], 100)} | "
-                     f"{_cell(v['candidates'], digits=1)} | {_cell(v['search_s'], digits=0)} | "
+                     f"{_cell(v['candidates'], digits=1)} | {_cell(v['search_s'], digits=0, na=m == 'handmade')} | "
                      f"{_cell(v['wall_s'], digits=0)} |")
     notes = [f"mean ± std over seeds {doc.get('seeds')}; (k/n): only k of n seeds had a value (no admissible "
              "solution, or none within that MAC bound, otherwise)."]

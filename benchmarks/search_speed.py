@@ -354,7 +354,10 @@ class Bench:
         d["skipped_samples"] = skipped
         if issue4 is not None:
             d.setdefault("issue4_summary", issue4)
-        ft = d.setdefault("full_training", {"settings": FULL_SETTINGS, "order": list(genomes), "results": {}})
+        ref_full = (ref_doc or {}).get("full_training", {}).get("settings") or \
+            ((ref_doc or {}).get("settings") or {}).get("full")
+        ft = d.setdefault("full_training", {"settings": ref_full if full else FULL_SETTINGS, "order": list(genomes),
+                                            "results": {}})
         for gid in genomes:
             if gid in full and gid not in ft["results"]:
                 ft["results"][gid] = dict(full[gid], source=f"{a.reference} (not re-trained)")

@@ -217,7 +217,7 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
               help="Continue the interrupted run in this folder (its settings come from its config.json).")
-@click.option("--evaluator", default="supernet", show_default=True, callback=lambda ctx, p, v: _evaluator_name(v),
+@click.option("--evaluator", default="proxy", show_default=True, callback=lambda ctx, p, v: _evaluator_name(v),
               help="How candidates are judged: proxy (brief training each), supernet (weights inherited from a "
                    "trained weight-sharing supernet), or a registered plug-in.")
 @_friendly

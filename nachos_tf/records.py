@@ -30,7 +30,7 @@ def utc_now() -> str:
 
 
 class _Check:
-    """Field checks for one JSON object; errors name where the object came from."""
+    """Field checks for one JSON object; errors name where the object came from (used by results too)."""
 
     def __init__(self, d: Any, where: str):
         if not isinstance(d, Mapping):

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import RunDirError
 from .genome import Genome
-from .records import STAGE_FINAL, STAGE_SEARCH, CandidateRecord, FinalRecord, record_from_dict
+from .records import STAGE_FINAL, STAGE_SEARCH, CandidateRecord, FinalRecord, _Check, record_from_dict
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -253,6 +253,14 @@ class Solution:
         for split in ("val", "test"):
             if not isinstance(d[split], dict) or any(k not in d[split] for k in FIGURE_KEYS):
                 raise RunDirError(f"solution {d['id']}: '{split}' must hold {list(FIGURE_KEYS)}")
+            fig = _Check(d[split], f"pareto.json, solution {d['id']!r}, {split}")
+            fig.num("accuracy", lo=0.0, hi=1.0)
+            fig.num("expected_macs", lo=0.0)
+            fig.nums("exit_rates")
+        if d["int8"] is not None:
+            fig = _Check(d["int8"], f"pareto.json, solution {d['id']!r}, int8")
+            fig.num("accuracy", lo=0.0, hi=1.0)
+            fig.num("expected_macs", lo=0.0)
         try:
             return cls(id=str(d["id"]), genome=Genome.from_dict(d["genome"]), model_path=str(d["model"]),
                        rule=str(d["rule"]), thresholds=[float(t) for t in thresholds_from_json(d["thresholds"])],

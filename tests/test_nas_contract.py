@@ -203,3 +203,19 @@ def test_a_bad_seed_is_refused_before_anything_is_written(tmp_path, seed):
         S.search(nt.SearchSpace.mcu((8, 8, 1), 10), synthetic(), FAKE_CONSTRAINTS, budget=FAKE_BUDGET, seed=seed,
                  out_dir=tmp_path / "run", evaluator=FakeEvaluator(), progress=None)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["solutions"][0]["val"].update(accuracy="abc"), "field 'accuracy' must be a finite number"),
+    (lambda d: d["solutions"][0]["test"].update(expected_macs=None), "field 'expected_macs'"),
+    (lambda d: d["solutions"][0].update(model="../../../etc/passwd"), "outside|inside"),
+])
+def test_pareto_json_figures_are_checked_when_read(tmp_path, edit, match):
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    doc = json.loads((run / R.PARETO).read_text())
+    edit(doc)
+    (run / R.PARETO).write_text(json.dumps(doc))
+    with pytest.raises(RunDirError, match=match):
+        res = nt.load_run(run)
+        res.admissible[0].model

@@ -130,6 +130,7 @@ def test_extracted_model_saves_loads_and_converts_to_int8(space, randomized, tmp
     assert len(interp.get_output_details()) == len(m.outputs)
 
 
+@pytest.mark.slow  # the sandwich step graph takes minutes to trace and optimise on 2 shared cores
 def test_one_fit_step_serves_every_subnet_without_retracing(space):
     data = _tiny_data()
     init = Supernet(space, seed=0).net.numpy_weights()
@@ -190,3 +191,28 @@ def test_largest_subnet_learns_fashion_mnist():
     m = sn.extract(sn.extreme_genome(True), bn_data=data, bn_images=1000)
     acc = float(np.mean(np.argmax(m.predict(data.x_val, verbose=0)[-1], -1) == data.y_val))
     assert acc > 0.5  # chance is 0.1
+
+
+def test_shipped_preset_matches_the_default_space():
+    from nachos_tf.supernet.store import preset_folder, read_manifest
+
+    folder = preset_folder("fashion_mnist")
+    if folder is None:
+        pytest.skip("no preset shipped (scripts/train_default_supernet.py makes it)")
+    man = read_manifest(folder)
+    assert man["space_fingerprint"] == space_fingerprint(nt.SearchSpace.mcu((28, 28, 1), 10))
+    assert (folder / "supernet.weights.h5").stat().st_size < 3 * 1024 * 1024
+
+
+def test_channel_sorting_preserves_the_largest_subnet(space, randomized):
+    from nachos_tf.supernet.training import sort_channels
+
+    g = randomized.extreme_genome(True)
+    x = np.random.default_rng(5).uniform(0, 255, (4,) + SHAPE).astype("float32")
+    before = randomized.subnet_predict(g, x)
+    w0 = randomized.net.vars["s2_b1_expand/kernel"].numpy()
+    assert sort_channels(randomized.net) == sum(max(v) for v in randomized.spec.depths)
+    imp = np.abs(randomized.net.vars["s2_b1_project/kernel"].numpy()).sum(axis=(0, 1, 3))
+    assert np.all(np.diff(imp) <= 0) and not np.array_equal(w0, randomized.net.vars["s2_b1_expand/kernel"].numpy())
+    for a, b in zip(before, randomized.subnet_predict(g, x)):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)

@@ -86,6 +86,24 @@ def convert_eenn(model, representative_x, rule: str, thresholds: Sequence[float]
     Splits the EENN into stages, quantises them with boundary-consistent int8 parameters, maps every
     output through the SignatureDefs, measures TFLM arenas (child processes) and turns the float
     thresholds into the device's integer / float32 thresholds.
+
+    Args:
+        model: the trained Keras EENN (outputs named after `nachos_tf.naming`).
+        representative_x: raw training-split inputs for PTQ calibration.
+        rule: the exit rule; thresholds: one float threshold per early exit.
+        exit_macs: staged MACs per exit (default: `nachos_tf.macs.profile_macs`).
+        qat_epochs: quantisation-aware fine-tuning epochs first (needs `train_xy`).
+        train_xy: (x, y) for QAT.
+        num_samples: calibration samples.
+        name: prefix of the C symbols (sanitised).
+        measure_arena: measure each stage's TFLM arena (child processes).
+
+    Returns:
+        (manifest dict, list of stage .tflite bytes).
+
+    Raises:
+        ExportError: bad rule / thresholds / exit_macs, a model that cannot be split or converted, or an
+            op TensorFlow Lite Micro cannot register.
     """
     from nachos_tf import naming
 
@@ -196,6 +214,17 @@ def write_export(out_dir: Union[str, Path], manifest: Dict[str, Any], blobs: Seq
 
     With `cortex_m4` and arm-none-eabi-g++ installed, the model data and decision code are compiled
     for Cortex-M4 and their sizes recorded under manifest["cortex_m4"].
+
+    Args:
+        out_dir: the export folder (created).
+        manifest, blobs: what `convert_eenn` returned.
+        cortex_m4: record the Cortex-M4 size of the model data and decision code.
+
+    Returns:
+        The manifest as written.
+
+    Raises:
+        ExportError: the Cortex-M4 compile fails.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -232,6 +261,17 @@ def export_eenn(model, out_dir: Union[str, Path], representative_x, rule: str,
     (one float threshold per early exit, as calibrated by nachos_tf.policy; +inf = never exit there);
     `exit_macs`: staged MACs per exit (default: nachos_tf.macs.profile_macs). `qat_epochs` > 0
     fine-tunes quantisation-aware first (needs `train_xy=(x, y)`). `name` prefixes the C symbols.
+
+    Args:
+        model, out_dir, representative_x, rule, thresholds, exit_macs, qat_epochs, train_xy, num_samples,
+            name, measure_arena: see `convert_eenn`; out_dir is the folder to write.
+        cortex_m4: see `write_export`.
+
+    Returns:
+        The manifest (also in out_dir/manifest.json).
+
+    Raises:
+        ExportError: see `convert_eenn`.
     """
     manifest, blobs = convert_eenn(model, representative_x, rule, thresholds, exit_macs, qat_epochs, train_xy,
                                    num_samples, name, measure_arena)

@@ -100,8 +100,18 @@ def measure_arena(data: bytes, what: str = "model", start: Optional[int] = None)
     """Bytes of tensor arena TFLM allocates for the model (load + one invoke), measured in a child process.
 
     print_allocations() writes to the C-level stderr and an arena far too small segfaults, hence the
-    child process. Starts from a generous arena and grows it while allocation fails; ExportError if
-    the model crashes or cannot run at any size (what a corrupt file does).
+    child process. Starts from a generous arena and grows it while allocation fails.
+
+    Args:
+        data: the .tflite bytes.
+        what: the model's name in error messages.
+        start: the first arena size to try.
+
+    Returns:
+        The arena bytes TFLM reports ("Arena allocation total").
+
+    Raises:
+        ExportError: the model crashes or cannot run at any size (what a corrupt file does).
     """
     arena = int(start or max(64 << 10, 16 * len(data)))
     last = b""
@@ -218,8 +228,15 @@ def _threshold_value(v) -> float:
 def load_export(export_dir: Union[str, Path]) -> Tuple[dict, List[bytes]]:
     """Reads manifest.json and the stage files of an export directory, checking every file.
 
-    ExportError if the manifest is missing or malformed, a stage file is missing, or a file's size
-    or SHA-256 differs from the manifest (a truncated or corrupted .tflite).
+    Args:
+        export_dir: the export folder.
+
+    Returns:
+        (manifest, [stage .tflite bytes]).
+
+    Raises:
+        ExportError: the manifest is missing or malformed, a stage file is missing, or a file's size
+            or SHA-256 differs from the manifest (a truncated or corrupted .tflite).
     """
     d = Path(export_dir)
     mpath = d / "manifest.json"
@@ -370,6 +387,20 @@ def evaluate_staged(export: Union[str, Path, Sequence[bytes]], x: np.ndarray, y:
     Returns a JSON-safe {accuracy, exit_rates, exit_counts, expected_macs, arena_bytes, stage_bytes,
     stage_invocations, n, seconds, ms_per_image, rule}; `details=True` adds per-image numpy arrays
     "predictions" and "exits".
+
+    Args:
+        export: an export folder, or the stage .tflite bytes (with `manifest`).
+        x: raw float images or int8 tensors; y: labels.
+        limit: only the first `limit` samples.
+        manifest: the manifest when `export` is bytes.
+        measure: measure the arenas (child processes) instead of trusting the manifest.
+        details: add the per-image predictions and exits.
+
+    Returns:
+        The figures described above.
+
+    Raises:
+        ExportError: a broken export, or images and labels that do not match.
     """
     if isinstance(export, (str, Path)):
         manifest, blobs = load_export(export)

@@ -36,8 +36,7 @@ def explain_no_admissible(records: Sequence[Mapping[str, Any]], c,
     """
     ok = [r for r in records if not r.get("error") and not r.get("pruned")]
     slack = "" if target is None or target.min_accuracy == c.min_accuracy else (
-        f" (the search floor is {target.min_accuracy:g} minus the budget's proxy accuracy_slack "
-        f"{target.min_accuracy - c.min_accuracy:.3g})")
+        f" (your floor {target.min_accuracy:g}, lowered during the search by the budget's accuracy_slack)")
     lines = [f"no admissible solution: none of the {len(records)} evaluated candidates meets every constraint "
              f"(accuracy >= {c.min_accuracy:.4g}{slack}, expected MACs <= {_human(c.max_macs)}"
              + (f", flash <= {c.max_flash} B" if c.max_flash else "")
