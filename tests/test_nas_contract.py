@@ -219,3 +219,34 @@ def test_pareto_json_figures_are_checked_when_read(tmp_path, edit, match):
     with pytest.raises(RunDirError, match=match):
         res = nt.load_run(run)
         res.admissible[0].model
+
+
+_REPLAY = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import nachos_tf as nt
+from nachos_tf import nas as S
+from nachos_tf.results import Archive
+from test_search import ready
+run = {run!r}
+spec = S.RunSpec.from_dict(json.load(open(run + "/config.json")))
+S.pin_threads(spec.threads)                    # a fresh process: the run's thread count, as a worker would
+old = Archive(run + "/archive.jsonl").records()[0]
+ev = ready(S.ProxyEvaluator(), nt.SearchSpace.from_dict(spec.space), S.DataRef(**spec.data["ref"]).load(),
+           spec.search_constraints, spec.budget, seed=spec.seed)
+print(json.dumps(ev.evaluate(nt.Genome.from_dict(old.genome)).to_dict()))
+"""
+
+
+def test_the_proxy_evaluator_reproduces_the_old_codes_archived_candidate_bit_for_bit(tmp_path):
+    """Behaviour did not change in the restructuring: the first candidate of the fixture (trained by the code
+    before nachos_tf.nas existed, 1 thread) gets exactly the same figures and thresholds again."""
+    script = tmp_path / "replay.py"
+    script.write_text(_REPLAY.format(tests=str(ROOT / "tests"), run=str(OLD_RUN)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    new = json.loads(out.stdout.strip().splitlines()[-1])
+    old = json.loads((OLD_RUN / R.ARCHIVE).read_text().splitlines()[0])
+    for key in ("metrics", "thresholds", "exit_macs", "seed", "constraints", "feasible", "rule"):
+        assert new[key] == old[key], key

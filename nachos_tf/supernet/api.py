@@ -124,7 +124,7 @@ class Supernet:
     def extreme_genome(self, largest: bool = True) -> Any:
         """The largest (or smallest) subnet as a genome: every gene at its max (min) value, SE on (off),
         hard-swish (ReLU), top (lowest) resolution; every exit point a gap_dense exit (repaired)."""
-        import nachos_tf as nt
+        from ..genome import ExitGene, Genome
 
         p: Dict[str, Any] = {}
         for g in self.space.backbone_genes:
@@ -135,8 +135,8 @@ class Supernet:
             else:
                 p[g.name] = max(g.values) if largest else min(g.values)
         w = max(self.spec.head_widths) if largest else min(self.spec.head_widths)
-        exits = [nt.ExitGene(True, "gap_dense", w, 1) for _ in range(self.spec.n_points)]
-        return self.space.repair(nt.Genome.make(p, exits))
+        exits = [ExitGene(True, "gap_dense", w, 1) for _ in range(self.spec.n_points)]
+        return self.space.repair(Genome.make(p, exits))
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: Union[str, Path], dtype: str = "float32") -> Path:
