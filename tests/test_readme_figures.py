@@ -63,9 +63,12 @@ def section_lines(prefix: str) -> List[str]:
     assert start is not None, f"README has no section {prefix!r}"
     level = len(prefix) - len(prefix.lstrip("#"))
     out = []
+    fenced = False
     for ln in lines[start + 1:]:
+        if ln.lstrip().startswith("```"):
+            fenced = not fenced                     # a "# comment" in a code block is not a heading
         m = re.match(r"^(#+) ", ln)
-        if m and len(m.group(1)) <= level:
+        if m and not fenced and len(m.group(1)) <= level:
             break
         out.append(ln)
     return out
