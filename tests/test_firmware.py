@@ -47,28 +47,28 @@ def _idx(prefix):
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
-    """A sampled genome of the MCU search space, 1 epoch on 3000 images, thresholds at the median score."""
+    """A sampled genome of the MCU search space, 1 epoch on 2000 images, thresholds at the median score."""
     import nachos_tf as nt
     from nachos_tf import naming, policy
     from tflite_export.c_export import export_eenn
 
     keras.utils.set_random_seed(1)
     x, y = _idx("train")
-    x, y = x[:3000], y[:3000]
+    x, y = x[:2500], y[:2500]
     space = nt.SearchSpace.mcu(input_shape=(28, 28, 1), num_classes=10)
     model = nt.build_eenn(space, space.sample(seed=3))
     names = naming.output_names(model)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(keras.optimizers.Adam(3e-3), [("binary_crossentropy" if "conf" in n else ce) for n in names])
-    yt = y[:2500]
+    yt = y[:2000]
     ys = [((yt < 5).astype(np.float32)[:, None] if "conf" in n else yt) for n in names]
-    model.fit(x[:2500], ys if len(ys) > 1 else ys[0], epochs=1, batch_size=32, verbose=0)
+    model.fit(x[:2000], ys if len(ys) > 1 else ys[0], epochs=1, batch_size=32, verbose=0)
     layout = naming.exit_layout(model)
-    outs = model.predict(x[2500:], verbose=0)
+    outs = model.predict(x[2000:], verbose=0)
     outs = outs if isinstance(outs, list) else [outs]
     thresholds = [float(np.median(policy.softmax(outs[e.logits_index]).max(axis=1))) for e in layout[:-1]]
     out = tmp_path_factory.mktemp("fw") / "deploy"
-    export_eenn(model, out, x[:256], "max_softmax", thresholds)
+    export_eenn(model, out, x[:64], "max_softmax", thresholds, num_samples=64, cortex_m4=False)
     return out
 
 

@@ -195,3 +195,13 @@ def test_cli_search_target_sets_the_constraints(monkeypatch):
     assert isinstance(res.exception, Stop), res.output
     lim = boards.board_limits("stm32l432")
     assert seen["args"][2:] == (lim["max_flash"], lim["max_ram"])
+
+
+def test_export_fit_of_a_manifest():
+    """`nachos-tf export --target`: the stage files' bytes and the export's arena against the board."""
+    lim = boards.board_limits("nrf52840")
+    man = {"arena_bytes": lim["max_ram"], "stages": [{"bytes": lim["max_flash"] - 100}, {"bytes": 100}]}
+    assert boards.check_manifest_fit("nrf52840", man)[0]
+    man["arena_bytes"] += 1
+    ok, msg = boards.check_manifest_fit("nrf52840", man)
+    assert not ok and f"arena {lim['max_ram'] + 1:,} B" in msg
