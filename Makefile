@@ -5,7 +5,7 @@ STAMP   := .venv/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
-.PHONY: demo test data setup firmware-tools
+.PHONY: demo test test-firmware data setup firmware-tools
 
 DEMO_RUN ?= runs/demo
 # The board the demo designs for (nachos_tf/boards.py): its flash and RAM minus the measured TFLM runtime bound
@@ -33,6 +33,11 @@ demo: setup data firmware-tools
 test: setup data firmware-tools
 	.venv/bin/lint-imports
 	$(PY) -m pytest -q
+
+# the export compiled against real TFLM and run on the host and emulated Cortex-M4F (needs TFLM_ROOT;
+# about 20 min the first time, then the TFLM libraries come from ~/.cache/nachos-tf/tflm)
+test-firmware: setup data firmware-tools
+	$(PY) -m pytest -q -m firmware
 
 setup: $(STAMP)
 

@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["nachos_tf", "nachos_tf.*", "tflite_export", "tflite_export.*"]),
     py_modules=["nachos_tf_main"],   # the console entry point: catches Ctrl-C during the TensorFlow import
-    package_data={"tflite_export": ["templates/*"], "nachos_tf": ["runtime_footprint.json"]},
+    package_data={"tflite_export": ["templates/*"], "nachos_tf": ["runtime_footprint.json", "supernet/presets/*/*.json", "supernet/presets/*/*.h5"]},
     install_requires=[
         "tensorflow-cpu>=2.21,<2.22",
         "keras>=3.15,<3.16",

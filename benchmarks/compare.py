@@ -446,10 +446,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "supernet cost (default 1200)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--supernet-epochs", type=positive_int, default=5, help="epochs of each seed's supernet (5)")
-    p.add_argument("--supernet-warmup-epochs", type=int, default=1, help="of which largest-subnet warm-up (1)")
-    p.add_argument("--supernet-train-limit", type=positive_int, default=20000,
-                   help="train each supernet on a seeded subset of this many images (20000)")
+    p.add_argument("--supernet-epochs", type=positive_int, default=12, help="epochs of each seed's supernet (12)")
+    p.add_argument("--supernet-warmup-epochs", type=int, default=2, help="of which largest-subnet warm-up (2)")
+    p.add_argument("--supernet-train-limit", type=positive_int, default=30000,
+                   help="train each supernet on a seeded subset of this many images (30000)")
     p.add_argument("--supernet-n-random", type=int, default=1, help="random subnets per sandwich step (1)")
     p.add_argument("--supernet-batch-size", type=positive_int, default=128, help="supernet batch size (128)")
     p.add_argument("--supernet-from", type=_seed_dir, nargs="+", default=None, metavar="SEED=DIR",

@@ -217,9 +217,10 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
               help="Continue the interrupted run in this folder (its settings come from its config.json).")
-@click.option("--evaluator", default="proxy", show_default=True, callback=lambda ctx, p, v: _evaluator_name(v),
-              help="How candidates are judged: proxy (brief training each), supernet (weights inherited from a "
-                   "trained weight-sharing supernet), or a registered plug-in.")
+@click.option("--evaluator", default="supernet", show_default=True, callback=lambda ctx, p, v: _evaluator_name(v),
+              help="How candidates are judged: supernet (weights inherited from a trained weight-sharing supernet: "
+                   "the shipped Fashion-MNIST one, a cached one, or one trained once for the run), proxy (a brief "
+                   "training each), or a registered plug-in.")
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board_name, budget, generations, population,
            seed, algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir, evaluator):

@@ -303,16 +303,22 @@ def _fmt_macs(m: float) -> str:
 
 
 def solutions_table(solutions: Sequence[Solution]) -> str:
-    """Plain-text table of solutions: id, exits, val/test accuracy and expected MACs, int8 accuracy."""
+    """Plain-text table of solutions: id, exits, val/test accuracy and expected MACs, and the int8 staged
+    export measured on TFLM: accuracy, model flash (the stage flatbuffers) and tensor arena."""
     if not solutions:
         return "(no admissible solution)"
-    head = ("#", "id", "exits", "val acc", "val E[MACs]", "test acc", "test E[MACs]", "full MACs", "int8 acc")
+    head = ("#", "id", "exits", "val acc", "val E[MACs]", "test acc", "test E[MACs]", "full MACs", "int8 acc",
+            "int8 flash", "arena")
     rows = []
     for i, s in enumerate(solutions):
-        int8 = "-" if not s.int8 else f"{s.int8['accuracy']:.4f}"
+        q = s.int8 or {}
+        int8 = "-" if not s.int8 else f"{q['accuracy']:.4f}"
+        stages = q.get("stage_bytes")
+        flash = f"{int(sum(stages)):,} B" if isinstance(stages, list) and stages else "-"
+        arena = f"{int(q['arena_bytes']):,} B" if isinstance(q.get("arena_bytes"), (int, float)) else "-"
         rows.append((str(i), s.id, str(len(s.exit_macs)), f"{s.val['accuracy']:.4f}",
                      _fmt_macs(s.val["expected_macs"]), f"{s.test['accuracy']:.4f}",
-                     _fmt_macs(s.test["expected_macs"]), _fmt_macs(s.exit_macs[-1]), int8))
+                     _fmt_macs(s.test["expected_macs"]), _fmt_macs(s.exit_macs[-1]), int8, flash, arena))
     widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
     line = lambda r: "  ".join(str(c).rjust(w) for c, w in zip(r, widths))  # noqa: E731
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])

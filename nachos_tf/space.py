@@ -330,6 +330,34 @@ class SearchSpace:
         """
         return self.family.exit_feature_shapes(self, genome)
 
+    def exit_macs(self, genome: Genome) -> Optional[List[int]]:
+        """Staged MACs of every exit of `genome` (backbone up to the exit plus every head up to it; the
+        final exit pays every early head), by arithmetic, without building the model.
+
+        Equal to `nachos_tf.profile_macs(nachos_tf.build_eenn(space, genome)).exit_macs`.
+
+        Args:
+            genome: A valid genome.
+
+        Returns:
+            One figure per exit (enabled early exits in depth order, then the final one), or None when the
+            backbone family cannot count without building (e.g. a keras-tuner hypermodel).
+
+        Raises:
+            GenomeError: the backbone family cannot trace these genes.
+        """
+        counted = self.family.backbone_macs(self, genome)
+        if counted is None:
+            return None
+        points, whole = counted
+        shapes = self.exit_feature_shapes(genome)
+        heads, out = 0, []
+        for pt in genome.exit_positions:
+            heads += self.head_macs(shapes[pt], genome.exits[pt])
+            out.append(int(points[pt] + heads))
+        out.append(int(whole + heads))
+        return out
+
     def head_macs(self, shape: Tuple[int, int, int], e: ExitGene) -> int:
         """MACs of one exit head (classifier + confidence branch) on a feature map of `shape`.
 

@@ -414,7 +414,15 @@ def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epoc
     return history
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (numerically stable), as `predict_exits` turns logits into probabilities.
+
+    Args:
+        z: logits.
+
+    Returns:
+        Probabilities of the same shape.
+    """
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
@@ -443,7 +451,7 @@ def predict_exits(model: keras.Model, x, batch_size: int = 256, eager: bool = Fa
     else:
         outs = model.predict(x, batch_size=batch_size, verbose=0)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    probs = [_softmax(np.asarray(outs[s.logits_index], np.float32)) for s in layout]
+    probs = [softmax(np.asarray(outs[s.logits_index], np.float32)) for s in layout]
     if all(s.conf_index is None for s in layout[:-1]):
         return probs, None
     confs = [None if s.conf_index is None else np.asarray(outs[s.conf_index], np.float32).reshape(-1)

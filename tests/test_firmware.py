@@ -4,8 +4,9 @@ A small EENN from the search space is trained briefly on real Fashion-MNIST, thr
 `build_firmware` compiles it against TFLM's own library (TFLM_ROOT, built once and cached) and runs 200
 real test images. Every image's class and exit must equal the Python TFLM evaluation (the code behind
 `nachos-tf evaluate`). Needs TFLM_ROOT, g++, make, arm-none-eabi-g++ with newlib and qemu-system-arm;
-without them the tests skip and say which is missing. The first run builds two TFLM libraries (minutes);
-later runs take them from ~/.cache/nachos-tf/tflm.
+without them the tests skip and say which is missing. The first run builds two TFLM libraries (about 18
+minutes on 2 cores); later runs take them from ~/.cache/nachos-tf/tflm. Marked `firmware`: not part of
+`make test` (kept under 15 minutes), run by `make test-firmware`, which .ci/run runs after it.
 """
 import gzip
 import json
@@ -34,7 +35,7 @@ def _missing():
     return None
 
 
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+pytestmark = [pytest.mark.firmware, pytest.mark.skipif(_missing() is not None, reason=str(_missing()))]
 
 
 def _idx(prefix):

@@ -216,3 +216,36 @@ def test_channel_sorting_preserves_the_largest_subnet(space, randomized):
     assert np.all(np.diff(imp) <= 0) and not np.array_equal(w0, randomized.net.vars["s2_b1_expand/kernel"].numpy())
     for a, b in zip(before, randomized.subnet_predict(g, x)):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_in_graph_bn_reestimation_equals_extract_then_reestimate(space, randomized):
+    """The evaluator's fast path (BN re-estimated inside the supernet graph, nothing built) gives the
+    outputs of the extracted model after `reestimate_bn`, and leaves the supernet's statistics as they were."""
+    rng = np.random.default_rng(5)
+    bn_x = rng.uniform(0, 255, (96,) + SHAPE).astype("float32")
+    x = rng.uniform(0, 255, (8,) + SHAPE).astype("float32")
+    before = {k: v.numpy().copy() for k, v in randomized.net.vars.items()}
+    for g in [space.sample(seed=40 + i) for i in range(6)] + [randomized.extreme_genome(False)]:
+        model = randomized.extract(g, bn_data=bn_x, bn_images=len(bn_x))
+        want = model(x, training=False)
+        want = want if isinstance(want, (list, tuple)) else [want]
+        got = randomized.subnet_predict(g, x, bn_x=bn_x)
+        plain = randomized.subnet_predict(g, x)
+        assert len(got) == len(want)
+        for a, b in zip(want, got):
+            np.testing.assert_allclose(np.asarray(a), b, atol=2e-4, rtol=2e-4)
+        assert np.abs(np.asarray(want[-1]) - plain[-1]).max() > 1e-3   # re-estimation did change the outputs
+    for k, v in randomized.net.vars.items():
+        np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
+
+
+def test_exit_macs_by_arithmetic_equal_the_profiled_model():
+    """SearchSpace.exit_macs (no model built) == profile_macs of the built model, for sampled genomes of two
+    spaces (grey 28x28 with confidence, colour 32x32 without), every head kind and pool included."""
+    for sp, n in ((nt.SearchSpace.mcu((28, 28, 1), 10), 12), (nt.SearchSpace.mcu((32, 32, 3), 7, confidence=False), 6)):
+        kinds = set()
+        for i in range(n):
+            g = sp.sample(seed=900 + i)
+            kinds |= {(e.head, e.pool) for e in g.exits if e.enabled}
+            assert sp.exit_macs(g) == nt.profile_macs(nt.build_eenn(sp, g)).exit_macs
+        assert len({h for h, _ in kinds}) >= 2

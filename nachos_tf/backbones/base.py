@@ -7,7 +7,7 @@ exit-point shapes and the backbone part of its JSON to the family, so no code br
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Dict, List, Mapping, Protocol, Tuple, Type
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Protocol, Tuple, Type
 
 from ..errors import GenomeError
 from ..genome import Gene, Genome
@@ -80,6 +80,20 @@ class BackboneFamily(abc.ABC):
         Raises:
             GenomeError: the backbone cannot be traced for these genes.
         """
+
+    def backbone_macs(self, space: SpaceView, genome: Genome) -> Optional[Tuple[List[int], int]]:
+        """MACs of the backbone counted without building it, if the family can (else None).
+
+        Args:
+            space: The space.
+            genome: A genome whose backbone genes are valid.
+
+        Returns:
+            (MACs up to each candidate exit point, cumulative; MACs of the whole backbone with the final
+            classifier), counted as `nachos_tf.profile_macs` counts the built model; None when the
+            family cannot count without building (callers then build and profile).
+        """
+        return None
 
     def to_dict(self) -> Dict[str, Any]:
         """The backbone part of the space JSON.

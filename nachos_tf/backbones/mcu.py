@@ -9,7 +9,7 @@ genes of the same names (e.g. tiny test spaces).
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import keras
 from keras import layers
@@ -128,6 +128,39 @@ class McuFamily(BackboneFamily):
             h, w = math.ceil(h / stride), math.ceil(w / stride)
             shapes.append((h, w, p[f"s{st + 1}_width"]))
         return shapes[: self.n_exit_points]
+
+    def backbone_macs(self, space: SpaceView, genome: Genome) -> Tuple[List[int], int]:
+        """Backbone MACs by arithmetic (what `profile_macs` counts on the built model: convolutions,
+        depthwise convolutions and dense layers; normalisation, activations, pooling and adds cost 0).
+
+        Args:
+            space: The space (input shape, classes).
+            genome: A genome with valid backbone genes.
+
+        Returns:
+            (cumulative MACs at the end of each candidate exit point's stage, MACs of the whole backbone
+            with the final classifier).
+        """
+        p = genome.params
+        h = p["resolution"]
+        w = max(1, round(space.input_shape[1] * h / space.input_shape[0]))
+        s = self.settings["stem_stride"]
+        h, w = math.ceil(h / s), math.ceil(w / s)
+        c = p["stem_width"]
+        total = h * w * c * 9 * space.input_shape[2]
+        points = []
+        for st, stride in enumerate(self.settings["strides"]):
+            g = f"s{st + 1}"
+            k, e, c_out = p[f"{g}_kernel"], p[f"{g}_expand"], p[f"{g}_width"]
+            for b in range(p[f"{g}_depth"]):
+                c_mid = c * e
+                ho, wo = (math.ceil(h / stride), math.ceil(w / stride)) if b == 0 else (h, w)
+                total += h * w * c * c_mid + ho * wo * c_mid * k * k + ho * wo * c_mid * c_out
+                if p[f"{g}_se"]:
+                    total += 2 * c_mid * max(4, c_mid // 4)
+                h, w, c = ho, wo, c_out
+            points.append(total)
+        return points[: self.n_exit_points], total + c * space.num_classes
 
     def build(self, space: SpaceView, genome: Genome, name: str) -> keras.Model:
         """Rescaling, [Resizing], stem, MBConv stages with `exit_k_point` identities and heads, final GAP+Dense.

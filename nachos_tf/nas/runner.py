@@ -145,8 +145,9 @@ def search(space, data, constraints: Constraints, budget: Union[str, Budget] = "
         progress: called with one line per candidate and generation (None: silent).
         loss: the training loss (default: NACHOS with max_macs as the budget).
         evaluator: how candidates are judged: a registered name ("supernet", "proxy", ...) or an object
-            implementing the `Evaluator` protocol (default "proxy" until a trained supernet for the
-            default space ships with the package; "supernet" trains one per run otherwise).
+            implementing the `Evaluator` protocol (default: "supernet" for a space whose backbone family
+            supports one, i.e. `SearchSpace.mcu`, which uses the shipped Fashion-MNIST supernet, a cached
+            one or trains one once per run; "proxy", a brief training per candidate, otherwise).
         threads: TensorFlow threads of every process that trains for this run (default: this process's
             count); results depend on it, so workers and resumed runs use the run's value.
         algorithm: "nsga2" (default) or "random" (pymoo RandomSearch, a baseline).
@@ -174,7 +175,7 @@ def search(space, data, constraints: Constraints, budget: Union[str, Budget] = "
     dataset, ref = _resolve_data(data)
     _check_space(space, dataset)
     loss = LossConfig.nachos(mac_budget=constraints.max_macs) if loss is None else loss
-    ev = make_evaluator(evaluator, default="proxy")
+    ev = make_evaluator(evaluator, default="supernet" if space.family.supports_supernet else "proxy")
     budget = Budget.resolve(budget, generations, population, evaluator=ev.name)
     threads = default_threads() if threads is None else threads
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:

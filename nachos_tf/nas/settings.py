@@ -207,14 +207,14 @@ PROXY_BUDGETS: Dict[str, Budget] = {
 #: final stage fine-tunes front members from their inherited weights.
 BUDGETS: Dict[str, Budget] = {
     "quick": Budget("quick", population=12, generations=4, proxy_train=None, proxy_val=2000, epochs=0,
-                    head_epochs=1, final_train=20000, final_epochs=0, final_head_epochs=1, max_final=3,
-                    accuracy_slack=0.01),
+                    head_epochs=1, final_train=20000, final_epochs=1, final_head_epochs=1, max_final=3,
+                    accuracy_slack=0.03),
     "standard": Budget("standard", population=24, generations=12, proxy_train=None, proxy_val=None, epochs=0,
                        head_epochs=1, final_train=None, final_epochs=1, final_head_epochs=2, max_final=6,
-                       accuracy_slack=0.01),
+                       accuracy_slack=0.03),
     "thorough": Budget("thorough", population=40, generations=20, proxy_train=None, proxy_val=None, epochs=0,
                        head_epochs=1, final_train=None, final_epochs=3, final_head_epochs=3, max_final=10,
-                       accuracy_slack=0.01),
+                       accuracy_slack=0.03),
 }
 
 

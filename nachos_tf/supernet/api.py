@@ -72,54 +72,76 @@ class Supernet:
             reestimate_bn(model, _bn_images(bn_data, int(bn_images)), bn_batch_size)
         return model
 
-    def subnet_predict(self, genome: Any, x: np.ndarray, batch_size: int = 512) -> List[np.ndarray]:
+    def subnet_predict(self, genome: Any, x: np.ndarray, batch_size: int = 512,
+                       bn_x: Optional[np.ndarray] = None) -> List[np.ndarray]:
         """The supernet's own masked forward pass (inference mode) of the genome's subnet.
+
+        With `bn_x`, the subnet's batch-norm statistics are first re-estimated on those images (one
+        batch: exact, as `extract(..., bn_data=bn_x)` then `reestimate_bn`), in the supernet's graph; the
+        supernet's own statistics are restored afterwards. Nothing is built per genome: this is the fast
+        path of the supernet evaluator.
 
         Args:
             genome: a valid genome.
             x: raw images (N, H, W, C).
             batch_size: images per call.
+            bn_x: raw images for BN re-estimation, or None (keep the supernet's statistics).
 
         Returns:
             Arrays in the order of the extracted model's outputs: exit_0, [exit_0_conf], ..., final
             (confidences with shape (N, 1) as the builder's).
+
+        Raises:
+            GenomeError: the genome is not valid in the space.
         """
         self.space.validate(genome)
         code, res = self.spec.encode(genome)
         fn = self._predict_fn()
+        saved = None
+        if bn_x is not None and len(bn_x):
+            saved = self._moving_stats()
+            self._predict_fn("recal")(tf.convert_to_tensor(np.asarray(bn_x), tf.float32), tf.constant(code))
         parts: Dict[str, List[np.ndarray]] = {"final": [], "logits": [], "conf": []}
-        for i in range(0, len(x), batch_size):
-            f, lg, cf = fn(tf.convert_to_tensor(x[i:i + batch_size], tf.float32), tf.constant(code))
-            parts["final"].append(f.numpy())
-            if lg is not None:
-                parts["logits"].append(lg.numpy())
-            if cf is not None:
-                parts["conf"].append(cf.numpy())
+        try:
+            for i in range(0, len(x), batch_size):
+                f, lg, cf = fn(tf.convert_to_tensor(x[i:i + batch_size], tf.float32), tf.constant(code))
+                parts["final"].append(f.numpy())
+                if lg is not None:
+                    parts["logits"].append(lg.numpy())
+                if cf is not None:
+                    parts["conf"].append(cf.numpy())
+        finally:
+            if saved is not None:
+                for v, a in saved:
+                    v.assign(a)
         cat = {k: np.concatenate(v) if v else None for k, v in parts.items()}
         outs: List[np.ndarray] = []
         for pt in genome.exit_positions:
             e = genome.exits[pt]
-            vi = self.spec.variant_index(e.head, e.pool)
-            outs.append(cat["logits"][:, pt, vi])
+            outs.append(cat["logits"][:, pt, 0])          # only the subnet's own head ran
             if self.spec.confidence:
-                outs.append(cat["conf"][:, pt, vi][:, None])
+                outs.append(cat["conf"][:, pt, 0][:, None])
         outs.append(cat["final"])
         return outs
 
-    def _predict_fn(self):
-        """The supernet's inference graph (traced once; every subnet and resolution runs through it)."""
-        if "fn" not in self._predict_fns:
+    def _moving_stats(self) -> List[Any]:
+        """(variable, value) of every BN moving statistic (to restore after a re-estimation)."""
+        return [(v, v.numpy()) for k, v in self.net.vars.items() if k.endswith(("/moving_mean", "/moving_variance"))]
+
+    def _predict_fn(self, mode: str = "moving"):
+        """The supernet's graph in `mode` (traced once; every subnet and resolution runs through it)."""
+        if mode not in self._predict_fns:
             net = self.net
 
             @tf.function(input_signature=[tf.TensorSpec((None,) + self.spec.input_shape, tf.float32),
                                           tf.TensorSpec((self.spec.code_length,), tf.int32)],
                          autograph=False)
             def fn(x, code):
-                o = net.forward(x, code, "moving")
+                o = net.forward(x, code, mode, only_chosen=True)
                 return o["final"], o["logits"], o["conf"]
 
-            self._predict_fns["fn"] = fn
-        return self._predict_fns["fn"]
+            self._predict_fns[mode] = fn
+        return self._predict_fns[mode]
 
     def extreme_genome(self, largest: bool = True) -> Any:
         """The largest (or smallest) subnet as a genome: every gene at its max (min) value, SE on (off),

@@ -22,7 +22,8 @@ from .gates import SupernetSpec, gates, window_mask
 
 BN_EPS = 1e-3  # keras.layers.BatchNormalization defaults
 BN_MOMENTUM = 0.99
-BN_MODES = ("train", "batch", "moving")  # batch stats + update | batch stats only | moving stats
+BN_MODES = ("train", "batch", "moving", "recal")
+# batch stats + momentum update | batch stats only | moving stats | batch stats become the moving ones
 
 
 class SupernetNet(keras.Model):
@@ -93,20 +94,26 @@ class SupernetNet(keras.Model):
             self._w(f"{pre}_conf/bias", (1,), "zeros")
 
     # ------------------------------------------------------------------ ops
-    def _batchnorm(self, x, name: str, mode: str):
-        """BN as keras.layers.BatchNormalization; batch-statistics modes use TF's fused kernel (fast)."""
+    def _batchnorm(self, x, name: str, mode: str, keep=None):
+        """BN as keras.layers.BatchNormalization; batch-statistics modes use TF's fused kernel (fast).
+        `keep`: in "recal" mode, a bool tensor: write the statistics only when true (BN weights shared by
+        several head variants take the statistics of the subnet's own variant)."""
         v = self.vars
         if mode == "moving":
             return ops.batch_normalization(x, v[f"{name}/moving_mean"], v[f"{name}/moving_variance"], axis=-1,
                                            offset=v[f"{name}/beta"], scale=v[f"{name}/gamma"], epsilon=BN_EPS)
         y, mean, var = tf.compat.v1.nn.fused_batch_norm(x, v[f"{name}/gamma"], v[f"{name}/beta"],
                                                         epsilon=BN_EPS, is_training=True)
-        if mode == "train":  # the fused kernel returns the unbiased variance; Keras keeps the biased one
+        if mode in ("train", "recal"):  # the fused kernel returns the unbiased variance; Keras keeps the biased one
             n = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
             var = tf.stop_gradient(var * (n - 1.0) / tf.maximum(n, 1.0))
             mm, mv = v[f"{name}/moving_mean"], v[f"{name}/moving_variance"]
-            mm.assign(mm * BN_MOMENTUM + tf.stop_gradient(mean) * (1.0 - BN_MOMENTUM))
-            mv.assign(mv * BN_MOMENTUM + var * (1.0 - BN_MOMENTUM))
+            m = BN_MOMENTUM if mode == "train" else 0.0   # "recal": exact statistics of this batch (momentum 0)
+            new_m, new_v = mm * m + tf.stop_gradient(mean) * (1.0 - m), mv * m + var * (1.0 - m)
+            if keep is not None:
+                new_m, new_v = tf.where(keep, new_m, mm), tf.where(keep, new_v, mv)
+            mm.assign(new_m)
+            mv.assign(new_v)
         return y
 
     @staticmethod
@@ -127,14 +134,17 @@ class SupernetNet(keras.Model):
         return logits, conf[:, 0]
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x, code, mode: str = "moving") -> Dict[str, Any]:
+    def forward(self, x, code, mode: str = "moving", only_chosen: bool = False) -> Dict[str, Any]:
         """Masked forward pass of the subnet `code` (resolution included; one graph for all subnets).
 
         Args:
             x: raw images (N, H, W, C), pixel values 0..255 (the builder's Rescaling is applied here).
             code: int32 tensor [spec.code_length] (see `gates`).
             mode: "train" (batch statistics, moving statistics updated), "batch" (batch statistics
-                only) or "moving" (inference: moving statistics).
+                only), "moving" (inference: moving statistics) or "recal" (batch statistics, which
+                replace the moving ones: BN re-estimation of this subnet on this batch).
+            only_chosen: run only the subnet's own head at each enabled exit point (evaluation): the
+                variants axis of "logits" / "conf" then has size 1 (zeros at a disabled point).
 
         Returns:
             dict with "final" (N, classes), "logits" (N, points, variants, classes), "conf" (N, points,
@@ -159,7 +169,7 @@ class SupernetNet(keras.Model):
                     x = tf.cond(blk["on"], lambda x=x, b=b, blk=blk: self._block(x, s, b, st, blk, mode),
                                 lambda x=x: tf.identity(x))
             if s < sp.n_points:
-                lg, cf = self._heads(x, s, g["heads"][s], mode)
+                lg, cf = self._heads(x, s, g["heads"][s], mode, g["exit_variant"][s], g["exit_on"][s], only_chosen)
                 logits.append(lg)
                 confs.append(cf)
         v = ops.mean(x, axis=[1, 2])
@@ -192,25 +202,47 @@ class SupernetNet(keras.Model):
         xr = x[..., :co] if ci >= co else tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, co - ci]])
         return tf.where(blk["residual"], xr + y, y)
 
-    def _heads(self, x, p: int, wmask, mode: str):
-        """All head variants at exit point p: logits (N, V, classes), conf (N, V) or None."""
+    def _heads(self, x, p: int, wmask, mode: str, chosen=None, exit_on=None, only_chosen: bool = False):
+        """Head variants at exit point p: logits (N, V, classes), conf (N, V) or None.
+
+        `chosen`: the subnet's variant index (in "recal" mode only its BN statistics are written). With
+        `only_chosen` only that variant runs (and nothing when `exit_on` is 0): V = 1.
+        """
         sp = self.spec
+        if only_chosen:
+            def run(vi):
+                def fn():
+                    lg, cf = self._variant(x, p, vi, wmask, mode, None)
+                    return lg, (cf if cf is not None else tf.zeros_like(lg[:, 0]))
+                return fn
+
+            def skip():
+                n = tf.shape(x)[0]
+                return tf.zeros((n, sp.num_classes)), tf.zeros((n,))
+
+            lg, cf = tf.cond(exit_on > 0, lambda: tf.switch_case(chosen, [run(vi) for vi in range(len(sp.variants))]),
+                             skip)
+            return lg[:, None, :], (cf[:, None] if sp.confidence else None)
         logits, confs = [], []
-        for vi, (h, pool) in enumerate(sp.variants):
-            pre = f"p{p}_{h}"
-            if h == "gap_dense":
-                lg, cf = self._dense_out(ops.mean(x, axis=[1, 2]), pre)
-            else:
-                xp = ops.average_pool(x, pool, strides=pool, padding="same") if pool > 1 else x
-                y = ops.relu(self._batchnorm(self._conv(xp, f"{pre}_conv"), f"{pre}_bn", mode)) * wmask[vi]
-                if h == "conv_gap_dense":
-                    lg, cf = self._dense_out(ops.mean(y, axis=[1, 2]), pre)
-                else:
-                    lg, cf = self._flatten_dense(y, p, pre)
+        for vi in range(len(sp.variants)):
+            keep = None if chosen is None or mode != "recal" else tf.equal(chosen, vi)
+            lg, cf = self._variant(x, p, vi, wmask, mode, keep)
             logits.append(lg)
             confs.append(cf)
         conf = ops.stack(confs, axis=1) if sp.confidence else None
         return ops.stack(logits, axis=1), conf
+
+    def _variant(self, x, p: int, vi: int, wmask, mode: str, keep):
+        """(logits, conf or None) of head variant vi at exit point p."""
+        h, pool = self.spec.variants[vi]
+        pre = f"p{p}_{h}"
+        if h == "gap_dense":
+            return self._dense_out(ops.mean(x, axis=[1, 2]), pre)
+        xp = ops.average_pool(x, pool, strides=pool, padding="same") if pool > 1 else x
+        y = ops.relu(self._batchnorm(self._conv(xp, f"{pre}_conv"), f"{pre}_bn", mode, keep)) * wmask[vi]
+        if h == "conv_gap_dense":
+            return self._dense_out(ops.mean(y, axis=[1, 2]), pre)
+        return self._flatten_dense(y, p, pre)
 
     def _flatten_dense(self, y, p: int, pre: str):
         """Flatten + dense of the nachos head: the dense kernel of y's (dynamic) pooled spatial size."""

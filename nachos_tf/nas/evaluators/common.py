@@ -2,6 +2,7 @@
 trained candidate into an archive record (`candidate_record`) or a final, saved solution (`final_record`)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -13,7 +14,8 @@ from ...genome import Genome
 from ...records import CandidateRecord, FinalRecord, utc_now
 from ..explain import describe_violations
 
-__all__ = ["candidate_seed", "exit_rule", "believed_costs", "figures", "calibrate_model", "int8_sizes",
+__all__ = ["candidate_seed", "exit_rule", "believed_costs", "figures", "calibrate_model", "calibrate_outputs",
+           "int8_sizes", "over_budget_at_first_exit",
            "candidate_record", "final_record", "COST_MODELS", "CALIBRATIONS", "MODELS_DIR"]
 
 COST_MODELS = ("staged", "paper")
@@ -55,10 +57,17 @@ def calibrate_model(model, exit_macs: Sequence[float], x, y, rule: str, constrai
     """Thresholds on (x, y) by `policy.calibrate`: with "pareto" (ours) the most accurate admissible
     point of the exact trade-off curve; "grid" is the NACHOS grid + repair (for ablations). `eager`: see
     `train.predict_exits` (no graph tracing, for a model used once)."""
-    from ...policy import calibrate
     from ...train import predict_exits
 
     probs, confs = predict_exits(model, x, batch_size=1000, eager=True) if eager else predict_exits(model, x)
+    return calibrate_outputs(probs, confs, exit_macs, y, rule, constraints, method)
+
+
+def calibrate_outputs(probs, confs, exit_macs: Sequence[float], y, rule: str, constraints, method: str = "pareto"):
+    """`calibrate_model` on outputs already computed: softmax probabilities per exit (final last) and the
+    early exits' confidences (or None)."""
+    from ...policy import calibrate
+
     return calibrate(probs, y, exit_macs, rule=rule, confidences=confs if rule == "confidence" else None,
                      max_macs=constraints.max_macs, min_accuracy=constraints.min_accuracy, method=method)
 
@@ -75,18 +84,52 @@ def int8_sizes(model, x_repr, constraints) -> Dict[str, Optional[int]]:
     return measure(model, x_repr, need_ram=bool(constraints.max_ram))
 
 
+def over_budget_at_first_exit(genome: Genome, exit_macs: Sequence[float], params: int, constraints,
+                              seed: Optional[int], t0: float) -> Optional[CandidateRecord]:
+    """The record of a candidate whose first exit alone costs more than max MACs (every image pays for it,
+    so it is provably over budget and need not be judged), else None."""
+    if exit_macs[0] <= constraints.max_macs:
+        return None
+    from ...macs import human
+
+    return CandidateRecord.pruned_at_first_exit(
+        genome.to_dict(), seed=seed, exit_macs=exit_macs, params=params, max_macs=constraints.max_macs,
+        max_flash=constraints.max_flash, max_ram=constraints.max_ram, seconds=time.time() - t0,
+        reason=f"first exit alone costs {human(exit_macs[0])} > max MACs {human(constraints.max_macs)}")
+
+
 def candidate_record(genome: Genome, model, cal, exit_macs: Sequence[float], constraints, rule: str,
-                     x_repr, seed: Optional[int], train_seconds: float, t0: float, **extra: Any) -> CandidateRecord:
-    """The archive record of a candidate calibrated on validation (`cal` from `calibrate_model`)."""
+                     x_repr, seed: Optional[int], train_seconds: float, t0: float,
+                     sizes: Optional[Dict[str, Optional[int]]] = None, **extra: Any) -> CandidateRecord:
+    """The archive record of a candidate calibrated on validation (`cal` from `calibrate_model`).
+
+    `model` may be None when `sizes` (int8 flash / arena) and the parameter count (`params=` in `extra`)
+    are given: an evaluator that never builds the candidate. A size left None under a flash / RAM bound
+    is allowed only for a candidate that already misses accuracy or MACs (infeasible whatever its size);
+    its flash / RAM constraint value is then 0 (unmeasured), as for a candidate pruned untrained."""
     from ...policy import thresholds_to_json
 
-    sizes = int8_sizes(model, x_repr, constraints)
+    if sizes is None:
+        sizes = int8_sizes(model, x_repr, constraints)
+    if "params" not in extra:
+        extra["params"] = int(model.count_params())
     sim = cal.result
-    g = constraints.violations(sim.accuracy, sim.expected_macs, sizes["flash_bytes"], sizes["arena_bytes"])
+    unmeasured = [n for n, bound, key in (("flash", constraints.max_flash, "flash_bytes"),
+                                          ("ram", constraints.max_ram, "arena_bytes"))
+                  if bound and sizes.get(key) is None]
+    if unmeasured:            # not measured because the candidate already misses accuracy or MACs (see caller)
+        g = dataclasses.replace(constraints, max_flash=None, max_ram=None).violations(sim.accuracy, sim.expected_macs)
+        g.update({n: 0.0 for n in unmeasured})
+        if not any(v is not None and v > 0 for v in g.values()):
+            raise ConstraintError(f"the int8 {' and '.join(unmeasured)} size of a candidate that meets accuracy "
+                                  "and MACs must be measured")
+        extra["sizes_not_measured"] = "misses accuracy or MACs already; flash / RAM not measured"
+    else:
+        g = constraints.violations(sim.accuracy, sim.expected_macs, sizes["flash_bytes"], sizes["arena_bytes"])
     return CandidateRecord.measured(
         genome.to_dict(), seed=seed, accuracy=sim.accuracy, exit_rates=sim.exit_rates,
         expected_macs=sim.expected_macs, exit_macs=exit_macs, constraints=g, rule=rule,
-        thresholds=thresholds_to_json(cal.thresholds), params=int(model.count_params()), train_seconds=train_seconds,
+        thresholds=thresholds_to_json(cal.thresholds), train_seconds=train_seconds,
         seconds=time.time() - t0, **sizes, **extra)
 
 

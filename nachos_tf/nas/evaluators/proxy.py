@@ -21,7 +21,7 @@ from ...genome import Genome
 from ...records import CandidateRecord, FinalRecord
 from .base import EvalContext, register_evaluator
 from .common import (CALIBRATIONS, COST_MODELS, believed_costs, calibrate_model, candidate_record, candidate_seed,
-                     exit_rule, final_record)
+                     exit_rule, final_record, over_budget_at_first_exit)
 
 __all__ = ["ProxyEvaluator", "build_candidate", "train_built", "train_candidate", "set_bn_momentum",
            "proxy_subset"]
@@ -136,14 +136,9 @@ class ProxyEvaluator:
         t0 = time.time()
         seed = candidate_seed(c.seed, genome)
         model, exit_macs = build_candidate(c.space, genome, seed)
-        if exit_macs[0] > c.constraints.max_macs:        # every image pays for exit 0: provably over budget
-            from ...macs import human
-
-            return CandidateRecord.pruned_at_first_exit(
-                genome.to_dict(), seed=seed, exit_macs=exit_macs, params=model.count_params(),
-                max_macs=c.constraints.max_macs, max_flash=c.constraints.max_flash, max_ram=c.constraints.max_ram,
-                seconds=time.time() - t0,
-                reason=f"first exit alone costs {human(exit_macs[0])} > max MACs {human(c.constraints.max_macs)}")
+        pruned = over_budget_at_first_exit(genome, exit_macs, model.count_params(), c.constraints, seed, t0)
+        if pruned is not None:
+            return pruned
         data = self.proxy_data()
         model, costs, train_s = self._train(model, exit_macs, data, seed, final=False)
         rule = exit_rule(c.space)

@@ -18,16 +18,22 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
+import numpy as np
+
 from ...errors import ConstraintError
 from ...genome import ExitGene, Genome
 from ...records import CandidateRecord, FinalRecord
 from .base import EvalContext, register_evaluator
-from .common import CALIBRATIONS, calibrate_model, candidate_record, candidate_seed, exit_rule, final_record
+from .common import (CALIBRATIONS, calibrate_model, calibrate_outputs, candidate_record, candidate_seed, exit_rule,
+                     final_record, over_budget_at_first_exit)
 
-__all__ = ["SupernetEvaluator", "SUPERNET_EPOCHS", "cache_root"]
+__all__ = ["SupernetEvaluator", "SUPERNET_EPOCHS", "SUPERNET_TRAIN_LIMIT", "cache_root"]
 
 #: supernet training epochs per budget preset when no trained supernet is found (cache, preset)
-SUPERNET_EPOCHS = {"quick": 4, "standard": 20, "thorough": 40}
+SUPERNET_EPOCHS = {"quick": 4, "standard": 12, "thorough": 30}
+#: training images the supernet sees per epoch, by budget (None: the whole training split); on 2 cores a
+#: sandwich epoch of 20,000 28x28 images takes about 3 minutes
+SUPERNET_TRAIN_LIMIT = {"quick": 20000, "standard": None, "thorough": None}
 RUN_SUBDIR = "supernet"
 
 
@@ -84,6 +90,7 @@ class SupernetEvaluator:
         self.setup_seconds = 0.0
         self.source = ""
         self._supernet = None
+        self._weights: Optional[Dict[str, Any]] = None     # the supernet's weights as arrays (for slicing)
 
     # ---------------------------------------------------------------- protocol
     def to_dict(self) -> Dict[str, Any]:
@@ -99,6 +106,7 @@ class SupernetEvaluator:
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
         state["_supernet"] = None            # TensorFlow variables stay here; a worker loads the folder
+        state["_weights"] = None
         return state
 
     def setup(self, context: EvalContext) -> None:
@@ -124,27 +132,68 @@ class SupernetEvaluator:
         context.say(f"supernet: {self.source}; ready in {self.setup_seconds:.0f}s")
 
     def evaluate(self, genome: Genome) -> CandidateRecord:
-        """Inherited weights, BN re-estimated, calibrated on validation: no training."""
-        from ...macs import human, profile_macs
-        from ...supernet import reestimate_bn
+        """Inherited weights, BN re-estimated, calibrated on validation: no training, nothing built.
+
+        The subnet runs inside the supernet's own graph (`Supernet.subnet_predict` with in-graph BN
+        re-estimation: the outputs of the extracted model after `reestimate_bn`, to float rounding); exit
+        MACs are counted by arithmetic (`SearchSpace.exit_macs`). Only a run with a flash / RAM bound
+        extracts the Keras model, to measure its int8 export.
+        """
+        from ...train import softmax
 
         c = self.context
         t0 = time.time()
         seed = candidate_seed(c.seed, genome)
-        model = self._extract(genome)
-        exit_macs = [int(m) for m in profile_macs(model).exit_macs]
-        if exit_macs[0] > c.constraints.max_macs:        # every image pays for exit 0: provably over budget
-            return CandidateRecord.pruned_at_first_exit(
-                genome.to_dict(), seed=seed, exit_macs=exit_macs, params=model.count_params(),
-                max_macs=c.constraints.max_macs, max_flash=c.constraints.max_flash, max_ram=c.constraints.max_ram,
-                seconds=time.time() - t0,
-                reason=f"first exit alone costs {human(exit_macs[0])} > max MACs {human(c.constraints.max_macs)}")
-        reestimate_bn(model, self._bn_x())
+        sn = self.supernet
+        exit_macs = c.space.exit_macs(genome)
+        sg = genome if sn.space is c.space else self._as_supernet_genome(genome)
+        params = self._param_count(sg, genome)
+        pruned = over_budget_at_first_exit(genome, exit_macs, params, c.constraints, seed, t0)
+        if pruned is not None:
+            return pruned
         x_val, y_val = self._val()
-        cal = calibrate_model(model, exit_macs, x_val, y_val, exit_rule(c.space), c.constraints, self.calibration,
-                              eager=True)
-        return candidate_record(genome, model, cal, exit_macs, c.constraints, exit_rule(c.space), self._bn_x()[:64],
-                                seed, 0.0, t0)
+        outs = sn.subnet_predict(sg, x_val, batch_size=1000, bn_x=self._bn_x())
+        if sg is not genome:                              # the run's genome has no early exit: final only
+            outs = outs[-1:]
+        step = 2 if (c.space.confidence and len(outs) > 1) else 1
+        early = [outs[i:i + step] for i in range(0, len(outs) - 1, step)]
+        probs = [softmax(np.asarray(o, np.float32)) for o in [e[0] for e in early] + [outs[-1]]]
+        confs = [np.asarray(e[1], np.float32).reshape(-1) for e in early] if step == 2 else None
+        rule = exit_rule(c.space)
+        cal = calibrate_outputs(probs, confs, exit_macs, y_val, rule, c.constraints, self.calibration)
+        sizes = None
+        misses = (cal.result.accuracy < c.constraints.min_accuracy or cal.result.expected_macs > c.constraints.max_macs)
+        if not (c.constraints.max_flash or c.constraints.max_ram) or misses:
+            # no size bound, or infeasible whatever its size: the int8 conversion (seconds) is skipped
+            sizes = {"flash_bytes": None, "arena_bytes": None}
+        model = None
+        if sizes is None:                                 # int8 sizes need the Keras model, quantised as exported
+            from ...supernet import reestimate_bn
+
+            model = self._extract(genome)
+            reestimate_bn(model, self._bn_x())
+        return candidate_record(genome, model, cal, exit_macs, c.constraints, rule, self._bn_x()[:64],
+                                seed, 0.0, t0, sizes=sizes, params=params)
+
+    def _param_count(self, sg: Genome, genome: Genome) -> int:
+        """Parameters of the model `build_eenn` builds for `genome` (BN statistics included, as Keras
+        counts), from the shapes of the sliced weights; without exits when the run's space has none."""
+        from ...supernet import subnet_weights
+
+        sn = self.supernet
+        if self._weights is None:
+            self._weights = sn.net.numpy_weights()
+        w = subnet_weights(sn.spec, self._weights, sg)
+        if sg is not genome:
+            w = {k: v for k, v in w.items() if not k.startswith("exit_")}
+        return int(sum(a.size for arrs in w.values() for a in arrs))
+
+    def _as_supernet_genome(self, genome: Genome) -> Genome:
+        """A genome of the supernet's space with the run genome's backbone (one default exit: its final
+        output and backbone are the run genome's)."""
+        sn = self.supernet
+        return sn.space.repair(Genome.make(genome.params, [ExitGene(True)] + [ExitGene(False)] *
+                                           (sn.space.n_exit_points - 1)))
 
     def finalize(self, record: CandidateRecord, out_dir: Path) -> FinalRecord:
         """Fine-tune from the inherited weights (kept only if validation improves), re-calibrate, measure."""
@@ -209,13 +258,15 @@ class SupernetEvaluator:
 
         space = self._supernet_space()
         self._supernet = Supernet.load(self.folder, space)
+        self._weights = None
 
     def _key(self, epochs: int) -> str:
         from ...supernet import data_fingerprint, space_fingerprint
 
         c = self.context
         blob = json.dumps({"space": space_fingerprint(c.space), "data": data_fingerprint(c.dataset()),
-                           "epochs": epochs, "seed": c.seed, "threads": c.threads}, sort_keys=True)
+                           "epochs": epochs, "train_limit": self._train_limit(), "seed": c.seed,
+                           "threads": c.threads}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def _find_or_train(self) -> None:
@@ -243,9 +294,11 @@ class SupernetEvaluator:
             self.source = f"the cache {cached}"
             self._load()
             return
-        c.say(f"supernet: training {epochs} epochs on {len(data.y_train)} images (one-time cost of this run; "
-              f"checkpoints in {self.folder}, resumable)")
-        sn = train_supernet(c.space, data, epochs=epochs, folder=self.folder, seed=c.seed,
+        limit = self._train_limit()
+        n = len(data.y_train) if limit is None else min(limit, len(data.y_train))
+        c.say(f"supernet: training {epochs} epochs on {n} images (one-time cost of this run, cached for later "
+              f"runs; checkpoints in {self.folder}, resumable)")
+        sn = train_supernet(c.space, data, epochs=epochs, folder=self.folder, seed=c.seed, train_limit=limit,
                             verbose=1 if c.progress else 0)
         self._supernet = sn
         self.source = f"trained here ({epochs} epochs, {sn.info.get('seconds_this_call', '?')}s)"
@@ -253,6 +306,9 @@ class SupernetEvaluator:
             _copy_supernet(self.folder, cached)
         except OSError:
             pass                                               # a read-only cache only costs the next run
+
+    def _train_limit(self) -> Optional[int]:
+        return SUPERNET_TRAIN_LIMIT.get(self.context.budget.name) if self.epochs is None else None
 
     def _bn_x(self):
         c = self.context
@@ -285,9 +341,7 @@ class SupernetEvaluator:
         from ...builder import build_eenn
 
         model = build_eenn(self.context.space, genome)           # e.g. a static genome, no exits
-        proxy = sn.space.repair(Genome.make(genome.params, [ExitGene(True)] + [ExitGene(False)] *
-                                            (sn.space.n_exit_points - 1)))
-        w = subnet_weights(sn.spec, sn.net.numpy_weights(), proxy)
+        w = subnet_weights(sn.spec, sn.net.numpy_weights(), self._as_supernet_genome(genome))
         names = {layer.name for layer in model.layers if layer.weights}
         load_subnet_weights(model, {k: v for k, v in w.items() if k in names})
         return model
