@@ -244,7 +244,7 @@ tie(QNT, "took {} s. The float fine-tune took {} s and the PTQ export {} s. The 
 DCK = "### Checking an export"
 tie(DCK, "**Round trip**: both arrays ({} and {} bytes) are identical byte for byte.", "deploy_check.json",
     lambda: [s["file_bytes"] for s in J("deploy_check.json")["roundtrip"]["stages"]])
-tie(DCK, "On the `make demo` export, for the first {} test images", "deploy_check.json",
+tie(DCK, "the firmware section below measured), for the first {} test images", "deploy_check.json",
     lambda: [J("deploy_check.json")["limit"]])
 tie(DCK, "**Independent run**: accuracy {}, exit rates {} / {}, expected MACs {}. Stage {} ran {} times.",
     "deploy_check.json", lambda: [J("deploy_check.json")["independent"]["accuracy"],
@@ -263,45 +263,67 @@ def _ss():
     return J("search_speed.json")["summary"]
 
 
-def _rc(key):
-    r = _ss()["rank_correlation"][key]
-    return [r["spearman"], r["spearman_p"], r["kendall"]]
+def _sn():
+    return _ss()["evaluators"]["supernet"]
 
 
-tie(SPD, "| `quick` (the demo's) | {} NACHOS epochs on {} class-balanced images, pareto calibration on {} validation "
-         "images | {} / {} (n = {}) | **{}** |", "search_speed.json",
-    lambda: [2, 3000, 1000, _ss()["speed"]["quick"]["seconds_mean"], _ss()["speed"]["quick"]["seconds_median"],
-             _ss()["speed"]["quick"]["n"], _ss()["speed"]["quick"]["candidates_per_min"]])
-tie(SPD, "| `standard` | {} + {} epochs on {} images, calibration on all {} validation images | {} / {} (n = {}) | {} |",
-    "search_speed.json", lambda: [2, 3, 15000, J("search_speed.json")["data"]["val"],
-                                  _ss()["speed"]["standard"]["seconds_mean"],
-                                  _ss()["speed"]["standard"]["seconds_median"], _ss()["speed"]["standard"]["n"],
-                                  _ss()["speed"]["standard"]["candidates_per_min"]])
+def _i4():
+    return J("search_speed.json")["issue4_summary"]
+
+
+def _rc2(key):
+    a, b = _sn()["rank_correlation"][key], _i4()["rank_correlation"][key]
+    return [a["spearman"], a["spearman_p"], a["kendall"], b["spearman"], b["spearman_p"], b["kendall"]]
+
+
+def _full_seconds_mean():
+    res = J("search_speed.json")["full_training"]["results"].values()
+    return statistics.fmean(r["seconds"] for r in res)
+
+
+tie(SPD, "| `supernet` (default) | supernet training {} s ({} epochs, done once and shipped); loading it {} s | {} / {} "
+         "(n = {}) | **{}** |", "search_speed.json",
+    lambda: [_sn()["one_time_cost"]["supernet_training_seconds"], _sn()["one_time_cost"]["supernet_epochs"],
+             _sn()["one_time_cost"]["setup_seconds"], _sn()["speed"]["seconds_mean"], _sn()["speed"]["seconds_median"],
+             _sn()["speed"]["n_steady"], _sn()["speed"]["candidates_per_min"]])
+tie(SPD, "| `proxy`, `quick` fidelity | none | {} | {} |", "search_speed.json",
+    lambda: [_i4()["seconds_per_candidate"]["quick"], _i4()["candidates_per_min"]["quick"]])
+tie(SPD, "| `proxy`, `standard` fidelity | none | {} | {} |", "search_speed.json",
+    lambda: [_i4()["seconds_per_candidate"]["standard"], _i4()["candidates_per_min"]["standard"]])
+tie(SPD, "(1-minute load {} on the 2 cores). The supernet is the shipped preset (`scripts/train_default_supernet.py`: "
+         "{} epochs, {} of them largest-subnet warm-up, {} training images, {} random subnet per sandwich step).",
+    "search_speed.json",
+    lambda: [_sn()["speed"]["load_avg_1min_mean"], *[_sn()["one_time_cost"]["supernet_settings"][k]
+                                                    for k in ("epochs", "warmup_epochs", "train_limit", "n_random")]])
+tie(SPD, "{} s in three sessions", "search_speed.json", lambda: [_i4()["wall_seconds"]])
+tie(SPD, "traces its graph once per process ({} s here): {} candidates per minute with it over these {}.",
+    "search_speed.json", lambda: [_sn()["speed"]["first_call_seconds"][0], _sn()["speed"]["candidates_per_min_incl_first"],
+                                  _sn()["speed"]["n"]])
+tie(SPD, "It took {} s per candidate on average.", "search_speed.json", lambda: [_full_seconds_mean()])
 for _label, _against, _key, _bold in (
         ("thresholded val accuracy (the search objective)", "thresholded test accuracy", "thresholded", True),
         ("thresholded val accuracy", "final-exit test accuracy", "objective_vs_full_final_exit", False),
         ("final-exit val accuracy", "final-exit test accuracy", "final_exit", False),
-        ("expected MACs at its thresholds", "expected MACs at its thresholds", "expected_macs", True),
-        ("naive: total MACs of the network", "thresholded test accuracy", "baseline_total_macs", False),
-        ("naive: parameter count", "thresholded test accuracy", "baseline_params", False)):
-    tie(SPD, f"| {_label} | {_against} | " + ("**{}**" if _bold else "{}") + " ({}) | {} |", "search_speed.json",
-        lambda key=_key: _rc(key))
-tie(SPD, "It ran {} genomes sampled from", "search_speed.json", lambda: [J("search_speed.json")["settings"]["candidates"]])
-tie(SPD, "The run took {} s in three sessions", "search_speed.json", lambda: [J("search_speed.json")["wall_seconds"]])
-tie(SPD, "all {} training images, with thresholds calibrated on the {} validation images and figures on the {} test "
-         "images. It took {} s per candidate on average.", "search_speed.json",
-    lambda: [J("search_speed.json")["data"]["train"], J("search_speed.json")["data"]["val"],
-             J("search_speed.json")["data"]["test"], _ss()["full_seconds_mean"]])
-tie(SPD, "it ranks **expected MACs** well ({}). It ranks **accuracy** weakly: {}, and in this sample the plain count of "
-         "total MACs ranked accuracy better ({}). Proxy accuracies spanned {}-{} and full-training ones {}-{}. The best "
-         "fully trained candidate was {}th of {} by the proxy.", "search_speed.json",
-    lambda: [_rc("expected_macs")[0], _rc("thresholded")[0], _rc("baseline_total_macs")[0],
-             *_ss()["proxy_accuracy_range"], *_ss()["full_accuracy_range"],
-             _ss()["selection"]["proxy_rank_of_full_best"], _ss()["n_full"]])
-tie(SPD, "All {} members of the proxy's (error, expected MACs) front are on the full-training front, which has {} "
-         "members (Jaccard {}).", "search_speed.json",
-    lambda: [_ss()["selection"]["front_overlap"], len(_ss()["selection"]["full_front"]),
-             _ss()["selection"]["front_jaccard"]])
+        ("expected MACs at its thresholds", "expected MACs at its thresholds", "expected_macs", False)):
+    _c = "**{}**" if _bold else "{}"
+    tie(SPD, f"| {_label} | {_against} | {_c} ({{}}) | {{}} | {_c} ({{}}) | {{}} |", "search_speed.json",
+        lambda key=_key: _rc2(key))
+tie(SPD, "total MACs of the network {} (p {}), parameter count {} (p {}).", "search_speed.json",
+    lambda: [_ss()["baselines"]["total_macs"]["spearman"], _ss()["baselines"]["total_macs"]["spearman_p"],
+             _ss()["baselines"]["params"]["spearman"], _ss()["baselines"]["params"]["spearman_p"]])
+tie(SPD, "the supernet evaluator judges about {} candidates a minute, {} times the quick proxy", "search_speed.json",
+    lambda: [_sn()["speed"]["candidates_per_min"], _sn()["speed"]["candidates_per_min"] / _i4()["candidates_per_min"]["quick"]])
+tie(SPD, "ranks full training at Spearman {} (goal 0.7); its estimates span only {}-{} (full training {}-{}), and the best "
+         "fully trained genome is {}th of {} by the supernet.", "search_speed.json",
+    lambda: [_sn()["rank_correlation"]["thresholded"]["spearman"], *_sn()["estimate_accuracy_range"],
+             *_ss()["full_accuracy_range"], _sn()["selection"]["estimate_rank_of_full_best"], _ss()["n_full"]])
+tie(SPD, "A {}-epoch supernet on {} images gave {} on the same genomes", "search_speed_supernet5.json",
+    lambda: [J("search_speed_supernet5.json")["summary"]["evaluators"]["supernet"]["one_time_cost"]["supernet_epochs"],
+             J("search_speed_supernet5.json")["summary"]["evaluators"]["supernet"]["one_time_cost"]["supernet_settings"][
+                 "train_limit"],
+             J("search_speed_supernet5.json")["summary"]["evaluators"]["supernet"]["rank_correlation"]["thresholded"][
+                 "spearman"]])
+tie(SPD, "ran the {} genomes of the issue-4 measurement", "search_speed.json", lambda: [_ss()["n_full"]])
 
 
 def _pf(variant):
@@ -342,27 +364,47 @@ tie(SPD, "One single-thread process evaluated {} candidates per minute while a s
 # --------------------------------------------------------------------------------------------- make demo (quantization + deploy_check)
 
 DEMO = "### `make demo`, measured"
-tie(DEMO, "| validation, float | {} | | {} |", "quantization.json",
-    lambda: [J("quantization.json")["pareto_json"]["val"]["accuracy"],
-             J("quantization.json")["pareto_json"]["val"]["expected_macs"]])
-tie(DEMO, "| test ({} images), float | {} | {} / {} | {} |", "quantization.json",
-    lambda: [J("quantization.json")["n"], J("quantization.json")["pareto_json"]["test"]["accuracy"],
-             *J("quantization.json")["pareto_json"]["test"]["exit_rates"],
-             J("quantization.json")["pareto_json"]["test"]["expected_macs"]])
-tie(DEMO, "| test ({} images), int8 TFLM staged (`pareto.json` \"int8\") | {} | {} / {} | {} |", "quantization.json",
-    lambda: [_q("ptq")["n"], _q("ptq")["accuracy"], *_q("ptq")["exit_rates"], _q("ptq")["expected_macs"]])
-tie(DEMO, "| test, first {} images, int8 TFLM staged (`nachos-tf evaluate`) | {} | {} / {} | {} |", "deploy_check.json",
-    lambda: [J("deploy_check.json")["library_evaluate_export"]["n"],
-             J("deploy_check.json")["library_evaluate_export"]["accuracy"],
-             *J("deploy_check.json")["library_evaluate_export"]["exit_rates"],
-             J("deploy_check.json")["library_evaluate_export"]["expected_macs"]])
-tie(DEMO, "The admissible set has one solution, `c0007`: {} exits, rule `confidence`, staged costs {} / {} MACs.",
-    "quantization.json", lambda: [len(J("quantization.json")["exit_macs"]), *J("quantization.json")["exit_macs"]])
-tie(DEMO, "The stage files are {} and {} bytes, with measured TFLM arenas of {} and {} bytes (the firmware gets one "
-          "arena of {} bytes, the larger one plus a margin).", "quantization.json",
-    lambda: [*_q("ptq")["stage_bytes"], *_q("ptq")["arena_bytes"],
-             # the export's arena: largest stage arena + 25 % + 1 KiB, rounded up to 16 bytes (tflite_export)
-             math.ceil((max(_q("ptq")["arena_bytes"]) * 1.25 + 1024) / 16) * 16])
+
+
+def _d(*keys):
+    v = J("demo.json")
+    for k in keys:
+        v = v[k]
+    return v
+
+
+def _sol(*keys):
+    v = _d("admissible")[0]
+    for k in keys:
+        v = v[k]
+    return v
+
+
+tie(DEMO, "From the start to the end of its two independent checks it took **{} s**", "demo.json",
+    lambda: [_d("seconds_until_checks_done")])
+tie(DEMO, "(min accuracy {}, max expected MACs {}M, seed {}) judged {} candidates, {} of them pruned untrained", "demo.json",
+    lambda: [_d("config", "constraints", "min_accuracy"), _d("config", "constraints", "max_macs") / 1e6,
+             _d("config", "seed"), _d("search", "candidates"), _d("search", "pruned_untrained")])
+tie(DEMO, "{} s each on average ({} s in all); {} met the search-time floor.", "demo.json",
+    lambda: [_d("search", "evaluate_seconds_mean"), _d("search", "evaluate_seconds_sum"), _d("search", "feasible")])
+tie(DEMO, "({} + {} epochs on {} images, {} s)", "demo.json",
+    lambda: [_d("config", "budget", "final_epochs"), _d("config", "budget", "final_head_epochs"),
+             _d("config", "budget", "final_train"), _d("final", "seconds_sum")])
+tie(DEMO, "its search estimate was {} ({} validation images)", "demo.json",
+    lambda: [_d("final", "search_metrics", "c0046", "accuracy"), _d("config", "budget", "proxy_val")])
+tie(DEMO, "The solution `c0046`: {} exits, rule `confidence`, staged costs {} / {} / {} / {} MACs.", "demo.json",
+    lambda: [_sol("exits"), *_sol("exit_macs")])
+tie(DEMO, "| validation, float | {} | {} |", "demo.json", lambda: [_sol("val", "accuracy"), _sol("val", "expected_macs")])
+tie(DEMO, "| test ({} images), float | {} | {} |", "demo.json",
+    lambda: [_sol("int8", "n"), _sol("test", "accuracy"), _sol("test", "expected_macs")])
+tie(DEMO, "| test ({} images), int8 TFLM staged (`pareto.json` \"int8\") | {} | {} |", "demo.json",
+    lambda: [_sol("int8", "n"), _sol("int8", "accuracy"), _sol("int8", "expected_macs")])
+tie(DEMO, "| test, first {} images, int8 TFLM staged (`nachos-tf evaluate`) | {} | {} |", "demo.json",
+    lambda: [_d("evaluate", "n"), _d("evaluate", "accuracy"), _d("evaluate", "expected_macs")])
+tie(DEMO, "The four stage files are {}, {}, {} and {} bytes, with one exported arena of {} bytes", "demo.json",
+    lambda: [*_d("export", "stage_bytes"), _d("export", "arena_bytes")])
+tie(DEMO, "TFLM took {} ms per image on this x86 host.", "demo.json", lambda: [_d("evaluate", "ms_per_image")])
+
 
 # --------------------------------------------------------------------------------------------- compare.json
 
