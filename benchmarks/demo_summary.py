@@ -30,6 +30,18 @@ def _solution(s) -> Dict[str, Any]:
                                            "arena_bytes")} if q else None}
 
 
+def _firmware(path: Path) -> Optional[Dict[str, Any]]:
+    """The Cortex-M4F CMSIS-NN firmware report `make demo` writes when TFLM_ROOT is set (else None)."""
+    fw = read_json(path)
+    if not fw:
+        return None
+    run, sz = fw["run"], fw["sizes"]
+    return {"target": fw["target"], "kernels": fw["kernels"], "machine": fw["machine"], "n": run["n"],
+            "agree": run["agree"], "accuracy": run["accuracy"], "flash_bytes": sz["flash_bytes"],
+            "model_bytes": sz["model_bytes"], "code_bytes": sz["code_bytes"], "ram_bytes": sz["ram"]["total"],
+            "build_seconds": fw.get("build_seconds")}
+
+
 def summarize(run: Path, seconds: Optional[float], until_checks: Optional[float] = None) -> Dict[str, Any]:
     """The demo's figures: search, final stage, admissible set, export, checks."""
     res = nt.load_run(run)
@@ -60,6 +72,7 @@ def summarize(run: Path, seconds: Optional[float], until_checks: Optional[float]
                    "arena_bytes": manifest.get("arena_bytes")},
         "evaluate": {k: ev.get(k) for k in ("n", "accuracy", "exit_rates", "expected_macs", "ms_per_image")},
         "deploy_check_ok": dc.get("ok"), "verify_ok": vr.get("ok"),
+        "firmware": _firmware(deploy / "firmware" / "cortex-m4-cmsis-nn.json"),
     }
 
 

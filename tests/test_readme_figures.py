@@ -403,6 +403,11 @@ tie(DEMO, "| test, first {} images, int8 TFLM staged (`nachos-tf evaluate`) | {}
     lambda: [_d("evaluate", "n"), _d("evaluate", "accuracy"), _d("evaluate", "expected_macs")])
 tie(DEMO, "The four stage files are {}, {}, {} and {} bytes, with one exported arena of {} bytes", "demo.json",
     lambda: [*_d("export", "stage_bytes"), _d("export", "arena_bytes")])
+tie(DEMO, "the firmware gave the class and exit of `nachos-tf evaluate` on {} of {} test images; its flash is {} B (model "
+          "arrays {} + code {}) and its RAM {} B.", "demo.json",
+    lambda: [_d("firmware", "agree"), _d("firmware", "n"), _d("firmware", "flash_bytes"), _d("firmware", "model_bytes"),
+             _d("firmware", "code_bytes"), _d("firmware", "ram_bytes")])
+tie(DEMO, "so the whole `make demo` took {} s", "demo.json", lambda: [_d("make_demo_seconds")])
 tie(DEMO, "TFLM took {} ms per image on this x86 host.", "demo.json", lambda: [_d("evaluate", "ms_per_image")])
 
 
