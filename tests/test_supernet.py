@@ -225,7 +225,9 @@ def test_in_graph_bn_reestimation_equals_extract_then_reestimate(space, randomiz
     bn_x = rng.uniform(0, 255, (96,) + SHAPE).astype("float32")
     x = rng.uniform(0, 255, (8,) + SHAPE).astype("float32")
     before = {k: v.numpy().copy() for k, v in randomized.net.vars.items()}
-    for g in [space.sample(seed=40 + i) for i in range(6)] + [randomized.extreme_genome(False)]:
+    # seeds 41 and 45: flatten (nachos) heads at pool 2 and 1 and a conv head at pool 1, whose BN the head
+    # variants of other pools share (the case a naive in-graph re-estimation gets wrong); 40: plain heads
+    for g in [space.sample(seed=s) for s in (40, 41, 45)]:
         model = randomized.extract(g, bn_data=bn_x, bn_images=len(bn_x))
         want = model(x, training=False)
         want = want if isinstance(want, (list, tuple)) else [want]
@@ -241,8 +243,8 @@ def test_in_graph_bn_reestimation_equals_extract_then_reestimate(space, randomiz
 
 def test_exit_macs_by_arithmetic_equal_the_profiled_model():
     """SearchSpace.exit_macs (no model built) == profile_macs of the built model, for sampled genomes of two
-    spaces (grey 28x28 with confidence, colour 32x32 without), every head kind and pool included."""
-    for sp, n in ((nt.SearchSpace.mcu((28, 28, 1), 10), 12), (nt.SearchSpace.mcu((32, 32, 3), 7, confidence=False), 6)):
+    spaces (grey 28x28 with confidence, colour 32x32 without)."""
+    for sp, n in ((nt.SearchSpace.mcu((28, 28, 1), 10), 6), (nt.SearchSpace.mcu((32, 32, 3), 7, confidence=False), 3)):
         kinds = set()
         for i in range(n):
             g = sp.sample(seed=900 + i)
