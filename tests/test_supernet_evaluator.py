@@ -88,6 +88,7 @@ def test_search_with_supernet_setup_is_reused_on_resume(small, saved_supernet, t
         [r.to_dict() | {"time": 0, "seconds": 0} for r in res.archive]
 
 
+@pytest.mark.slow  # about a minute or more on 2 cores (make test stays under 15 minutes)
 def test_find_or_train_trains_once_then_uses_the_run_folder_and_the_cache(small, tmp_path, monkeypatch):
     """No supernet anywhere: setup trains one (tiny), keeps it in the run folder and the cache; a second
     setup in the same run folder loads it; a new run folder gets it from the cache."""
@@ -135,6 +136,7 @@ def test_static_space_is_served_by_the_early_exit_supernet(small, saved_supernet
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # about a minute or more on 2 cores (make test stays under 15 minutes)
 def test_int8_sizes_measured_only_when_they_can_decide(small, saved_supernet, tmp_path):
     """Under a flash / RAM bound the int8 export is measured for a candidate that meets accuracy and MACs;
     one that already misses them is infeasible whatever its size and skips the conversion (constraint 0,

@@ -38,6 +38,7 @@ def test_preset_matches_the_current_default_space(fmnist):
     sn = Supernet.load(folder, space, fmnist)                                # fingerprints of space and data
 
 
+@pytest.mark.slow  # about a minute or more on 2 cores (make test stays under 15 minutes)
 def test_preset_subnets_classify_real_images(fmnist):
     """The smallest subnet, BN re-estimated on 500 training images, on 500 validation images: far above
     chance (10 %), as its evaluation.json says (0.865 on 5,000)."""
