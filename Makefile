@@ -11,11 +11,11 @@ DEMO_RUN ?= runs/demo
 # The board the demo exports for (nachos_tf/boards.py): `export --target` checks that the solution's int8
 # stages and arena fit its flash and RAM minus the measured TFLM runtime. DEMO_SEARCH_BOARD=nrf52840 also
 # bounds the search with them (every candidate that meets accuracy and MACs is then converted to int8 and
-# measured: about half a minute each, which does not fit the demo's 10 minutes).
+# measured: about half a minute each, which makes the demo much longer).
 DEMO_BOARD ?= nrf52840
 DEMO_SEARCH_BOARD ?=
 
-# The quick search on real Fashion-MNIST (< 10 min on 2 cores), then the int8 staged export of the first
+# The quick search on real Fashion-MNIST (about 20 min on 2 busy cores, README "make demo, measured"), then the int8 staged export of the first
 # admissible solution and its figures measured on TFLM, then two independent checks of what was reported.
 # A second `make demo` resumes (replays) the run.
 demo: setup data firmware-tools

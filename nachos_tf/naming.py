@@ -90,7 +90,21 @@ def exit_layout(model) -> List[ExitSpec]:
     name, each ``exit_k_conf`` grouped with exit k. Any other model (e.g. outputs ``e0`` and ``final``)
     counts every output as one exit, in model output order, so that no output is ever left out.
     """
-    names = output_names(model)
+    return layout_of_names(output_names(model))
+
+
+def contract_names(n_early: int, confidence: bool) -> List[str]:
+    """Output names, in output order, of an EENN with `n_early` early exits (each with its confidence
+    output when `confidence`) and the final exit."""
+    names: List[str] = []
+    for k in range(n_early):
+        names += [exit_name(k)] + ([conf_name(k)] if confidence else [])
+    return names + [FINAL]
+
+
+def layout_of_names(names: Sequence[str]) -> List[ExitSpec]:
+    """`exit_layout` of a model whose outputs have these names (in output order)."""
+    names = list(names)
     if contract_problem(names) is not None:
         return [ExitSpec(n, i, None) for i, n in enumerate(names)]
     index = {n: i for i, n in enumerate(names)}

@@ -29,9 +29,9 @@ import keras
 
 from .errors import ConstraintError, DataError
 from .losses import LossConfig, eenn_loss
-from .naming import exit_layout
+from .naming import ExitSpec, exit_layout
 
-__all__ = ["train_eenn", "TrainHistory", "predict_exits", "EENNTrainer", "SupportSetCalibration",
+__all__ = ["train_eenn", "TrainHistory", "predict_exits", "exit_outputs", "EENNTrainer", "SupportSetCalibration",
            "support_accuracy", "balanced_support_indices", "PHASES"]
 
 PHASES = ("backbone", "heads")
@@ -77,8 +77,10 @@ class EENNTrainer(keras.Model):
     """
 
     def __init__(self, eenn: keras.Model, config: LossConfig, mode: str = "loss",
-                 exit_macs: Optional[Sequence[float]] = None, calibration: Optional[_CalibrationState] = None):
+                 exit_macs: Optional[Sequence[float]] = None, calibration: Optional[_CalibrationState] = None,
+                 distill: Optional[Tuple[float, float]] = None):
         super().__init__(name="eenn_trainer")
+        self._distill = None if distill is None else (float(distill[0]), float(distill[1]))
         self.eenn = eenn
         self._layout = exit_layout(eenn)
         self._mode = mode
@@ -91,6 +93,8 @@ class EENNTrainer(keras.Model):
         has_conf = any(s.conf_index is not None for s in self._layout)
         if self._exit_macs is not None and mode == "loss" and (config.kind == "nachos" or has_conf):
             names.append("exp_macs")
+        if self._distill is not None:
+            names.append("kd_loss")
         self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
         exits = self._layout if mode != "final" else self._layout[-1:]
         self._accs = {s.name: keras.metrics.SparseCategoricalAccuracy(name=f"{s.name}_acc") for s in exits}
@@ -109,7 +113,18 @@ class EENNTrainer(keras.Model):
         confs = [outs[s.conf_index] if s.conf_index is not None else None for s in self._layout[:-1]]
         return logits, (confs if confs and all(c is not None for c in confs) else None)
 
-    def _loss(self, y, outs):
+    def _kd(self, logits, teacher) -> tf.Tensor:
+        """Distillation: KL(teacher || student) on temperature-softened classes, times T^2, averaged over
+        the exits this phase trains (the final one only in the backbone phase)."""
+        _, temp = self._distill
+        used = logits[-1:] if self._mode == "final" else logits
+        t = tf.nn.softmax(tf.cast(teacher, tf.float32) / temp)
+        kls = [tf.reduce_mean(tf.reduce_sum(t * (tf.math.log(t + 1e-8)
+                                                 - tf.nn.log_softmax(tf.cast(z, tf.float32) / temp)), axis=-1))
+               for z in used]
+        return tf.add_n(kls) / float(len(used)) * (temp * temp)
+
+    def _loss(self, y, outs, teacher=None):
         logits, confs = self._split(outs)
         if self._mode == "final":
             ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -122,13 +137,16 @@ class EENNTrainer(keras.Model):
                                      calibration_weight=1.0 if cal is None else cal.on)
         if self.eenn.losses:
             total = total + tf.add_n([tf.cast(l, tf.float32) for l in self.eenn.losses])
+        if self._distill is not None and teacher is not None:
+            terms = dict(terms, kd=self._kd(logits, teacher))
+            total = total + self._distill[0] * terms["kd"]
         return total, terms, logits
 
     def _update(self, y, total, terms, logits):
         self._trackers["loss"].update_state(total)
         for key, name in (("cls", "cls_loss"), ("conf", "conf_loss"), ("mac", "mac_loss"),
-                          ("cal", "cal_loss"), ("exp_macs", "exp_macs")):
-            if name in self._trackers:
+                          ("cal", "cal_loss"), ("exp_macs", "exp_macs"), ("kd", "kd_loss")):
+            if name in self._trackers and key in terms:
                 self._trackers[name].update_state(terms[key])
         by_name = {s.name: z for s, z in zip(self._layout, logits)}
         for name, acc in self._accs.items():
@@ -137,9 +155,10 @@ class EENNTrainer(keras.Model):
 
     def train_step(self, data):
         x, y = data[0], data[1]
+        teacher = data[2] if len(data) > 2 else None      # teacher logits (train_eenn's teacher_logits)
         with tf.GradientTape() as tape:
             outs = self.eenn(x, training=True)
-            total, terms, logits = self._loss(y, outs)
+            total, terms, logits = self._loss(y, outs, teacher)
         weights = self.trainable_weights
         grads = tape.gradient(total, weights)
         self.optimizer.apply_gradients([(g, w) for g, w in zip(grads, weights) if g is not None])
@@ -256,8 +275,9 @@ def _augment_fn(augment: Augment, seed: int) -> Optional[Callable]:
 
 
 def _train_dataset(x: tf.Tensor, y: tf.Tensor, order: np.ndarray, batch_size: int,
-                   augment: Optional[Callable]) -> tf.data.Dataset:
-    """Batches gathered by index from the in-memory tensors following the per-epoch order (no copies)."""
+                   augment: Optional[Callable], teacher: Optional[tf.Tensor] = None) -> tf.data.Dataset:
+    """Batches gathered by index from the in-memory tensors following the per-epoch order (no copies);
+    (x, y) or, with teacher logits, (x, y, teacher)."""
     ds = tf.data.Dataset.from_tensor_slices(order)
     ds = ds.flat_map(lambda idx: tf.data.Dataset.from_tensor_slices(idx).batch(batch_size))
     ds = ds.enumerate()
@@ -266,6 +286,8 @@ def _train_dataset(x: tf.Tensor, y: tf.Tensor, order: np.ndarray, batch_size: in
         xb = tf.gather(x, idx)
         if augment is not None:
             xb = augment(xb, step)
+        if teacher is not None:
+            return xb, tf.gather(y, idx), tf.gather(teacher, idx)
         return xb, tf.gather(y, idx)
 
     return ds.map(gather).prefetch(tf.data.AUTOTUNE)
@@ -303,6 +325,7 @@ def _arrays(data, train_limit: Optional[int], rng: np.random.Generator):
     num_classes = int(getattr(data, "num_classes", 0) or (int(y.max()) + 1))
     if y.min() < 0 or y.max() >= num_classes:
         raise DataError(f"labels must be in 0..{num_classes - 1}")
+    keep = None
     if train_limit is not None and train_limit < len(y):
         keep = np.sort(rng.choice(len(y), size=int(train_limit), replace=False))
         x, y = x[keep], y[keep]  # one copy of the subset, the full array is untouched
@@ -310,7 +333,23 @@ def _arrays(data, train_limit: Optional[int], rng: np.random.Generator):
     val = None
     if xv is not None and yv is not None and len(xv) > 0:
         val = (np.asarray(xv, np.float32), np.asarray(yv).reshape(-1).astype(np.int32))
-    return x, y.astype(np.int32), num_classes, val
+    return x, y.astype(np.int32), num_classes, val, keep
+
+
+def _teacher_tensor(teacher_logits, n: int, num_classes: int, keep, weight: float,
+                    temperature: float) -> Optional[tf.Tensor]:
+    """The checked teacher logits of the training samples used (None: no distillation)."""
+    if teacher_logits is None:
+        return None
+    t = np.asarray(teacher_logits, np.float32)
+    if t.shape != (n, num_classes):
+        raise DataError(f"teacher_logits must have shape ({n}, {num_classes}) (one row per training sample), "
+                        f"got {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise DataError("teacher_logits has non-finite values")
+    if not (np.isfinite(weight) and weight >= 0) or not (np.isfinite(temperature) and temperature > 0):
+        raise ConstraintError("distill_weight must be >= 0 and distill_temperature > 0")
+    return tf.convert_to_tensor(t if keep is None else t[keep])
 
 
 def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epochs: int = 5,
@@ -319,7 +358,9 @@ def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epoc
                backbone_loss: str = "final", exit_macs: Optional[Sequence[float]] = None,
                augment: Augment = None, early_stopping_patience: Optional[int] = None, seed: int = 0,
                callbacks: Optional[List[keras.callbacks.Callback]] = None, verbose: int = 1,
-               train_limit: Optional[int] = None, deterministic: bool = True) -> TrainHistory:
+               train_limit: Optional[int] = None, deterministic: bool = True,
+               teacher_logits: Optional[np.ndarray] = None, distill_weight: float = 1.0,
+               distill_temperature: float = 1.0) -> TrainHistory:
     """Train an EENN in place with the NACHOS schedule; returns a ``TrainHistory``.
 
     epochs: backbone-phase epochs (0 skips it); head_epochs: exit-phase epochs (default ``epochs``).
@@ -329,6 +370,9 @@ def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epoc
     when omitted and needed). early_stopping_patience: None = off, else EarlyStopping on val_loss
     (loss without validation data) with best weights restored. deterministic: also enables TF op
     determinism (process-wide). train_limit: train on a seeded random subset of that many samples.
+    teacher_logits: (N, classes) logits of a teacher for ``data.x_train`` (e.g. the largest subnet of a
+    supernet): every trained exit is then also distilled from it, ``distill_weight`` times
+    KL(softmax(teacher / T) || softmax(exit / T)) T^2 with T = ``distill_temperature``, added to the loss.
     """
     t0 = time.time()
     loss = LossConfig.ce_sum() if loss is None else loss
@@ -341,7 +385,10 @@ def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epoc
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     rng = np.random.default_rng(seed)
-    x_np, y_np, num_classes, val = _arrays(data, train_limit, rng)
+    x_np, y_np, num_classes, val, keep = _arrays(data, train_limit, rng)
+    teacher = _teacher_tensor(teacher_logits, len(data.x_train), num_classes, keep, distill_weight,
+                              distill_temperature)
+    distill = None if teacher is None else (distill_weight, distill_temperature)
     layout = exit_layout(model)
     num_early = len(layout) - 1
     macs = _resolve_exit_macs(model, exit_macs, required=loss.needs_macs and head_epochs > 0)
@@ -381,7 +428,7 @@ def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epoc
         steps = math.ceil(order.shape[1] / batch_size)
         if verbose:
             print(f"[nachos-tf] phase {name}: {n_epochs} epochs, {order.shape[1]} samples/epoch")
-        h = trainer.fit(_train_dataset(x_t, y_t, order, batch_size, aug), epochs=n_epochs,
+        h = trainer.fit(_train_dataset(x_t, y_t, order, batch_size, aug, teacher), epochs=n_epochs,
                         steps_per_epoch=steps, validation_data=val_ds, callbacks=cbs, verbose=verbose,
                         shuffle=False)
         history.phases[name] = {k: [float(v) for v in vs] for k, vs in h.history.items()}
@@ -394,7 +441,8 @@ def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epoc
                 for l in model.layers:
                     if l.name not in backbone:
                         l.trainable = False
-            trainer = EENNTrainer(model, loss, mode="final" if backbone_loss == "final" else "ce_sum")
+            trainer = EENNTrainer(model, loss, mode="final" if backbone_loss == "final" else "ce_sum",
+                                  distill=distill)
             run_phase("backbone", epochs, trainer, learning_rate, [])
             for l in model.layers:
                 l.trainable = saved_trainable[l.name]
@@ -403,7 +451,8 @@ def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epoc
                 for l in model.layers:
                     if l.name in backbone:
                         l.trainable = False
-            trainer = EENNTrainer(model, loss, mode="loss", exit_macs=macs, calibration=cal_state)
+            trainer = EENNTrainer(model, loss, mode="loss", exit_macs=macs, calibration=cal_state,
+                                  distill=distill)
             run_phase("heads", head_epochs, trainer, head_learning_rate or learning_rate, [])
             if loss.needs_support_set and num_early > 0 and float(cal_state.on.numpy()) > 0:
                 history.support_accuracy = cal_state.S.numpy().tolist()
@@ -450,6 +499,12 @@ def predict_exits(model: keras.Model, x, batch_size: int = 256, eager: bool = Fa
         outs = [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
     else:
         outs = model.predict(x, batch_size=batch_size, verbose=0)
+    return exit_outputs(outs, layout)
+
+
+def exit_outputs(outs, layout: Sequence[ExitSpec]) -> Tuple[List[np.ndarray], Optional[List[Optional[np.ndarray]]]]:
+    """`predict_exits`' result from raw model outputs (logits and confidences, in output order) and their
+    `naming.exit_layout`: softmax probabilities per exit (final last), early-exit confidences (N,) or None."""
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     probs = [softmax(np.asarray(outs[s.logits_index], np.float32)) for s in layout]
     if all(s.conf_index is None for s in layout[:-1]):

@@ -31,6 +31,7 @@ def test_outputs_follow_the_naming_contract(space):
         for i in range(k):
             expected += [f"exit_{i}", f"exit_{i}_conf"]
         assert names == expected + ["final"]
+        assert naming.contract_names(k, space.confidence) == names       # what the supernet evaluator assumes
         assert [s.name for s in naming.exit_layout(m)] == [f"exit_{i}" for i in range(k)] + ["final"]
         assert all(m.get_layer(f"exit_{i}_point").__class__ is keras.layers.Identity for i in range(k))
         assert isinstance(m.layers[1], keras.layers.Rescaling)
@@ -68,7 +69,7 @@ def test_same_genome_same_architecture_and_exit_heads(space):
 def test_static_space_has_only_the_final_classifier():
     space = SearchSpace.mcu((28, 28, 1), 10, early_exits=False)
     m = nt.build_eenn(space, space.sample(0))
-    assert naming.output_names(m) == ["final"]
+    assert naming.output_names(m) == ["final"] == naming.contract_names(0, True)
 
 
 def test_save_and_load_with_plain_keras(space, tmp_path):

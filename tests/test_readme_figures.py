@@ -407,6 +407,14 @@ tie(DEMO, "the firmware gave the class and exit of `nachos-tf evaluate` on {} of
           "arrays {} + code {}) and its RAM {} B.", "demo.json",
     lambda: [_d("firmware", "agree"), _d("firmware", "n"), _d("firmware", "flash_bytes"), _d("firmware", "model_bytes"),
              _d("firmware", "code_bytes"), _d("firmware", "ram_bytes")])
+tie(DEMO, "the three took {} s", "demo.json", lambda: [_d("final", "seconds_sum")])
+tie(DEMO, "after fine-tuning it reached {} at {} expected MACs", "demo.json",
+    lambda: [_sol("val", "accuracy"), _sol("val", "expected_macs")])
+tie(DEMO, "The second solution, `c0035`, reached validation {} at {} expected MACs, test {} at {}, int8 TFLM {};",
+    "demo.json", lambda: [_d("admissible")[1]["val"]["accuracy"], _d("admissible")[1]["val"]["expected_macs"],
+                          _d("admissible")[1]["test"]["accuracy"], _d("admissible")[1]["test"]["expected_macs"],
+                          _d("admissible")[1]["int8"]["accuracy"]])
+tie(DEMO, "So the admissible set has **{} solutions**", "demo.json", lambda: [len(_d("admissible"))])
 tie(DEMO, "so the whole `make demo` took {} s", "demo.json", lambda: [_d("make_demo_seconds")])
 tie(DEMO, "TFLM took {} ms per image on this x86 host.", "demo.json", lambda: [_d("evaluate", "ms_per_image")])
 
@@ -417,7 +425,7 @@ CMP = "## nachos-tf against the alternatives"
 
 
 def _m(method, key):
-    return J("compare.json")["methods"][method][key]
+    return J("compare_issue6.json")["methods"][method][key]
 
 
 def _cell(method, key, scale):
@@ -442,23 +450,23 @@ def _cell_text(method, key):
 
 _CMP_COLS = (("hypervolume", 1), ("best_acc_at_0.5M", 100), ("best_acc_at_1.0M", 100), ("mac_saving_vs_static", 100),
              ("int8_best_acc", 100), ("candidates", 1), ("wall_s", 1))
-for _method in J("compare.json")["methods"]:
+for _method in J("compare_issue6.json")["methods"]:
     def _cvals(method=_method):
         out = []
         for key, scale in _CMP_COLS:
             vals = _m(method, key)
             out += [0, len(vals)] if all(v is None for v in vals) else _cell(method, key, scale)
         return out
-    tie(CMP, f"| {_method} | " + " | ".join(_cell_text(_method, k) for k, _ in _CMP_COLS) + " |", "compare.json",
+    tie(CMP, f"| {_method} | " + " | ".join(_cell_text(_method, k) for k, _ in _CMP_COLS) + " |", "compare_issue6.json",
         _cvals)
-tie(CMP, "MACs of the full network of the largest genome = {}M)", "compare.json",
-    lambda: [J("compare.json")["settings"]["reference_point"]["macs"] / 1e6])
-tie(CMP, "The published run used {} seeds x {} methods at **{} s of search per run**", "compare.json",
-    lambda: [len(J("compare.json")["seeds"]), len(J("compare.json")["methods"]), J("compare.json")["budget_s"]])
-tie(CMP, "(min accuracy {}, max expected MACs {}M)", "compare.json",
-    lambda: [J("compare.json")["settings"]["constraints"]["min_accuracy"],
-             J("compare.json")["settings"]["constraints"]["max_macs"] / 1e6])
-tie(CMP, "(AMD EPYC, {} GiB,", "compare.json", lambda: [J("compare.json")["machine"]["mem_total_gib"]])
+tie(CMP, "MACs of the full network of the largest genome = {}M)", "compare_issue6.json",
+    lambda: [J("compare_issue6.json")["settings"]["reference_point"]["macs"] / 1e6])
+tie(CMP, "The published run used {} seeds x {} methods at **{} s of search per run**", "compare_issue6.json",
+    lambda: [len(J("compare_issue6.json")["seeds"]), len(J("compare_issue6.json")["methods"]), J("compare_issue6.json")["budget_s"]])
+tie(CMP, "(min accuracy {}, max expected MACs {}M)", "compare_issue6.json",
+    lambda: [J("compare_issue6.json")["settings"]["constraints"]["min_accuracy"],
+             J("compare_issue6.json")["settings"]["constraints"]["max_macs"] / 1e6])
+tie(CMP, "(AMD EPYC, {} GiB,", "compare_issue6.json", lambda: [J("compare_issue6.json")["machine"]["mem_total_gib"]])
 
 
 def _mean(method, key, scale=1.0):
@@ -469,36 +477,36 @@ def _std(method, key, scale=1.0):
     return mean_std(_m(method, key), 0, scale)[1]
 
 
-tie(CMP, "have a higher hypervolume than the static NAS ({} and {} vs {})", "compare.json",
+tie(CMP, "have a higher hypervolume than the static NAS ({} and {} vs {})", "compare_issue6.json",
     lambda: [_mean("nachos", "hypervolume"), _mean("random", "hypervolume"), _mean("static", "hypervolume")])
-tie(CMP, "they need about a third fewer MACs ({} % and {} %, with a large spread)", "compare.json",
+tie(CMP, "they need about a third fewer MACs ({} % and {} %, with a large spread)", "compare_issue6.json",
     lambda: [_mean("nachos", "mac_saving_vs_static", 100), _mean("random", "mac_saving_vs_static", 100)])
 tie(CMP, "Random search is level on hypervolume ({} ± {} vs {} ± {}) and {} points better on best accuracy under {}M "
-         "({} vs {})", "compare.json",
+         "({} vs {})", "compare_issue6.json",
     lambda: [_mean("random", "hypervolume"), _std("random", "hypervolume"), _mean("nachos", "hypervolume"),
              _std("nachos", "hypervolume"),
              _mean("random", "best_acc_at_1.0M", 100) - _mean("nachos", "best_acc_at_1.0M", 100), 1.0,
              _mean("random", "best_acc_at_1.0M", 100), _mean("nachos", "best_acc_at_1.0M", 100)])
-tie(CMP, "With {}-{} candidates per run", "compare.json",
+tie(CMP, "With {}-{} candidates per run", "compare_issue6.json",
     lambda: [min(_m("nachos", "candidates") + _m("random", "candidates")),
              max(_m("nachos", "candidates") + _m("random", "candidates"))])
 tie(CMP, "`paper_choices` scores {} points lower on best accuracy under {}M ({} vs {}) and {} points lower under {}M, "
-         "with a lower hypervolume ({} vs {}). The spread over {} seeds (±{}-{} points)", "compare.json",
+         "with a lower hypervolume ({} vs {}). The spread over {} seeds (±{}-{} points)", "compare_issue6.json",
     lambda: [_mean("nachos", "best_acc_at_1.0M", 100) - _mean("paper_choices", "best_acc_at_1.0M", 100), 1.0,
              _mean("paper_choices", "best_acc_at_1.0M", 100), _mean("nachos", "best_acc_at_1.0M", 100),
              _mean("nachos", "best_acc_at_0.5M", 100) - _mean("paper_choices", "best_acc_at_0.5M", 100), 0.5,
-             _mean("paper_choices", "hypervolume"), _mean("nachos", "hypervolume"), len(J("compare.json")["seeds"]),
+             _mean("paper_choices", "hypervolume"), _mean("nachos", "hypervolume"), len(J("compare_issue6.json")["seeds"]),
              min(_std("paper_choices", "best_acc_at_1.0M", 100), _std("paper_choices", "best_acc_at_0.5M", 100)),
              max(_std("paper_choices", "best_acc_at_1.0M", 100), _std("paper_choices", "best_acc_at_0.5M", 100))])
 tie(CMP, "It is below the static network's accuracy ({} vs {}), so it saves nothing at equal accuracy, and it has the "
-         "lowest hypervolume ({}).", "compare.json",
+         "lowest hypervolume ({}).", "compare_issue6.json",
     lambda: [_mean("handmade", "best_acc_at_1.0M", 100), _mean("static", "best_acc_at_1.0M", 100),
              _mean("handmade", "hypervolume")])
 
 
 def _int8_gaps():
     out = []
-    for method in J("compare.json")["methods"]:
+    for method in J("compare_issue6.json")["methods"]:
         for a, b in zip(_m(method, "int8_best_acc"), _m(method, "best_acc_at_1.0M")):
             if a is not None and b is not None:
                 out.append((a - b) * 100)
@@ -506,8 +514,40 @@ def _int8_gaps():
 
 
 tie(CMP, "**int8 on TFLM stays within {} points of float** for the best solution of every method and seed (from {} to "
-         "+{} points over the {} runs).", "compare.json",
+         "+{} points over the {} runs).", "compare_issue6.json",
     lambda: [max(abs(g) for g in _int8_gaps()), min(_int8_gaps()), max(_int8_gaps()), len(_int8_gaps())])
+
+
+# ------------------------------------------------------------------- compare.json (issue-12 re-run, compare_report)
+
+_CMP12_COLS = (("hypervolume", 1), ("best_acc_at_0.5M", 100), ("int8_acc_at_0.5M", 100), ("best_acc_at_1.0M", 100),
+               ("mac_saving_vs_static", 100), ("int8_best_acc", 100), ("candidates", 1), ("search_s", 1),
+               ("wall_s", 1))
+
+
+def _cmp12_row(method):
+    """(README row template, its values) of `compare_report.write_table` for one method of compare.json."""
+    v = J("compare.json")["summary"]["methods"][method]
+    texts, vals = [], []
+    for key, scale in _CMP12_COLS:
+        xs = v[key]
+        present = [x * scale for x in xs if x is not None]
+        if not present:
+            na = key == "search_s" and method == "handmade"
+            texts.append("–" if na or not xs else "none ({}/{})")
+            vals += [] if na or not xs else [0, len(xs)]
+            continue
+        texts.append("{}" + (" ± {}" if len(present) > 1 else "") + (" ({}/{})" if len(present) < len(xs) else ""))
+        vals.append(statistics.fmean(present))
+        if len(present) > 1:
+            vals.append(statistics.pstdev(present))
+        if len(present) < len(xs):
+            vals += [len(present), len(xs)]
+    return f"| {method} | " + " | ".join(texts) + " |", vals
+
+
+for _method in J("compare.json")["summary"]["methods"]:
+    tie(CMP, _cmp12_row(_method)[0], "compare.json", lambda m=_method: _cmp12_row(m)[1])
 
 
 # --------------------------------------------------------------------------------------------- the checks

@@ -215,6 +215,9 @@ def test_constraint_values_sign_and_scale():
     with pytest.raises(ConstraintError, match="flash"):
         c.violations(0.9, 5e5)                                         # set but not measured
     assert S.Constraints(0.8, 1e6).violations(0.9, 5e5)["flash"] is None
+    # accuracy and MACs alone (no size measured), bounds included
+    assert c.meets_accuracy_and_macs(0.8, 1e6) and c.meets_accuracy_and_macs(0.95, 0.0)
+    assert not c.meets_accuracy_and_macs(0.7999, 5e5) and not c.meets_accuracy_and_macs(0.9, 1e6 + 1)
 
 
 def test_budget_presets_and_validation():
@@ -393,11 +396,48 @@ def test_admissible_set_meets_constraints_and_is_non_dominated(fake_run):
             dominates = (b.val["accuracy"] >= a.val["accuracy"] and b.val["expected_macs"] <= a.val["expected_macs"]
                          and (b.val["accuracy"] > a.val["accuracy"] or b.val["expected_macs"] < a.val["expected_macs"]))
             assert not dominates, (a.id, b.id)
-    # the re-trained members come from the search-time admissible front
-    front_ids = {r["id"] for r in R.admissible_front(res.archive)}
-    assert {s.id for s in sols} <= front_ids
+    # the re-trained members come from the search-time admissible front, or (when it has fewer than
+    # max_final members) from the next non-dominated layers, ranked here by pymoo directly
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    feas = [r for r in res.archive if r["feasible"]]
+    fronts = NonDominatedSorting().do(np.array([[r["metrics"]["error"], r["metrics"]["expected_macs"]]
+                                                for r in feas]))
+    rank = {feas[i]["id"]: k for k, layer in enumerate(fronts) for i in layer}
+    for fin in res.final_records:
+        better = sum(1 for v in rank.values() if v < rank[fin.id])
+        assert better < FAKE_BUDGET.max_final, (fin.id, rank[fin.id], better)
     for r in R.admissible_front(res.archive):
         assert r["feasible"] and all(v <= 0 for v in r["constraints"].values() if v is not None)
+
+
+def _rec(cid: str, accuracy: float, macs: float, feasible: bool = True) -> CandidateRecord:
+    r = CandidateRecord.measured({"id": cid}, seed=0, accuracy=accuracy, exit_rates=[1.0], expected_macs=macs,
+                                 exit_macs=[macs], constraints={"accuracy": -0.01 if feasible else 0.01},
+                                 rule="max_softmax", thresholds=[], params=1)
+    r.id = cid
+    return r
+
+
+def test_finalists_fill_a_small_front_from_the_next_layers():
+    from nachos_tf.nas.final import finalists
+
+    a = _rec("a", 0.90, 100)                                          # dominates every other feasible one
+    b, c, d = _rec("b", 0.89, 120), _rec("c", 0.88, 110), _rec("d", 0.87, 105)   # the second layer
+    e = _rec("e", 0.86, 130)                                          # third layer (dominated by b, c, d)
+    x = _rec("x", 0.95, 50, feasible=False)                           # infeasible: never chosen
+    recs = [e, d, x, c, b, a]
+    chosen, reserves = finalists(recs, 3)
+    assert [r.id for r in chosen] == ["a", "d", "b"]                  # a, then layer 2 spread: both MAC ends
+    assert [r.id for r in reserves] == ["c"]
+    chosen, reserves = finalists(recs, 1)
+    assert [r.id for r in chosen] == ["a"] and reserves == []
+    chosen, reserves = finalists(recs, 5)                             # a + all of layer 2 + e
+    assert [r.id for r in chosen] == ["a", "d", "c", "b", "e"] and reserves == []
+    # a front with k members or more: as before, only the front, spread, reserves most accurate first
+    front = [_rec(f"f{i}", 0.90 + 0.01 * i, 100 + 10 * i) for i in range(5)]
+    chosen, reserves = finalists(front + [e], 3)
+    assert [r.id for r in chosen] == ["f0", "f2", "f4"] and [r.id for r in reserves] == ["f3", "f1"]
 
 
 def test_hypervolume_equals_pymoo_hv_computed_here(fake_run):

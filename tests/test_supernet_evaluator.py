@@ -161,3 +161,23 @@ def test_int8_sizes_measured_only_when_they_can_decide(small, saved_supernet, tm
         line = dict(rec.to_dict(), id="c0000")                    # the id the archive gives it
         again = record_from_dict(json.loads(json.dumps(line)), "archive.jsonl line 1")
         assert again.to_dict() == line
+
+
+def test_finalize_teacher_is_the_largest_subnet_of_the_supernet(small, saved_supernet, tmp_path):
+    """The logits front members are distilled from: the supernet's largest subnet, BN re-estimated as each
+    candidate's, equal to that subnet extracted as a Keras model (a second code path); computed once."""
+    from nachos_tf.supernet import reestimate_bn
+    from nachos_tf.supernet.extract import bn_images
+
+    space = tiny_space()
+    ev = ready(SupernetEvaluator(supernet_dir=str(saved_supernet), bn_images=256), space, small, LOOSE,
+               REAL_BUDGET, run_dir=tmp_path)
+    x = small.x_train[:200]
+    teacher = ev._teacher(x)
+    sn = Supernet.load(saved_supernet, space)
+    model = sn.extract(sn.extreme_genome(True))
+    reestimate_bn(model, bn_images(small, 256, seed=0))
+    final = np.asarray(model.predict(x, verbose=0)[-1])
+    assert teacher.shape == (200, space.num_classes)
+    np.testing.assert_allclose(teacher, final, atol=2e-4, rtol=1e-4)
+    assert ev._teacher(x) is teacher                                  # cached for the next front member

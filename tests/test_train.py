@@ -173,3 +173,34 @@ def test_with_builder_and_profiler():
     h = train_eenn(m, data, LossConfig.nachos(0.5 * macs[-1]), epochs=0, head_epochs=1, batch_size=32,
                    verbose=0, train_limit=48)  # exit_macs come from the profiler
     assert h.exit_macs == [float(v) for v in macs] and "mac_loss" in h.phases["heads"]
+
+
+def test_distillation_pulls_every_exit_towards_the_teacher():
+    """A teacher that names class (y + 1) mod C: distilled strongly, both exits follow it; without it they
+    follow the labels. The same seed and data otherwise."""
+    data = synthetic(n=960)
+    y = np.asarray(data.y_train)
+    teacher = np.full((len(y), C), -6.0, np.float32)
+    teacher[np.arange(len(y)), (y + 1) % C] = 6.0
+    kw = dict(KW, epochs=4, head_epochs=6, seed=3)
+    agree = {}
+    for name, extra in (("plain", {}), ("kd", dict(teacher_logits=teacher, distill_weight=20.0))):
+        model = tiny_eenn(seed=1)
+        hist = train_eenn(model, data, loss=LossConfig.ce_sum(), **kw, **extra)
+        probs, _ = predict_exits(model, data.x_train)
+        agree[name] = [(float(np.mean(p.argmax(1) == y)), float(np.mean(p.argmax(1) == (y + 1) % C)))
+                       for p in probs]
+        assert ("kd_loss" in hist.phases["heads"]) == (name == "kd")
+    for (lab_plain, t_plain), (lab_kd, t_kd) in zip(agree["plain"], agree["kd"]):
+        assert lab_plain > t_plain + 0.2                              # without a teacher: the labels
+        assert t_kd > 0.6 and t_kd > lab_kd + 0.5                     # distilled: the teacher, at every exit
+
+
+def test_teacher_logits_are_checked():
+    data = synthetic()
+    with pytest.raises(Exception, match="teacher_logits must have shape"):
+        train_eenn(tiny_eenn(), data, teacher_logits=np.zeros((5, C)), **dict(KW, epochs=1, head_epochs=0))
+    bad = np.zeros((len(data.y_train), C), np.float32)
+    bad[0, 0] = np.nan
+    with pytest.raises(Exception, match="non-finite"):
+        train_eenn(tiny_eenn(), data, teacher_logits=bad, **dict(KW, epochs=1, head_epochs=0))

@@ -3,7 +3,7 @@ meets the user's constraints on validation, and write ``pareto.json``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from ..results import PARETO, admissible_front, write_json
 from .pool import CandidatePool, fmt_time
 from ..macs import human as _human
 
-__all__ = ["spread", "pareto_doc", "final_stage"]
+__all__ = ["spread", "finalists", "pareto_doc", "final_stage"]
 
 
 def spread(front: Sequence[CandidateRecord], k: int) -> List[CandidateRecord]:
@@ -23,6 +23,36 @@ def spread(front: Sequence[CandidateRecord], k: int) -> List[CandidateRecord]:
         return [min(front, key=lambda r: (r.metrics.error, r.metrics.expected_macs))]
     idx = sorted({int(round(i)) for i in np.linspace(0, len(front) - 1, k)})
     return [front[i] for i in idx]
+
+
+def finalists(records: Sequence[CandidateRecord], k: int) -> Tuple[List[CandidateRecord], List[CandidateRecord]]:
+    """The k candidates to re-train, and the reserves tried when one of them is dropped after re-training.
+
+    The admissible front, spread evenly (`spread`). When it has fewer than k members, the next non-dominated
+    layers of the feasible candidates (each spread evenly) fill the rest: search-time estimates of close
+    candidates are noisy, and re-training re-orders them, so a front member of the final Pareto set may come
+    from the second layer. Reserves: the rest of the front, most accurate first, then the rest of the layers
+    used.
+
+    Args:
+        records: the search's candidate records (infeasible ones are ignored).
+        k: how many to re-train (`Budget.max_final`).
+
+    Returns:
+        (chosen, reserves).
+    """
+    left = [r for r in records if r.feasible]
+    chosen: List[CandidateRecord] = []
+    reserves: List[CandidateRecord] = []
+    while left and len(chosen) < k:
+        layer = admissible_front(left)
+        picked = spread(layer, k - len(chosen))
+        chosen += picked
+        reserves += sorted((r for r in layer if r not in picked),
+                           key=lambda r: (r.metrics.error, r.metrics.expected_macs, str(r.id)))
+        ids = {r.id for r in layer}
+        left = [r for r in left if r.id not in ids]
+    return chosen, reserves
 
 
 def pareto_doc(constraints, finals: Sequence[FinalRecord]) -> Dict[str, Any]:
@@ -53,14 +83,14 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
     """
     say = progress or (lambda s: None)
     front = admissible_front(pool.records)
-    chosen = spread(front, budget.max_final)
-    # reserves: if a member is dropped after re-training, one more (the most accurate left) is tried
-    queue = chosen + sorted((r for r in front if r not in chosen),
-                            key=lambda r: (r.metrics.error, r.metrics.expected_macs, str(r.id)))
+    chosen, reserves = finalists(pool.records, budget.max_final)
+    queue = chosen + reserves             # if a member is dropped after re-training, one reserve is tried
     by_id = {r.id: r for r in done}
     finals: List[FinalRecord] = []
     if chosen:
-        say(f"admissible front: {len(front)} candidates; re-training {len(chosen)} with the final budget "
+        extra = len(chosen) - min(len(front), len(chosen))
+        more = f" (the front and {extra} of the next non-dominated layers)" if extra else ""
+        say(f"admissible front: {len(front)} candidates; re-training {len(chosen)}{more} with the final budget "
             f"({budget.final_train or 'all'} samples, {budget.final_epochs}+{budget.final_head_epochs} epochs)")
     kept = 0
     for i, rec in enumerate(queue):

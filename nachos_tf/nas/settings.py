@@ -82,6 +82,12 @@ class Constraints:
                 g[name] = (float(value) - bound) / bound
         return g
 
+    def meets_accuracy_and_macs(self, accuracy: float, expected_macs: float) -> bool:
+        """True when accuracy and expected MACs meet their bounds (the two constraints that need no int8
+        conversion; the same test as `violations` <= 0)."""
+        g = replace(self, max_flash=None, max_ram=None).violations(accuracy, expected_macs)
+        return g["accuracy"] <= 0 and g["macs"] <= 0
+
     def relaxed(self, accuracy_slack: float) -> "Constraints":
         """The same bounds with the accuracy floor lowered by `accuracy_slack` (the search-time floor)."""
         if not accuracy_slack:
@@ -149,7 +155,7 @@ class Budget:
 
     @classmethod
     def preset(cls, name: str, evaluator: str = "supernet") -> "Budget":
-        """A named preset: `quick` (< 10 min on 2 CPU cores for Fashion-MNIST, what `make demo` runs),
+        """A named preset: `quick` (what `make demo` runs; README "make demo, measured" gives its time),
         `standard`, `thorough`. The supernet evaluator judges a candidate in seconds, the proxy trains each
         one, so each has its own table (`BUDGETS`, `PROXY_BUDGETS`).
 

@@ -148,12 +148,15 @@ class Supernet:
         hard-swish (ReLU), top (lowest) resolution; every exit point a gap_dense exit (repaired)."""
         from ..genome import ExitGene, Genome
 
+        def pick(values, preferred):          # the preferred choice when the gene offers it
+            return preferred if preferred in values else values[-1 if largest else 0]
+
         p: Dict[str, Any] = {}
         for g in self.space.backbone_genes:
             if g.name.endswith("_se"):
-                p[g.name] = bool(largest)
+                p[g.name] = pick(g.values, bool(largest))
             elif g.name.endswith("_act"):
-                p[g.name] = "hard_swish" if largest else "relu"
+                p[g.name] = pick(g.values, "hard_swish" if largest else "relu")
             else:
                 p[g.name] = max(g.values) if largest else min(g.values)
         w = max(self.spec.head_widths) if largest else min(self.spec.head_widths)

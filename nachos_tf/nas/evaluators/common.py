@@ -118,11 +118,11 @@ def candidate_record(genome: Genome, model, cal, exit_macs: Sequence[float], con
                                           ("ram", constraints.max_ram, "arena_bytes"))
                   if bound and sizes.get(key) is None]
     if unmeasured:            # not measured because the candidate already misses accuracy or MACs (see caller)
-        g = dataclasses.replace(constraints, max_flash=None, max_ram=None).violations(sim.accuracy, sim.expected_macs)
-        g.update({n: 0.0 for n in unmeasured})
-        if not any(v is not None and v > 0 for v in g.values()):
+        if constraints.meets_accuracy_and_macs(sim.accuracy, sim.expected_macs):
             raise ConstraintError(f"the int8 {' and '.join(unmeasured)} size of a candidate that meets accuracy "
                                   "and MACs must be measured")
+        g = dataclasses.replace(constraints, max_flash=None, max_ram=None).violations(sim.accuracy, sim.expected_macs)
+        g.update({n: 0.0 for n in unmeasured})
         extra["sizes_not_measured"] = "misses accuracy or MACs already; flash / RAM not measured"
     else:
         g = constraints.violations(sim.accuracy, sim.expected_macs, sizes["flash_bytes"], sizes["arena_bytes"])

@@ -65,15 +65,17 @@ def set_bn_momentum(model, steps: int) -> float:
 
 
 def train_built(model, exit_macs: Sequence[float], data, loss, seed: int, epochs: int, head_epochs: int,
-                batch_size: int, learning_rate: float) -> float:
-    """Train a built EENN in place on `data`'s train split (deterministic for `seed`); returns seconds."""
+                batch_size: int, learning_rate: float, teacher_logits=None) -> float:
+    """Train a built EENN in place on `data`'s train split (deterministic for `seed`); returns seconds.
+    `teacher_logits` (one row per training image): distil every trained exit from them (`train_eenn`)."""
     from ...train import train_eenn
 
     set_bn_momentum(model, math.ceil(len(data.y_train) / batch_size) * (epochs + head_epochs))
     # no validation split during proxy training: it would only be logged, and costs time
     train_data = types.SimpleNamespace(x_train=data.x_train, y_train=data.y_train, num_classes=data.num_classes)
     hist = train_eenn(model, train_data, loss=loss, epochs=epochs, head_epochs=head_epochs, batch_size=batch_size,
-                      learning_rate=learning_rate, exit_macs=list(exit_macs), seed=seed, verbose=0)
+                      learning_rate=learning_rate, exit_macs=list(exit_macs), seed=seed, verbose=0,
+                      teacher_logits=teacher_logits)
     return float(hist.seconds)
 
 

@@ -6,7 +6,8 @@ Fashion-MNIST space). Its weights live in ``<run>/supernet/`` (``supernet.weight
 no pickle), where worker processes load them too. `evaluate(genome)` = extract the subnet as the plain Keras
 model `build_eenn` builds, re-estimate its batch-norm statistics on training images, one forward pass on
 validation, calibrate: seconds per candidate, no training. `finalize` fine-tunes a front member from its
-inherited weights, re-calibrates on validation and reports test and int8 TFLM figures.
+inherited weights, every exit distilled from the supernet's largest subnet, re-calibrates on validation and
+reports test and int8 TFLM figures.
 """
 from __future__ import annotations
 
@@ -139,7 +140,8 @@ class SupernetEvaluator:
         MACs are counted by arithmetic (`SearchSpace.exit_macs`). Only a run with a flash / RAM bound
         extracts the Keras model, to measure its int8 export.
         """
-        from ...train import softmax
+        from ...naming import contract_names, layout_of_names
+        from ...train import exit_outputs
 
         c = self.context
         t0 = time.time()
@@ -155,14 +157,12 @@ class SupernetEvaluator:
         outs = sn.subnet_predict(sg, x_val, batch_size=1000, bn_x=self._bn_x())
         if sg is not genome:                              # the run's genome has no early exit: final only
             outs = outs[-1:]
-        step = 2 if (c.space.confidence and len(outs) > 1) else 1
-        early = [outs[i:i + step] for i in range(0, len(outs) - 1, step)]
-        probs = [softmax(np.asarray(o, np.float32)) for o in [e[0] for e in early] + [outs[-1]]]
-        confs = [np.asarray(e[1], np.float32).reshape(-1) for e in early] if step == 2 else None
+        n_early = len(exit_macs) - 1
+        probs, confs = exit_outputs(outs, layout_of_names(contract_names(n_early, c.space.confidence)))
         rule = exit_rule(c.space)
         cal = calibrate_outputs(probs, confs, exit_macs, y_val, rule, c.constraints, self.calibration)
         sizes = None
-        misses = (cal.result.accuracy < c.constraints.min_accuracy or cal.result.expected_macs > c.constraints.max_macs)
+        misses = not c.constraints.meets_accuracy_and_macs(cal.result.accuracy, cal.result.expected_macs)
         if not (c.constraints.max_flash or c.constraints.max_ram) or misses:
             # no size bound, or infeasible whatever its size: the int8 conversion (seconds) is skipped
             sizes = {"flash_bytes": None, "arena_bytes": None}
@@ -196,7 +196,8 @@ class SupernetEvaluator:
                                            (sn.space.n_exit_points - 1)))
 
     def finalize(self, record: CandidateRecord, out_dir: Path) -> FinalRecord:
-        """Fine-tune from the inherited weights (kept only if validation improves), re-calibrate, measure."""
+        """Fine-tune from the inherited weights, every exit distilled from the supernet's largest subnet (kept
+        only if validation improves), re-calibrate, measure."""
         from ...macs import profile_macs
         from ...supernet import reestimate_bn
         from .proxy import train_built
@@ -221,11 +222,23 @@ class SupernetEvaluator:
             train = data.subset(train=b.final_train, val=0, test=0, seed=int(c.seed)) \
                 if b.final_train is not None else data
             train_s = train_built(model, exit_macs, train, c.loss, seed, b.final_epochs, b.final_head_epochs,
-                                  b.batch_size, b.learning_rate / 3.0)
+                                  b.batch_size, b.learning_rate / 3.0, teacher_logits=self._teacher(train.x_train))
             if val_acc(model) < before:                 # model selection on validation only
                 model.set_weights(inherited)
         return final_record(record, model, data, exit_macs, exit_macs, rule, c.target, self.calibration, seed,
                             out_dir, train_s, t0)
+
+    def _teacher(self, x: np.ndarray) -> np.ndarray:
+        """Final-exit logits of the supernet's largest subnet (its BN statistics re-estimated as every
+        candidate's) on the fine-tuning images: the teacher front members are distilled from, as the
+        supernet's own subnets were in training. Computed once per run and set of images."""
+        c = self.context
+        key = f"teacher:{len(x)}:{hashlib.sha256(np.ascontiguousarray(x[:: max(1, len(x) // 64)])).hexdigest()}"
+        if key not in c.cache:
+            sn = self.supernet
+            c.cache[key] = np.asarray(sn.subnet_predict(sn.extreme_genome(True), x, batch_size=500,
+                                                        bn_x=self._bn_x())[-1], np.float32)
+        return c.cache[key]
 
     # ---------------------------------------------------------------- the supernet
     @property
