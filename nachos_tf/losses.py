@@ -41,7 +41,8 @@ from .errors import ConstraintError
 
 __all__ = ["LossConfig", "eenn_loss", "exit_probabilities", "classification_term", "confidence_prior_term",
            "balanced_bce", "mac_term", "expected_macs", "calibration_term", "ce_sum_term",
-           "per_exit_cross_entropy", "max_softmax_confidences", "exit_correct", "stack_confidences"]
+           "per_exit_cross_entropy", "max_softmax_confidences", "exit_correct", "stack_confidences",
+           "distillation_kl"]
 
 _EPS = 1e-7
 KINDS = ("nachos", "ce_sum")
@@ -176,6 +177,15 @@ def exit_probabilities(confidences: Sequence) -> tf.Tensor:
     p_early = b * survive
     p_final = tf.reduce_prod(1.0 - b, axis=1, keepdims=True)
     return tf.concat([p_early, p_final], axis=1)
+
+
+def distillation_kl(student_logits, teacher_logits, temperature: float = 1.0) -> tf.Tensor:
+    """Per-sample KL(softmax(teacher / T) || softmax(student / T)) over the last axis, times T^2 (knowledge
+    distillation; used by supernet training and by `train_eenn`'s teacher)."""
+    t = tf.cast(teacher_logits, tf.float32) / temperature
+    s = tf.cast(student_logits, tf.float32) / temperature
+    d = tf.nn.softmax(t) * (tf.nn.log_softmax(t) - tf.nn.log_softmax(s))
+    return tf.reduce_sum(d, axis=-1) * (temperature ** 2)
 
 
 def per_exit_cross_entropy(logits: Sequence, y) -> tf.Tensor:

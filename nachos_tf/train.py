@@ -28,7 +28,7 @@ import tensorflow as tf
 import keras
 
 from .errors import ConstraintError, DataError
-from .losses import LossConfig, eenn_loss
+from .losses import LossConfig, distillation_kl, eenn_loss
 from .naming import ExitSpec, exit_layout
 
 __all__ = ["train_eenn", "TrainHistory", "predict_exits", "exit_outputs", "EENNTrainer", "SupportSetCalibration",
@@ -116,13 +116,9 @@ class EENNTrainer(keras.Model):
     def _kd(self, logits, teacher) -> tf.Tensor:
         """Distillation: KL(teacher || student) on temperature-softened classes, times T^2, averaged over
         the exits this phase trains (the final one only in the backbone phase)."""
-        _, temp = self._distill
         used = logits[-1:] if self._mode == "final" else logits
-        t = tf.nn.softmax(tf.cast(teacher, tf.float32) / temp)
-        kls = [tf.reduce_mean(tf.reduce_sum(t * (tf.math.log(t + 1e-8)
-                                                 - tf.nn.log_softmax(tf.cast(z, tf.float32) / temp)), axis=-1))
-               for z in used]
-        return tf.add_n(kls) / float(len(used)) * (temp * temp)
+        kls = [tf.reduce_mean(distillation_kl(z, teacher, self._distill[1])) for z in used]
+        return tf.add_n(kls) / float(len(used))
 
     def _loss(self, y, outs, teacher=None):
         logits, confs = self._split(outs)

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..losses import distillation_kl
 from .gates import SupernetSpec
 from .model import SupernetNet
 
@@ -96,9 +97,7 @@ class SupernetTrainer(keras.Model):
 
     def _kd_loss(self, o, t):
         def kl(s_logits, t_logits):
-            pt = tf.nn.softmax(t_logits / self.T)
-            d = pt * (tf.nn.log_softmax(t_logits / self.T) - tf.nn.log_softmax(s_logits / self.T))
-            return tf.reduce_sum(d, axis=-1) * (self.T ** 2)
+            return distillation_kl(s_logits, t_logits, self.T)
 
         loss = tf.reduce_mean(kl(o["final"], t["final"]))
         if o["logits"] is not None:
