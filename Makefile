@@ -35,7 +35,7 @@ demo: setup data firmware-tools
 
 test: setup data firmware-tools
 	.venv/bin/lint-imports
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # the export compiled against real TFLM and run on the host and emulated Cortex-M4F (needs TFLM_ROOT;
 # about 20 min the first time, then the TFLM libraries come from ~/.cache/nachos-tf/tflm)

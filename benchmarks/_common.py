@@ -349,12 +349,14 @@ def eval_context(space: Any, data: Any, constraints: Any, budget: Any, seed: int
 
 def supernet_training(folder: Path) -> Dict[str, Any]:
     """What training the supernet saved in `folder` cost, from its manifest (``supernet.json``): epochs done,
-    the sum of the epochs' seconds (over every session that trained it), the last training call's seconds
+    the sum of the epochs' seconds (over every session that trained it, and over the supernet it was
+    continued from, if any), the last training call's seconds
     (epochs plus set-up) and the training settings."""
+    from nachos_tf.supernet.store import training_record_epochs, training_record_seconds
+
     m = json.loads((Path(folder) / "supernet.json").read_text())
-    hist = m.get("history") or []
-    return {"folder": str(folder), "epochs_done": m.get("epochs_done"),
-            "epoch_seconds": round(sum(float(h.get("seconds") or 0.0) for h in hist), 1),
+    return {"folder": str(folder), "epochs_done": training_record_epochs(m),
+            "epoch_seconds": round(training_record_seconds(m), 1),
             "seconds_last_call": m.get("seconds_this_call"), "settings": m.get("settings"),
             "space_fingerprint": m.get("space_fingerprint"), "data_fingerprint": m.get("data_fingerprint")}
 

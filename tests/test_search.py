@@ -798,9 +798,8 @@ def test_bad_algorithm_settings_are_refused_before_writing(tmp_path, kw, match):
     assert not (tmp_path / "bad").exists()
 
 
-def test_paper_cost_model_and_grid_calibration_ablation(fashion_small, tmp_path):
-    """ProxyEvaluator(cost_model="paper", calibration="grid") optimises the paper's belief (own-head costs);
-    its finalize still reports what the device pays (staged costs) at its thresholds."""
+def _paper_ablation_record(fashion_small, tmp_path):
+    """(evaluator, record, the paper's per-exit costs) of ProxyEvaluator(cost_model="paper", calibration="grid")."""
     from nachos_tf.builder import build_eenn
     from nachos_tf.macs import paper_exit_macs, profile_macs
 
@@ -810,18 +809,29 @@ def test_paper_cost_model_and_grid_calibration_ablation(fashion_small, tmp_path)
     paper = [float(m) for m in paper_exit_macs(profile_macs(build_eenn(space, genome)))]
     ev = ready(S.ProxyEvaluator(calibration="grid", cost_model="paper"), space, fashion_small, loose, REAL_BUDGET,
                run_dir=tmp_path)
-    rec = ev.evaluate(genome)
+    return ev, ev.evaluate(genome), paper
+
+
+def test_paper_cost_model_and_grid_calibration_ablation(fashion_small, tmp_path):
+    """ProxyEvaluator(cost_model="paper", calibration="grid") optimises the paper's belief (own-head costs)."""
+    ev, rec, paper = _paper_ablation_record(fashion_small, tmp_path)
     assert ev.to_dict() == {"name": "proxy", "calibration": "grid", "cost_model": "paper"}
     rates = rec.metrics.exit_rates
     assert rec.metrics.expected_macs == pytest.approx(float(np.dot(rates, paper)))
     assert paper[-1] < rec.exit_macs[-1]                          # the belief is cheaper than the truth
+    with pytest.raises(ConstraintError, match="cost model"):
+        S.ProxyEvaluator(cost_model="ours")
+
+
+@pytest.mark.slow  # a final stage with int8 conversion and TFLM on test (about a minute on 2 cores)
+def test_paper_cost_model_finalize_reports_what_the_device_pays(fashion_small, tmp_path):
+    """The paper ablation's finalize still reports what the device pays (staged costs) at its thresholds."""
+    ev, rec, _ = _paper_ablation_record(fashion_small, tmp_path)
     rec.id = "c0000"
     fin = ev.finalize(rec, tmp_path)
     for split in ("val", "test"):
         assert getattr(fin, split)["expected_macs"] == pytest.approx(
             float(np.dot(getattr(fin, split)["exit_rates"], fin.exit_macs)))
-    with pytest.raises(ConstraintError, match="cost model"):
-        S.ProxyEvaluator(cost_model="ours")
 
 
 def test_export_of_a_solution_reproduces_its_int8_figures(real_run, fashion_small, tmp_path):

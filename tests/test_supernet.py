@@ -180,6 +180,47 @@ def test_training_is_seeded_and_resumes(space, tmp_path):
         np.testing.assert_allclose(a[k], c[k], atol=1e-6)
     with pytest.raises(SupernetMismatchError):
         train_supernet(space, data, folder=tmp_path / "r", **{**kw, "n_random": 2})
+    # continuing from a supernet: a checkpoint made from other starting weights is not resumed
+    cont = dict(kw, epochs=1, warmup_epochs=0)
+    train_supernet(space, data, folder=tmp_path / "c", init_from=Supernet.load(tmp_path / "r", space), **cont)
+    with pytest.raises(SupernetMismatchError, match="settings"):
+        train_supernet(space, data, folder=tmp_path / "c", init_from=Supernet(space, seed=8), **cont)
+
+
+def test_init_from_starts_from_those_weights_and_keeps_their_record(space, randomized, tmp_path):
+    """`init_from` copies every weight of the given supernet (not the seeded initialisation), records its
+    weights' sha256 in the settings and its training record under info["init_from"], whose seconds and
+    epochs count in the total; another space or other data is refused."""
+    from nachos_tf.supernet.store import training_record_epochs, training_record_seconds, weights_fingerprint
+
+    data = _tiny_data(64)
+    src = Supernet(space, seed=0, net=randomized.net, info={
+        "epochs_done": 3, "history": [{"epoch": e, "seconds": 10.0 * e} for e in (1, 2, 3)],
+        "data_fingerprint": data_fingerprint(data), "command": "stage 1"})
+    sn = train_supernet(space, data, epochs=0, batch_size=16, folder=tmp_path / "c", seed=5, verbose=0,
+                        init_from=src)
+    fresh = Supernet(space, seed=5).net.numpy_weights()
+    w = sn.net.numpy_weights()
+    for k, v in randomized.net.numpy_weights().items():
+        np.testing.assert_array_equal(w[k], v)
+    assert any(not np.array_equal(w[k], fresh[k]) for k in w)
+    sha = weights_fingerprint(randomized.net.numpy_weights())
+    assert sn.info["settings"]["init_from"] == sha and sn.info["init_from"]["weights_sha256"] == sha
+    saved = json.loads((tmp_path / "c" / "supernet.json").read_text())
+    assert saved["init_from"]["command"] == "stage 1"
+    # a continued supernet's cost is its own epochs plus those it started from (recursively)
+    saved["history"] = [{"epoch": 1, "seconds": 7.5}]
+    saved["epochs_done"] = 1
+    assert training_record_seconds(saved) == pytest.approx(67.5)
+    assert training_record_epochs(saved) == 4
+    assert training_record_epochs({"epochs_done": 2, "init_from": saved}) == 6
+    with pytest.raises(SupernetMismatchError, match="other data"):
+        train_supernet(space, _tiny_data(64, seed=9), epochs=0, batch_size=16, verbose=0, init_from=src)
+    with pytest.raises(SupernetMismatchError, match="search space"):
+        train_supernet(nt.SearchSpace.mcu(SHAPE, 5), _tiny_data(64, classes=5), epochs=0, batch_size=16, verbose=0,
+                       init_from=src)
+    with pytest.raises(SupernetError, match="must be a Supernet"):
+        train_supernet(space, data, epochs=0, batch_size=16, verbose=0, init_from=str(tmp_path / "c"))
 
 
 @pytest.mark.slow

@@ -36,16 +36,22 @@ def saved_supernet(tmp_path_factory):
 LOOSE = S.Constraints(min_accuracy=0.05, max_macs=1.0e9)
 
 
-def test_record_equals_extract_then_simulate(small, saved_supernet, tmp_path):
+@pytest.fixture(scope="module")
+def shared_ev(small, saved_supernet, tmp_path_factory):
+    """One set-up evaluator of the tiny space for the tests that only read from it (its supernet graph is
+    traced once, which is most of a test's time)."""
+    return ready(SupernetEvaluator(supernet_dir=str(saved_supernet), bn_images=256), tiny_space(), small, LOOSE,
+                 REAL_BUDGET, run_dir=tmp_path_factory.mktemp("shared_run"))
+
+
+def test_record_equals_extract_then_simulate(small, saved_supernet, shared_ev):
     """The record's figures are those of the extracted model, BN re-estimated, at the record's thresholds."""
     from nachos_tf.policy import simulate, thresholds_from_json
     from nachos_tf.supernet import reestimate_bn
     from nachos_tf.supernet.extract import bn_images
     from nachos_tf.train import predict_exits
 
-    space = tiny_space()
-    ev = ready(SupernetEvaluator(supernet_dir=str(saved_supernet), bn_images=256), space, small, LOOSE,
-               REAL_BUDGET, run_dir=tmp_path)
+    space, ev = tiny_space(), shared_ev
     genome = next(g for g in (space.sample(s) for s in range(30)) if len(g.exit_positions) >= 2)
     rec = ev.evaluate(genome)
     assert rec.measured_ok and rec.train_seconds == 0.0
@@ -63,6 +69,26 @@ def test_record_equals_extract_then_simulate(small, saved_supernet, tmp_path):
     assert rec.metrics.params == model.count_params()
 
 
+def test_resume_takes_the_supernet_from_the_run_folder(small, saved_supernet, tmp_path, monkeypatch):
+    """A run folder that already holds the supernet (an earlier session of the run) is set up from there:
+    nothing is searched for or trained, and the candidates it judges are those of the same supernet."""
+    import shutil
+
+    import nachos_tf.nas.evaluators.supernet as SE
+
+    monkeypatch.setenv("NACHOS_TF_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    shutil.copytree(saved_supernet, run / SE.RUN_SUBDIR)
+    monkeypatch.setattr(SE.SupernetEvaluator, "_find_or_train",
+                        lambda self: pytest.fail("searched for / trained a supernet on resume"))
+    ev = ready(SupernetEvaluator(bn_images=256), tiny_space(), small, LOOSE, REAL_BUDGET, run_dir=run)
+    assert ev.source == "the run folder (resumed)" and ev.folder == run / SE.RUN_SUBDIR
+    mine, given = ev.supernet.net.numpy_weights(), Supernet.load(saved_supernet, tiny_space()).net.numpy_weights()
+    assert mine.keys() == given.keys() and all(np.array_equal(mine[k], given[k]) for k in mine)
+    assert not (tmp_path / "cache").exists()                  # nothing cached: nothing was trained
+
+
+@pytest.mark.slow  # two searches with their final stages (about 100 s on 2 cores)
 def test_search_with_supernet_setup_is_reused_on_resume(small, saved_supernet, tmp_path, monkeypatch):
     """A search copies the found supernet into the run folder once; a resume loads it from there."""
     import nachos_tf.nas.evaluators.supernet as SE
@@ -163,15 +189,13 @@ def test_int8_sizes_measured_only_when_they_can_decide(small, saved_supernet, tm
         assert again.to_dict() == line
 
 
-def test_finalize_teacher_is_the_largest_subnet_of_the_supernet(small, saved_supernet, tmp_path):
+def test_finalize_teacher_is_the_largest_subnet_of_the_supernet(small, saved_supernet, shared_ev):
     """The logits front members are distilled from: the supernet's largest subnet, BN re-estimated as each
     candidate's, equal to that subnet extracted as a Keras model (a second code path); computed once."""
     from nachos_tf.supernet import reestimate_bn
     from nachos_tf.supernet.extract import bn_images
 
-    space = tiny_space()
-    ev = ready(SupernetEvaluator(supernet_dir=str(saved_supernet), bn_images=256), space, small, LOOSE,
-               REAL_BUDGET, run_dir=tmp_path)
+    space, ev = tiny_space(), shared_ev
     x = small.x_train[:200]
     teacher = ev._teacher(x)
     sn = Supernet.load(saved_supernet, space)

@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from ..errors import SupernetError
 from .api import Supernet
-from .store import (SupernetMismatchError, data_fingerprint, read_weights, space_fingerprint,
-                    write_weights)
+from .store import (SupernetMismatchError, assign_weights, data_fingerprint, read_weights, space_fingerprint,
+                    weights_fingerprint, write_weights)
 from .training import SupernetTrainer, TwoPhaseSchedule, epoch_plan, make_dataset, sort_channels
 
 CKPT_DIR = "checkpoint"
@@ -58,8 +58,6 @@ def save_checkpoint(folder: Optional[Path], sn: Supernet, optimizer: Any, state:
 
 
 def _load_checkpoint(folder: Path, sn: Supernet, optimizer: Any) -> None:
-    from .store import assign_weights
-
     assign_weights(sn.net, read_weights(folder / "weights.h5"), str(folder))
     opt = read_weights(folder / "optimizer.h5")
     if len(opt) != len(optimizer.variables):
@@ -78,13 +76,30 @@ def _subset(x: np.ndarray, y: np.ndarray, limit: Optional[int], seed: int):
     return x[idx], y[idx]
 
 
+def _prior_record(init_from: Optional[Supernet], space: Any, data: Any) -> Optional[Dict[str, Any]]:
+    """The training record of the supernet a run continues from (checked against `space` and `data`)."""
+    if init_from is None:
+        return None
+    if not isinstance(init_from, Supernet):
+        raise SupernetError(f"init_from must be a Supernet, got {type(init_from).__name__}")
+    if space_fingerprint(init_from.space) != space_fingerprint(space):
+        raise SupernetMismatchError("init_from: that supernet was made for another search space")
+    info = init_from.info
+    if info.get("data_fingerprint") not in (None, data_fingerprint(data)):
+        raise SupernetMismatchError("init_from: that supernet was trained on other data")
+    rec = {k: info[k] for k in ("settings", "epochs_done", "history", "command", "init_from") if k in info}
+    rec["weights_sha256"] = weights_fingerprint(init_from.net.numpy_weights())
+    return rec
+
+
 def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optional[int] = None,
                    folder: Union[None, str, Path] = None, batch_size: int = 128, n_random: int = 2,
                    learning_rate: float = 2e-3, kd_temperature: float = 1.0, head_weight: float = 1.0,
                    conf_weight: float = 0.5, loss: Any = None, sort_channels_after_warmup: bool = True,
                    augment: Optional[str] = None, train_limit: Optional[int] = None, val_limit: int = 2000,
                    seed: int = 0, verbose: Union[int, str] = 1,
-                   callbacks: Optional[List[keras.callbacks.Callback]] = None) -> Supernet:
+                   callbacks: Optional[List[keras.callbacks.Callback]] = None,
+                   init_from: Optional[Supernet] = None) -> Supernet:
     """Train a weight-sharing supernet for `space` on `data` (largest-first warm-up, then sandwich).
 
     Args:
@@ -107,6 +122,10 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
         seed: seeds weights, batch order and subnet sampling (same seed and thread count -> same weights).
         verbose: Keras progress verbosity.
         callbacks: extra Keras callbacks.
+        init_from: continue from this trained supernet's weights (same space and data) instead of a
+            random initialisation, with a fresh optimizer and LR schedule (e.g. more epochs on more
+            images; use `warmup_epochs=0`). Its training record is kept under `info["init_from"]`, so
+            the cost of the result counts both trainings; the settings record its weights' sha256.
 
     Returns:
         The trained `Supernet` (also saved in `folder` when given).
@@ -120,22 +139,27 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
         raise SupernetError("epochs >= 0, batch_size >= 1 and n_random >= 0 are required")
     warm = (max(1, round(0.2 * epochs)) if epochs >= 2 else 0) if warmup_epochs is None else int(warmup_epochs)
     warm = min(warm, epochs)
+    prior = _prior_record(init_from, space, data)
     settings = _settings(epochs=int(epochs), warmup_epochs=warm, batch_size=int(batch_size), n_random=int(n_random),
                          learning_rate=float(learning_rate), kd_temperature=float(kd_temperature),
                          head_weight=float(head_weight), conf_weight=float(conf_weight), loss=loss,
                          sort_channels=bool(sort_channels_after_warmup), augment=augment, train_limit=train_limit,
                          val_limit=int(val_limit), seed=int(seed))
+    if prior is not None:
+        settings["init_from"] = prior["weights_sha256"]
     x, y = _subset(np.asarray(data.x_train), np.asarray(data.y_train).reshape(-1), train_limit, seed)
     if len(y) < batch_size:
         raise SupernetError(f"{len(y)} training images, fewer than one batch of {batch_size}")
     keras.utils.set_random_seed(int(seed))
     sn = Supernet(space, seed=seed)
+    if init_from is not None:
+        assign_weights(sn.net, init_from.net.numpy_weights(), "init_from")
     spec = sn.spec
     folder = None if folder is None else Path(folder)
     ckpt = None if folder is None else folder / CKPT_DIR
     fp = {"space_fingerprint": space_fingerprint(space), "data_fingerprint": data_fingerprint(data)}
     state: Dict[str, Any] = {"settings": settings, **fp, "epochs_done": 0, "sorted": False, "history": [],
-                             "phase": "largest"}
+                             "phase": "largest", **({"init_from": prior} if prior is not None else {})}
     steps = len(y) // batch_size
     total_steps = steps * epochs
     optimizer = keras.optimizers.Adam(TwoPhaseSchedule(learning_rate, steps * warm, total_steps))
@@ -179,7 +203,8 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
                     verbose=verbose, shuffle=False)
         sn.info["traces"] = trainer.traces
     sn.info.update({"settings": settings, **fp, "epochs_done": state["epochs_done"], "sorted": state["sorted"],
-                    "history": state["history"], "seconds_this_call": round(time.time() - t_start, 1)})
+                    "history": state["history"], "seconds_this_call": round(time.time() - t_start, 1),
+                    **({"init_from": prior} if prior is not None else {})})
     if folder is not None:
         sn.save(folder)
     return sn

@@ -50,6 +50,35 @@ def data_fingerprint(data: Any, sample: int = 512) -> str:
     return h.hexdigest()
 
 
+def weights_fingerprint(weights: Dict[str, np.ndarray]) -> str:
+    """sha256 of named arrays (names in sorted order, then each array's shape, dtype and bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        a = np.ascontiguousarray(weights[name])
+        h.update(f"{name}:{a.shape}:{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def training_record_seconds(info: Dict[str, Any]) -> float:
+    """Seconds of training behind a supernet (its manifest or `Supernet.info`): the sum of its epochs'
+    seconds, plus those of every supernet it was continued from (`init_from`, recursively)."""
+    total, rec = 0.0, info
+    while isinstance(rec, dict):
+        total += sum(float(h.get("seconds") or 0.0) for h in rec.get("history") or [])
+        rec = rec.get("init_from")
+    return total
+
+
+def training_record_epochs(info: Dict[str, Any]) -> int:
+    """Epochs of training behind a supernet, counting those of the supernets it was continued from."""
+    n, rec = 0, info
+    while isinstance(rec, dict):
+        n += int(rec.get("epochs_done") or 0)
+        rec = rec.get("init_from")
+    return n
+
+
 def versions() -> Dict[str, str]:
     import keras
     import tensorflow as tf

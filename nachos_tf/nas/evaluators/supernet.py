@@ -284,7 +284,7 @@ class SupernetEvaluator:
 
     def _find_or_train(self) -> None:
         from ...supernet import Supernet, train_supernet
-        from ...supernet.store import MANIFEST_FILE, preset_folder, read_manifest
+        from ...supernet.store import MANIFEST_FILE, preset_folder, read_manifest, training_record_epochs
 
         c = self.context
         data = c.dataset()
@@ -295,7 +295,7 @@ class SupernetEvaluator:
                 try:
                     Supernet.load(preset, c.space, data)       # same space and data, else it does not apply
                     _copy_supernet(preset, self.folder)
-                    self.source = f"the shipped preset ({m.get('epochs_done', '?')} epochs)"
+                    self.source = f"the shipped preset ({training_record_epochs(m)} epochs)"
                     self._load()
                     return
                 except Exception:  # noqa: BLE001 - a preset for another space/data: train instead
