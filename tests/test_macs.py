@@ -483,3 +483,25 @@ def test_bad_model_files_give_one_short_line(tmp_path):
     with pytest.raises(ProfileError, match=r"cls\.keras: cannot load") as e:
         load_and_profile(tmp_path / "cls.keras")
     assert "\n" not in str(e.value) and len(str(e.value)) < 400
+
+
+def test_cmsis_nn_scratch_bound_follows_the_cmsis_nn_buffer_formulas():
+    """Hand-computed CMSIS-NN scratch sizes (DSP vs MVE, whichever is larger) of a converted model: a 7x7
+    depthwise layer on 40 channels asks 49 * max(2 * 40, 4 * 124) bytes, one on 300 channels 49 * 600, a 3x3
+    convolution on 8 channels 4 * 8 * 9; the bound is the largest of them."""
+    import keras
+    import tensorflow as tf
+
+    from tflite_export.flatbuffer import cmsis_nn_scratch_bound
+
+    def convert(layers):
+        m = keras.Sequential([keras.Input((12, 12, 8))] + layers)
+        return tf.lite.TFLiteConverter.from_keras_model(m).convert()
+
+    conv = keras.layers.Conv2D(40, 3, padding="same")
+    assert cmsis_nn_scratch_bound(convert([conv])) == 4 * 8 * 9
+    small = convert([keras.layers.Conv2D(40, 1), keras.layers.DepthwiseConv2D(7, padding="same")])
+    assert cmsis_nn_scratch_bound(small) == 49 * 4 * 124
+    wide = convert([keras.layers.Conv2D(300, 1), keras.layers.DepthwiseConv2D(7, padding="same")])
+    assert cmsis_nn_scratch_bound(wide) == 49 * 2 * 300
+    assert cmsis_nn_scratch_bound(convert([keras.layers.Flatten(), keras.layers.Dense(4)])) == 0

@@ -158,6 +158,7 @@ def convert_eenn(model, representative_x, rule: str, thresholds: Sequence[float]
             "bytes": len(b),
             "sha256": hashlib.sha256(b).hexdigest(),
             "arena_bytes": tflm_measure_arena(b, f"stage {k}") if measure_arena else None,
+            "cmsis_nn_scratch_bytes": fb.cmsis_nn_scratch_bound(b),
             "macs": int(sum(r.macs for r in rows)),
             "ops": stage_ops,
             "logits_output": q.positions["probs"],
@@ -178,7 +179,8 @@ def convert_eenn(model, representative_x, rule: str, thresholds: Sequence[float]
             rec["threshold_f32"] = _json_float(p["t_f32"])
         stage_recs.append(rec)
 
-    measured = [r["arena_bytes"] for r in stage_recs if r["arena_bytes"] is not None]
+    # the arena is measured with the reference kernels; CMSIS-NN kernels also take a scratch buffer from it
+    measured = [r["arena_bytes"] + r["cmsis_nn_scratch_bytes"] for r in stage_recs if r["arena_bytes"] is not None]
     if measured:
         arena_total = int(math.ceil((max(measured) * (1 + ARENA_MARGIN) + ARENA_MARGIN_BYTES) / 16.0) * 16)
     else:

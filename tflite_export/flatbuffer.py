@@ -177,6 +177,41 @@ def op_macs(tflite: TFLiteModel) -> List[OpMacs]:
     return rows
 
 
+#: CMSIS-NN's MVE depthwise kernel works on blocks of this many input channels (CH_IN_BLOCK_MVE).
+CMSIS_NN_MVE_CH_BLOCK = 124
+
+
+def cmsis_nn_scratch_bound(tflite: TFLiteModel) -> int:
+    """An upper bound of the largest scratch buffer one CMSIS-NN kernel of the model asks the TFLM arena for
+    (the reference kernels ask for none, so an arena measured with them misses it). Per operator, the
+    larger of CMSIS-NN's DSP (Cortex-M4/M7/M33) and MVE (Cortex-M55) buffer sizes (CMSIS-NN
+    `arm_depthwise_conv_s8_opt_get_buffer_size_*`, `arm_convolve_s8_get_buffer_size_*`): depthwise
+    kh*kw*max(2*c_in, 4*124) bytes; convolution 4*c_in*kh*kw bytes.
+
+    Args:
+        tflite: the model (bytes or path).
+
+    Returns:
+        Bytes (0 for a model without convolutions).
+    """
+    model = read_model(tflite)
+    g = _subgraph(model)
+    worst = 0
+    for op in g.operators or []:
+        opcode = _opcode(model, op)
+        if opcode not in ("DEPTHWISE_CONV_2D", "CONV_2D"):
+            continue
+        c_in = _shape(g.tensors[op.inputs[0]])[-1]
+        f = _shape(g.tensors[op.inputs[1]])
+        kh, kw = f[1], f[2]
+        if opcode == "DEPTHWISE_CONV_2D":
+            need = kh * kw * max(2 * c_in, 4 * CMSIS_NN_MVE_CH_BLOCK)
+        else:
+            need = 4 * c_in * kh * kw
+        worst = max(worst, int(need))
+    return worst
+
+
 def total_macs(tflite: TFLiteModel) -> int:
     """Sum of :func:`op_macs` over the main subgraph."""
     return sum(r.macs for r in op_macs(tflite))
