@@ -55,6 +55,8 @@ def test_profile_of_a_file_that_is_not_a_model(runner, tmp_path):
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--max-time", "0"], "max-time"),
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--threads", "0"], "threads"),
     (["--resume", "somewhere", "--threads", "1"], "threads"),
+    (["--resume", "somewhere", "--final-macs", "budget"], "final-macs"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--final-macs", "cheapest"], "final-macs"),
 ])
 def test_search_rejects_bad_arguments_with_one_line(runner, tmp_path, args, needle):
     res = runner.invoke(main, ["search", "--out", str(tmp_path / "run")] + args)

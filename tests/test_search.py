@@ -658,6 +658,14 @@ def test_real_search_end_to_end(real_run, fashion_small):
     from nachos_tf.macs import profile_macs
 
     assert [float(m) for m in profile_macs(sol.model).exit_macs] == sol.exit_macs
+    # Budget.final_macs "search" (default): re-calibrated at no more than the search-time cost when the floor
+    # can be met there; the final record says whether it was
+    for fin in res.final_records:
+        how = fin.extra["calibration"]
+        assert how["final_macs"] == "search"
+        if how["held_at"] is not None:
+            assert how["held_at"] == fin.search_metrics["expected_macs"]
+            assert fin.val["expected_macs"] <= how["held_at"] * (1 + 1e-9)
     # the int8 figures in pareto.json come from the staged export on the TFLM micro kernels
     assert sol.int8 is not None and sol.int8["runtime"] == "tflite-micro" and sol.int8["n"] == len(fashion_small.y_test)
     assert abs(sol.int8["accuracy"] - sol.test["accuracy"]) <= 0.05

@@ -107,8 +107,10 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
             if fin.dropped:
                 say(f"{tag} {rec.id}: dropped: {fin.dropped}")
             else:
+                held = (fin.extra.get("calibration") or {}).get("held_at")
+                at = f" (held at its search cost, {_human(held)})" if held else ""
                 say(f"{tag} {rec.id}: val acc {fin.val['accuracy']:.4f}, "
-                    f"E[MACs] {_human(fin.val['expected_macs'])}; test acc {fin.test['accuracy']:.4f}, "
+                    f"E[MACs] {_human(fin.val['expected_macs'])}{at}; test acc {fin.test['accuracy']:.4f}, "
                     f"E[MACs] {_human(fin.test['expected_macs'])} ({fmt_time(fin.seconds)})")
         finals.append(fin)
         kept += not fin.dropped

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ConstraintError, RunDirError
 
-__all__ = ["Constraints", "Budget", "BUDGETS", "PROXY_BUDGETS", "DataRef", "RunSpec", "versions", "ALGORITHMS"]
+__all__ = ["Constraints", "Budget", "BUDGETS", "PROXY_BUDGETS", "FINAL_MACS", "DataRef", "RunSpec", "versions", "ALGORITHMS"]
 
 ALGORITHMS = ("nsga2", "random")
 _WORKER_CACHE: Dict[Any, Any] = {}   # per process: datasets already loaded from a DataRef
@@ -102,6 +102,10 @@ class Constraints:
         return cls(**{k: d.get(k) for k in ("min_accuracy", "max_macs", "max_flash", "max_ram")})
 
 
+#: Where the final stage re-calibrates a re-trained member (`Budget.final_macs`).
+FINAL_MACS = ("search", "budget")
+
+
 @dataclass(frozen=True)
 class Budget:
     """Fidelity of the search: NSGA-II size, proxy training per candidate, final re-training.
@@ -114,6 +118,12 @@ class Budget:
     accuracy_slack: a short proxy training underestimates the accuracy a candidate reaches after the
     final training, so during the search the accuracy floor is lowered by this much (a fraction); the
     admissible set is then checked against the true floor after re-training (misses are dropped).
+    final_macs: where re-calibration puts a re-trained member on its accuracy / expected-MAC curve.
+    "search" (default): the most accurate thresholds that cost no more than the member's search-time
+    expected MACs, so the finalists keep the spread along MACs the search gave them and re-training is
+    spent on accuracy at that cost (when the accuracy floor cannot be met there: as "budget").
+    "budget": the most accurate thresholds within max MACs; every member then drifts to the accurate end
+    of its curve, and the re-trained members often dominate one another.
     """
 
     name: str = "custom"
@@ -130,6 +140,7 @@ class Budget:
     final_head_epochs: int = 2
     max_final: int = 4
     accuracy_slack: float = 0.0
+    final_macs: str = "search"
 
     def __post_init__(self) -> None:
         for f in ("population", "generations", "batch_size", "max_final"):
@@ -152,6 +163,8 @@ class Budget:
             raise ConstraintError("budget learning_rate must be > 0")
         if not 0.0 <= _number("accuracy_slack", self.accuracy_slack) < 1.0:
             raise ConstraintError(f"budget accuracy_slack must be in [0, 1), got {self.accuracy_slack!r}")
+        if self.final_macs not in FINAL_MACS:
+            raise ConstraintError(f"budget final_macs must be one of {', '.join(FINAL_MACS)}, got {self.final_macs!r}")
 
     @classmethod
     def preset(cls, name: str, evaluator: str = "supernet") -> "Budget":
@@ -213,7 +226,7 @@ PROXY_BUDGETS: Dict[str, Budget] = {
 #: final stage fine-tunes front members from their inherited weights.
 BUDGETS: Dict[str, Budget] = {
     "quick": Budget("quick", population=12, generations=4, proxy_train=None, proxy_val=2000, epochs=0,
-                    head_epochs=1, final_train=20000, final_epochs=1, final_head_epochs=1, max_final=3,
+                    head_epochs=1, final_train=12000, final_epochs=1, final_head_epochs=1, max_final=4,
                     accuracy_slack=0.03),
     "standard": Budget("standard", population=24, generations=12, proxy_train=None, proxy_val=None, epochs=0,
                        head_epochs=1, final_train=None, final_epochs=1, final_head_epochs=2, max_final=6,

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
+
 from ...errors import ConstraintError
 from ...genome import Genome
 from ...records import CandidateRecord, FinalRecord, utc_now
@@ -16,7 +18,7 @@ from ..explain import describe_violations
 
 __all__ = ["candidate_seed", "exit_rule", "believed_costs", "figures", "calibrate_model", "calibrate_outputs",
            "int8_sizes", "over_budget_at_first_exit",
-           "candidate_record", "final_record", "COST_MODELS", "CALIBRATIONS", "MODELS_DIR"]
+           "candidate_record", "hold_search_cost", "final_record", "COST_MODELS", "CALIBRATIONS", "MODELS_DIR"]
 
 COST_MODELS = ("staged", "paper")
 CALIBRATIONS = ("pareto", "grid")
@@ -133,23 +135,56 @@ def candidate_record(genome: Genome, model, cal, exit_macs: Sequence[float], con
         seconds=time.time() - t0, **sizes, **extra)
 
 
+def hold_search_cost(cal, exit_macs: Sequence[float], cap: float, constraints) -> Optional[np.ndarray]:
+    """Thresholds for `Budget.final_macs` "search": on the calibration's trade-off curve, the most accurate
+    point (ties: cheaper) whose expected MACs at the staged `exit_macs` the device pays are at most `cap`
+    and that meets the constraints' accuracy floor and MAC budget; None when there is no such point or no
+    curve (calibration method "grid")."""
+    curve = getattr(cal, "curve", None)
+    if curve is None or not len(curve):
+        return None
+    staged = np.asarray(curve.exit_rates, np.float64) @ np.asarray(exit_macs, np.float64)
+    acc = np.asarray(curve.accuracy, np.float64)
+    ok = staged <= float(cap) * (1.0 + 1e-9)
+    if constraints.max_macs is not None:
+        ok &= staged <= constraints.max_macs
+    if constraints.min_accuracy is not None:
+        ok &= acc >= constraints.min_accuracy
+    cand = np.flatnonzero(ok)
+    if not cand.size:
+        return None
+    best = cand[np.lexsort((staged[cand], -acc[cand]))[0]]
+    return np.asarray(curve.thresholds[best], np.float64)
+
+
 def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float], costs: Sequence[float],
                  rule: str, constraints, calibration: str, seed: Optional[int], out_dir: Path,
-                 train_seconds: float, t0: float) -> FinalRecord:
+                 train_seconds: float, t0: float, final_macs: str = "search") -> FinalRecord:
     """Re-calibrate a finally trained model on validation, measure it on test, check the (true) constraints,
     save it and measure its int8 staged export on TFLM; a member that misses a constraint is `dropped`.
 
     Training and threshold choice use the believed `costs`; every reported figure and the constraint check
-    use the staged `exit_macs` the device pays.
+    use the staged `exit_macs` the device pays. `final_macs` (`Budget.final_macs`): "search" keeps the
+    member at no more than its search-time expected MACs when the accuracy floor can be met there
+    (`hold_search_cost`), "budget" takes the most accurate thresholds within max MACs; the record's
+    `calibration` field says which one was used.
     """
     from ...policy import simulate, thresholds_to_json
     from ...train import predict_exits
 
-    cal = calibrate_model(model, costs, data.x_val, data.y_val, rule, constraints, calibration)
     conf = lambda c: c if rule == "confidence" else None  # noqa: E731
-    if list(costs) != [float(m) for m in exit_macs]:       # what the device pays at the chosen thresholds
-        pv, cv = predict_exits(model, data.x_val)
-        cal.result = simulate(pv, data.y_val, cal.thresholds, exit_macs, rule, conf(cv))
+    pv, cv = predict_exits(model, data.x_val)
+    cal = calibrate_outputs(pv, cv, costs, data.y_val, rule, constraints, calibration)
+    how = {"final_macs": final_macs, "held_at": None}
+    if final_macs == "search":
+        cap = float(record.metrics.expected_macs)
+        held = hold_search_cost(cal, exit_macs, cap, constraints)
+        if held is not None:
+            cal = dataclasses.replace(cal, thresholds=held)
+            how["held_at"] = cap
+    elif final_macs != "budget":
+        raise ConstraintError(f"unknown final_macs {final_macs!r}; choose search or budget")
+    cal.result = simulate(pv, data.y_val, cal.thresholds, exit_macs, rule, conf(cv))  # what the device pays
     probs, confs = predict_exits(model, data.x_test)
     test = simulate(probs, data.y_test, cal.thresholds, exit_macs, rule, conf(confs))
     sizes = int8_sizes(model, data.x_train[:64], constraints)
@@ -162,7 +197,7 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
                       val=figures(cal.result), test=figures(test), constraints=g, metrics=metrics,
                       feasible=not failed, search_metrics={"accuracy": record.metrics.accuracy,
                                                            "expected_macs": record.metrics.expected_macs},
-                      train_seconds=round(float(train_seconds), 3))
+                      train_seconds=round(float(train_seconds), 3), extra={"calibration": how})
     if failed:
         fin.dropped = "after re-training, validation misses " + describe_violations(metrics, g, constraints, failed)
     else:

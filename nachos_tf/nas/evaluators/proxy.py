@@ -161,7 +161,7 @@ class ProxyEvaluator:
         model, exit_macs = build_candidate(c.space, genome, seed)
         model, costs, train_s = self._train(model, exit_macs, train_data, seed, final=True)
         return final_record(record, model, data, exit_macs, costs, exit_rule(c.space), c.target, self.calibration,
-                            seed, out_dir, train_s, t0)
+                            seed, out_dir, train_s, t0, final_macs=c.budget.final_macs)
 
     # ---------------------------------------------------------------- the one training path
     def _train(self, model, exit_macs: List[int], data, seed: int, final: bool) -> Tuple[Any, List[float], float]:

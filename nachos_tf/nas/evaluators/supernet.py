@@ -226,7 +226,7 @@ class SupernetEvaluator:
             if val_acc(model) < before:                 # model selection on validation only
                 model.set_weights(inherited)
         return final_record(record, model, data, exit_macs, exit_macs, rule, c.target, self.calibration, seed,
-                            out_dir, train_s, t0)
+                            out_dir, train_s, t0, final_macs=b.final_macs)
 
     def _teacher(self, x: np.ndarray) -> np.ndarray:
         """Final-exit logits of the supernet's largest subnet (its BN statistics re-estimated as every
