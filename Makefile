@@ -15,7 +15,7 @@ DEMO_RUN ?= runs/demo
 DEMO_BOARD ?= nrf52840
 DEMO_SEARCH_BOARD ?=
 
-# The quick search on real Fashion-MNIST (about 20 min on 2 busy cores, README "make demo, measured"), then the int8 staged export of the first
+# The quick search on real Fashion-MNIST (under 10 min on 2 idle cores, README "make demo, measured"), then the int8 staged export of the first
 # admissible solution and its figures measured on TFLM, then two independent checks of what was reported.
 # A second `make demo` resumes (replays) the run.
 demo: setup data firmware-tools

@@ -173,14 +173,17 @@ class Bench:
         self.budget = replace(Budget.preset("quick"), name="compare", population=a.population, generations=100000,
                               proxy_train=a.proxy_train, proxy_val=a.proxy_val, head_epochs=a.head_epochs,
                               final_train=a.final_train, final_epochs=0, final_head_epochs=a.final_epochs,
-                              max_final=a.max_final)
+                              max_final=a.max_final, final_macs=a.final_macs)
         self.outs: Dict[tuple, List[Outputs]] = {}
 
     def settings(self) -> Dict[str, Any]:
         a = self.a
         sn = dict(self.supernet_kw(), **{"from": {str(k): v for k, v in (a.supernet_from or [])},
                                           "any": a.any_supernet})
-        return {"constraints": self.constraints.to_dict(), "budget": self.budget.to_dict(), "search_s": a.budget,
+        budget = self.budget.to_dict()
+        if budget["final_macs"] == "budget":     # the behaviour before the field existed: seed 0's files lack it
+            budget.pop("final_macs")
+        return {"constraints": self.constraints.to_dict(), "budget": budget, "search_s": a.budget,
                 "supernet": sn, "proxy_extra_s": a.proxy_extra_s,
                 "threads": a.threads, "handmade_genome": handmade_genome(self.space).to_dict(),
                 "hypervolume": "nachos_tf.results.hypervolume of the finalized solutions' test (error, expected "
@@ -469,6 +472,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--final-train", type=positive_int, default=None, help="final training subset (default: all)")
     p.add_argument("--final-epochs", type=positive_int, default=2, help="final training (fine-tuning) epochs")
     p.add_argument("--max-final", type=positive_int, default=2, help="front members finalized per run")
+    p.add_argument("--final-macs", choices=("budget", "search"), default="budget",
+                   help="Budget.final_macs of every run (default budget: what seed 0 was measured with, before "
+                        "the search default existed; change it only with another --out)")
     add_threads(p)
     p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "compare")
     add_out(p, RESULTS / "compare.json")

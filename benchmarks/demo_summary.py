@@ -39,6 +39,7 @@ def _firmware(path: Path) -> Optional[Dict[str, Any]]:
     return {"target": fw["target"], "kernels": fw["kernels"], "machine": fw["machine"], "n": run["n"],
             "agree": run["agree"], "accuracy": run["accuracy"], "flash_bytes": sz["flash_bytes"],
             "model_bytes": sz["model_bytes"], "code_bytes": sz["code_bytes"], "ram_bytes": sz["ram"]["total"],
+            "arena_used": run.get("arena_used"), "arena_bytes": fw.get("arena_bytes"),
             "build_seconds": fw.get("build_seconds")}
 
 
@@ -64,6 +65,7 @@ def summarize(run: Path, seconds: Optional[float], until_checks: Optional[float]
                    "evaluate_seconds_mean": round(sum(float(r.seconds or 0) for r in measured) / max(1, len(measured)), 2)},
         "final": {"members": len(finals), "dropped": [{"id": f.id, "reason": f.dropped} for f in finals if f.dropped],
                   "search_metrics": {f.id: f.search_metrics for f in finals},
+                  "calibration": {f.id: f.extra.get("calibration") for f in finals},
                   "seconds_sum": round(sum(float(f.seconds or 0) for f in finals), 1)},
         "hypervolume": res.hypervolume,
         "admissible": [_solution(s) for s in res.admissible],

@@ -1,17 +1,22 @@
 """Train (or continue training) the supernet shipped for the default Fashion-MNIST space, then measure it.
 
-The shipped preset is made in two stages (each resumable: re-running the same command continues after
-the last finished epoch in its --work folder):
+The shipped preset is made in three stages, one after the other (each resumable: re-running the same
+command continues after the last finished epoch in its --work folder; each stage writes the preset the next
+one starts from):
 
     nohup nice -n 10 .venv/bin/python scripts/train_default_supernet.py > runs/supernet_fm12.log 2>&1 &
     nohup nice -n 10 .venv/bin/python scripts/train_default_supernet.py --init-from preset \
         --work runs/supernet_fm_cont --epochs 5 --warmup-epochs 0 --n-random 3 --train-limit 0 \
         --learning-rate 0.001 > runs/supernet_fm_cont.log 2>&1 &
+    nohup nice -n 10 .venv/bin/python scripts/train_default_supernet.py --init-from preset \
+        --work runs/supernet_fm_s3 --epochs 4 --warmup-epochs 0 --n-random 3 --train-limit 0 \
+        --learning-rate 0.0005 > runs/supernet_fm_s3.log 2>&1 &
 
 Stage 1: 12 epochs (2 of them largest-subnet warm-up) on 30,000 training images, about 65 minutes on
 2 cores. Stage 2 continues from the stage-1 preset (`--init-from preset`; run stage 1 first) on all
 54,000 training images with 3 random subnets per step, because mid-sized subnets were the weakest part
-(below the smallest subnet, which every step trains). `--init-from` also accepts a supernet folder. The result is copied in float16 (< 3 MB) to nachos_tf/supernet/presets/fashion_mnist/,
+(below the smallest subnet, which every step trains); stage 3 continues stage 2 for 4 epochs at half its
+learning rate (about 35 minutes). `--init-from` also accepts a supernet folder. The result is copied in float16 (< 3 MB) to nachos_tf/supernet/presets/fashion_mnist/,
 then the largest and smallest subnets are extracted (BN re-estimated on 2000 training images) and
 evaluated on the validation split; figures go to <preset>/evaluation.json.
 """

@@ -200,7 +200,8 @@ class Budget:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Budget":
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+        """A budget from config.json; one written before `final_macs` existed was finalized as "budget"."""
+        return cls(**dict({"final_macs": "budget"}, **{f.name: d[f.name] for f in fields(cls) if f.name in d}))
 
     def evaluation_settings(self) -> Dict[str, Any]:
         """The fields a candidate's result depends on (population and generations do not)."""
