@@ -480,6 +480,15 @@ tie(DEMO, "`c0040` was judged {} at {} expected MACs on the {} validation images
     lambda: [_d("final", "search_metrics", _sol("id"), "accuracy"), _d("final", "search_metrics", _sol("id"),
                                                                          "expected_macs"),
              _d("config", "budget", "proxy_val"), _sol("val", "accuracy"), _sol("val", "expected_macs")])
+tie(DEMO, "kept **{}** and **{}** solutions of {} finalists each.", "demo_seed1.json",
+    lambda: [len(J("demo_seed1.json")["admissible"]), len(J("demo_seed2.json")["admissible"]),
+             J("demo_seed1.json")["final"]["members"] if J("demo_seed1.json")["final"]["members"]
+             == J("demo_seed2.json")["final"]["members"] else -1])
+tie(DEMO, "`c0037`, reached {} at {} expected MACs and dominates the two middle ones; the best solutions of seeds 1 and 2 "
+          "reach {} and {} int8 TFLM test accuracy.", "demo_seed1.json",
+    lambda: [J("demo_seed1.json")["admissible"][0]["val"]["accuracy"],
+             J("demo_seed1.json")["admissible"][0]["val"]["expected_macs"],
+             *[max(a["int8"]["accuracy"] for a in J(f"demo_seed{i}.json")["admissible"]) for i in (1, 2)]])
 tie(DEMO, "`make demo` exports solution 0, `c0040`: {} exits, rule `confidence`, staged costs {} / {} / {} MACs.",
     "demo.json", lambda: [_sol("exits"), *_sol("exit_macs")])
 tie(DEMO, "| validation, float | {} | {} |", "demo.json", lambda: [_sol("val", "accuracy"), _sol("val", "expected_macs")])
