@@ -341,8 +341,14 @@ def run_dir(out_dir: PathLike) -> Path:
 
 
 def split_records(records: Sequence[Any]) -> Tuple[List[CandidateRecord], List[FinalRecord]]:
-    """(search-stage, final-stage) records of an archive, each list in archive order."""
-    return ([r for r in records if isinstance(r, CandidateRecord)], [r for r in records if isinstance(r, FinalRecord)])
+    """(search-stage, final-stage) records of an archive. Search records in archive order; final records the
+    newest line per member (the final stage appends a member again when it moves its operating point or
+    measures its int8 figures), in the order members first appear."""
+    finals: Dict[str, FinalRecord] = {}
+    for r in records:
+        if isinstance(r, FinalRecord):
+            finals[str(r.id)] = r          # a dict keeps first-insertion order; a later line replaces the value
+    return [r for r in records if isinstance(r, CandidateRecord)], list(finals.values())
 
 
 def read_pareto(d: Path) -> Tuple[Dict[str, Any], List[Solution]]:

@@ -205,3 +205,25 @@ def test_export_fit_of_a_manifest():
     man["arena_bytes"] += 1
     ok, msg = boards.check_manifest_fit("nrf52840", man)
     assert not ok and f"arena {lim['max_ram'] + 1:,} B" in msg
+
+
+def test_cached_library_found_whatever_the_spelling_of_the_checkout_path(monkeypatch, tmp_path):
+    """A checkout named through '..' or a symlink is the same checkout: its cached build is used, not rebuilt
+    (two clones of nachos-tf with ../shared beside them used to rebuild each other's library)."""
+    import json
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    tree = tmp_path / "shared" / "tflite-micro"
+    tree.mkdir(parents=True)
+    (tree / "Makefile").write_text("# not a real tree: nothing may be built here\n")
+    folder = tflm_tree.cache_root() / tflm_tree.tree_key(tree.resolve()) / "host-reference"
+    folder.mkdir(parents=True)
+    (folder / "libtensorflow-microlite.a").write_bytes(b"!<arch>\n")
+    lib = tflm_tree.Library("host", "reference", tflm_tree.tree_key(tree.resolve()), str(tree.resolve()), str(folder),
+                            str(folder / "libtensorflow-microlite.a"), [], {}, 1.0)
+    (folder / tflm_tree.LIBRARY_JSON).write_text(json.dumps(lib.to_dict()))
+    (tmp_path / "clone").mkdir()
+    (tmp_path / "link").symlink_to(tree)
+    for spelling in (tmp_path / "clone" / ".." / "shared" / "tflite-micro", tmp_path / "link"):
+        got = tflm_tree.build_library("host", "reference", root=spelling)
+        assert got.cached and got.lib == lib.lib and got.root == str(tree.resolve())

@@ -480,15 +480,34 @@ tie(DEMO, "`c0040` was judged {} at {} expected MACs on the {} validation images
     lambda: [_d("final", "search_metrics", _sol("id"), "accuracy"), _d("final", "search_metrics", _sol("id"),
                                                                          "expected_macs"),
              _d("config", "budget", "proxy_val"), _sol("val", "accuracy"), _sol("val", "expected_macs")])
-tie(DEMO, "kept **{}** and **{}** solutions of {} finalists each.", "demo_seed1.json",
-    lambda: [len(J("demo_seed1.json")["admissible"]), len(J("demo_seed2.json")["admissible"]),
-             J("demo_seed1.json")["final"]["members"] if J("demo_seed1.json")["final"]["members"]
-             == J("demo_seed2.json")["final"]["members"] else -1])
-tie(DEMO, "`c0037`, reached {} at {} expected MACs and dominates the two middle ones; the best solutions of seeds 1 and 2 "
-          "reach {} and {} int8 TFLM test accuracy.", "demo_seed1.json",
-    lambda: [J("demo_seed1.json")["admissible"][0]["val"]["accuracy"],
-             J("demo_seed1.json")["admissible"][0]["val"]["expected_macs"],
-             *[max(a["int8"]["accuracy"] for a in J(f"demo_seed{i}.json")["admissible"]) for i in (1, 2)]])
+def _seed(i, *keys):
+    v = J(f"demo_seed{i}.json")
+    for k in keys:
+        v = v[k]
+    return v
+
+
+def _moved(i, sid):
+    """(val accuracy, val MACs) a seed run's member was moved from, and to (a solution of that run)."""
+    was = _seed(i, "final", "calibration", sid, "moved", "from")
+    now = next(a for a in _seed(i, "admissible") if a["id"] == sid)["val"]
+    return was["accuracy"], was["expected_macs"], now["accuracy"], now["expected_macs"]
+
+
+tie(DEMO, "kept **{}** and **{}** solutions of {} finalists each, in {} s and {} s.", "demo_seed1.json",
+    lambda: [len(_seed(1, "admissible")), len(_seed(2, "admissible")),
+             _seed(1, "final", "members") if _seed(1, "final", "members") == _seed(2, "final", "members") else -1,
+             _seed(1, "search_seconds"), _seed(2, "search_seconds")])
+tie(DEMO, "`c0037`, reached {} at {} expected MACs and dominated `c0039` ({} at {}) and", "demo_seed1.json",
+    lambda: [next(a for a in _seed(1, "admissible") if a["id"] == "c0037")["val"]["accuracy"],
+             next(a for a in _seed(1, "admissible") if a["id"] == "c0037")["val"]["expected_macs"],
+             *_moved(1, "c0039")[:2]])
+tie(DEMO, "The final stage moved `c0039` along its own trade-off curve to {} at {} expected MACs", "demo_seed1.json",
+    lambda: list(_moved(1, "c0039")[2:]))
+tie(DEMO, "With seed 2, `c0013` (dominated by `c0026`) moved to {} at {}, the cheapest solution", "demo_seed2.json",
+    lambda: list(_moved(2, "c0013")[2:]))
+tie(DEMO, "The best solutions of seeds 1 and 2 reach {} and {} int8 TFLM test accuracy.", "demo_seed1.json",
+    lambda: [max(a["int8"]["accuracy"] for a in _seed(i, "admissible")) for i in (1, 2)])
 tie(DEMO, "`make demo` exports solution 0, `c0040`: {} exits, rule `confidence`, staged costs {} / {} / {} MACs.",
     "demo.json", lambda: [_sol("exits"), *_sol("exit_macs")])
 tie(DEMO, "| validation, float | {} | {} |", "demo.json", lambda: [_sol("val", "accuracy"), _sol("val", "expected_macs")])

@@ -666,6 +666,14 @@ def test_real_search_end_to_end(real_run, fashion_small):
         if how["held_at"] is not None:
             assert how["held_at"] == fin.search_metrics["expected_macs"]
             assert fin.val["expected_macs"] <= how["held_at"] * (1 + 1e-9)
+    # int8 is measured for the final Pareto set only; a kept member left off it has none (and says so)
+    on_front = {s.id for s in res.admissible}
+    for fin in res.final_records:
+        if fin.id in on_front:
+            assert fin.int8 is not None and "int8_pending" not in fin.extra
+        elif not fin.dropped:
+            assert fin.int8 is None and fin.extra["int8_pending"] is True
+        assert fin.extra["calibration"]["method"] == "pareto"
     # the int8 figures in pareto.json come from the staged export on the TFLM micro kernels
     assert sol.int8 is not None and sol.int8["runtime"] == "tflite-micro" and sol.int8["n"] == len(fashion_small.y_test)
     assert abs(sol.int8["accuracy"] - sol.test["accuracy"]) <= 0.05
@@ -878,3 +886,43 @@ def test_saved_models_reproduce_pareto_json_independently(real_run, fashion_smal
     (bad / R.PARETO).write_text(json.dumps(pareto))
     rep = V.verify(bad, fashion_small)
     assert not rep["ok"] and any(p.startswith("test: accuracy") for p in rep["solutions"][0]["problems"])
+
+
+def test_real_dominated_member_moves_along_its_own_curve(real_run, fashion_small, tmp_path):
+    """`final_points.reposition` on a real saved model: a member placed just behind a solution (dearer and
+    less accurate, same model file) is moved to a point of its own curve that is on the front; its new
+    validation and test figures are what the saved model gives at the new thresholds (recomputed here by
+    `policy.simulate`), and its int8 figures become pending, then measured on TFLM at those thresholds."""
+    import dataclasses
+
+    from nachos_tf.nas.final_points import measure_pending_int8, reposition
+    from nachos_tf.policy import simulate
+    from nachos_tf.train import predict_exits
+
+    res, _, out = real_run
+    sol = res.admissible[-1]                                # the dearest solution: room below it
+    if len(sol.exit_macs) < 2:
+        pytest.skip("the solution has no early exit: its curve is one point")
+    base = next(f for f in res.final_records if f.id == sol.id)
+    behind = dataclasses.replace(base, id="behind", int8=None,
+                                 val=dict(base.val, accuracy=base.val["accuracy"] - 0.02,
+                                          expected_macs=base.val["expected_macs"] * 1.01))
+    moved, ids = reposition([base, behind], out, fashion_small, REAL_CONSTRAINTS)
+    # "every image leaves at the first exit" is on the curve: cheaper than the solution, above the loose floor
+    assert ids == ["behind"] and moved[0] is base
+    m = moved[1]
+    assert m.extra["int8_pending"] is True and m.int8 is None
+    assert m.extra["calibration"]["moved"]["from"]["accuracy"] == behind.val["accuracy"]
+    a, b = (base.val["expected_macs"], base.val["accuracy"]), (m.val["expected_macs"], m.val["accuracy"])
+    assert not (a[0] <= b[0] and a[1] >= b[1]) and not (b[0] <= a[0] and b[1] >= a[1])   # neither dominates
+    assert m.val["accuracy"] >= REAL_CONSTRAINTS.min_accuracy and m.val["expected_macs"] <= REAL_CONSTRAINTS.max_macs
+    for split, (x, y) in (("val", (fashion_small.x_val, fashion_small.y_val)),
+                          ("test", (fashion_small.x_test, fashion_small.y_test))):
+        probs, confs = predict_exits(sol.model, x)
+        again = simulate(probs, y, m.thresholds, m.exit_macs, m.rule, confs)
+        assert again.accuracy == pytest.approx(getattr(m, split)["accuracy"], abs=1e-12)
+        assert again.expected_macs == pytest.approx(getattr(m, split)["expected_macs"], rel=1e-9)
+    q = measure_pending_int8(m, out, fashion_small)
+    assert "int8_pending" not in q.extra and q.int8["runtime"] == "tflite-micro"
+    assert q.int8["expected_macs"] == pytest.approx(float(np.dot(q.int8["exit_rates"], m.exit_macs)))
+    assert abs(q.int8["accuracy"] - m.test["accuracy"]) <= 0.05

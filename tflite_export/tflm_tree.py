@@ -332,7 +332,8 @@ def build_library(target: str, kernels: str = "reference", root: Optional[Path] 
     import fcntl
 
     check_target(target, kernels)
-    root = Path(root) if root is not None else find_tflm_root()
+    # resolved: one checkout named two ways (a symlink, "../shared/...") must find its one cached build
+    root = (Path(root) if root is not None else find_tflm_root()).resolve()
     key = tree_key(root)
     folder = cache_root() / key / f"{target}-{kernels}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..records import CandidateRecord, FinalRecord
 from ..results import PARETO, admissible_front, write_json
+from .final_points import measure_pending_int8, reposition
 from .pool import CandidatePool, fmt_time
 from ..macs import human as _human
 
@@ -68,8 +69,13 @@ def pareto_doc(constraints, finals: Sequence[FinalRecord]) -> Dict[str, Any]:
 
 
 def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, constraints, budget, out_dir: Path,
-                progress: Optional[Callable[[str], Any]]) -> Dict[str, Any]:
+                progress: Optional[Callable[[str], Any]], data=None) -> Dict[str, Any]:
     """Finalize the admissible front (reusing finished finalizations from the archive); write pareto.json.
+
+    After re-training, a member that another one dominates is moved along its own trade-off curve to the
+    point that adds most to the final front, if any (`final_points.reposition`); then the int8 TFLM figures
+    of the final Pareto set are measured (`final_points.measure_pending_int8`). Each step appends the
+    member's updated line to the archive, so an interrupted final stage resumes where it stopped.
 
     Args:
         pool: the search's pool (its records give the front; finals are appended to its archive).
@@ -77,6 +83,7 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
         evaluator: the run's evaluator (its `finalize` re-trains one member).
         constraints: the user's constraints (what a finalized member must meet on validation).
         budget: the run's budget (`max_final` members, spread along the front).
+        data: the run's Dataset (validation / test for moved members, int8 figures); None: neither step.
 
     Returns:
         The pareto.json document.
@@ -114,6 +121,16 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
                     f"E[MACs] {_human(fin.test['expected_macs'])} ({fmt_time(fin.seconds)})")
         finals.append(fin)
         kept += not fin.dropped
+    if data is not None:
+        finals = _reposition(finals, pool, out_dir, data, constraints, say)
+        doc = pareto_doc(constraints, finals)
+        on_front = {s["id"] for s in doc["solutions"]}
+        for k, fin in enumerate(finals):
+            if fin.id in on_front and fin.extra.get("int8_pending"):
+                finals[k] = measure_pending_int8(fin, out_dir, data)
+                pool.archive.append(finals[k])
+                q = finals[k].int8
+                say(f"  {fin.id}: int8 on TFLM: test acc {q['accuracy']:.4f}, E[MACs] {_human(q['expected_macs'])}")
     doc = pareto_doc(constraints, finals)
     kept_ids = {f.id for f in finals if not f.dropped}
     dominated = sorted(kept_ids - {s["id"] for s in doc["solutions"]})
@@ -121,3 +138,17 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
         say(f"  not in the final Pareto set (dominated after re-training): {', '.join(dominated)}")
     write_json(out_dir / PARETO, doc)
     return doc
+
+
+def _reposition(finals: List[FinalRecord], pool: CandidatePool, out_dir: Path, data, constraints,
+                say: Callable[[str], Any]) -> List[FinalRecord]:
+    """`final_points.reposition`, each moved member's new line appended to the archive and announced."""
+    finals, moved = reposition(finals, out_dir, data, constraints)
+    for fin in finals:
+        if fin.id in moved:
+            pool.archive.append(fin)
+            was = fin.extra["calibration"]["moved"]["from"]
+            say(f"  {fin.id}: dominated after re-training at val acc {was['accuracy']:.4f}, E[MACs] "
+                f"{_human(was['expected_macs'])}; moved along its own curve to val acc {fin.val['accuracy']:.4f}, "
+                f"E[MACs] {_human(fin.val['expected_macs'])} (test acc {fin.test['accuracy']:.4f})")
+    return finals

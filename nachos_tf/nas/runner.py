@@ -223,7 +223,7 @@ def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, re
             _report(out)
             raise NoAdmissibleSolutionError(explain_no_admissible(pool.records, search_c, spec.constraints)
                                             + f"\n(run folder: {out})")
-        doc = final_stage(pool, finals, ev, spec.constraints, spec.budget, out, progress)
+        doc = final_stage(pool, finals, ev, spec.constraints, spec.budget, out, progress, data=ctx.dataset())
     except KeyboardInterrupt:
         n = len(archive.read()[0])
         say(f"interrupted: {n} finished evaluations are safe in {out / ARCHIVE}; continue with "

@@ -161,7 +161,9 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
                  rule: str, constraints, calibration: str, seed: Optional[int], out_dir: Path,
                  train_seconds: float, t0: float, final_macs: str = "search") -> FinalRecord:
     """Re-calibrate a finally trained model on validation, measure it on test, check the (true) constraints,
-    save it and measure its int8 staged export on TFLM; a member that misses a constraint is `dropped`.
+    and save it; a member that misses a constraint is `dropped`. Its int8 staged export is measured on TFLM
+    later, by the final stage, and only if it ends in the final Pareto set (``int8_pending``; see
+    `nas.final_points.measure_pending_int8`): about a quarter of a member's final cost.
 
     Training and threshold choice use the believed `costs`; every reported figure and the constraint check
     use the staged `exit_macs` the device pays. `final_macs` (`Budget.final_macs`): "search" keeps the
@@ -175,7 +177,7 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
     conf = lambda c: c if rule == "confidence" else None  # noqa: E731
     pv, cv = predict_exits(model, data.x_val)
     cal = calibrate_outputs(pv, cv, costs, data.y_val, rule, constraints, calibration)
-    how = {"final_macs": final_macs, "held_at": None}
+    how = {"final_macs": final_macs, "held_at": None, "method": calibration}
     if final_macs == "search":
         cap = float(record.metrics.expected_macs)
         held = hold_search_cost(cal, exit_macs, cap, constraints)
@@ -201,8 +203,6 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
     if failed:
         fin.dropped = "after re-training, validation misses " + describe_violations(metrics, g, constraints, failed)
     else:
-        from tflite_export.convert import int8_report
-
         rel = f"{MODELS_DIR}/{record.id}.keras"
         path = Path(out_dir) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +210,7 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
         model.save(tmp)
         os.replace(tmp, path)
         fin.model = rel
-        fin.int8 = int8_report(model, data.x_train, data.x_test, data.y_test, rule, cal.thresholds, exit_macs)
+        fin.extra["int8_pending"] = True       # measured by the final stage for the final Pareto set only
     fin.seconds = round(time.time() - t0, 3)
     fin.time = utc_now()
     return fin
