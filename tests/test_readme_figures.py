@@ -506,6 +506,9 @@ tie(DEMO, "The final stage moved `c0039` along its own trade-off curve to {} at 
     lambda: list(_moved(1, "c0039")[2:]))
 tie(DEMO, "With seed 2, `c0013` (dominated by `c0026`) moved to {} at {}, the cheapest solution", "demo_seed2.json",
     lambda: list(_moved(2, "c0013")[2:]))
+tie(DEMO, "kept **{}** and **{}** solutions; no member moved with seed 3", "demo_seed3.json",
+    lambda: [len(_seed(3, "admissible")), len(_seed(4, "admissible"))]
+    if not any((c or {}).get("moved") for c in _seed(3, "final", "calibration").values()) else [-1, -1])
 tie(DEMO, "The best solutions of seeds 1 and 2 reach {} and {} int8 TFLM test accuracy.", "demo_seed1.json",
     lambda: [max(a["int8"]["accuracy"] for a in _seed(i, "admissible")) for i in (1, 2)])
 tie(DEMO, "`make demo` exports solution 0, `c0040`: {} exits, rule `confidence`, staged costs {} / {} / {} MACs.",
