@@ -31,7 +31,14 @@ def _dominates(a: Point, b: Point) -> bool:
 
 
 def _front_ids(points: Mapping[str, Point]) -> List[str]:
-    return sorted(i for i, p in points.items() if not any(_dominates(q, p) for j, q in points.items() if j != i))
+    """Ids of the non-dominated points (pymoo's NonDominatedSorting on (MACs, error), as `admissible_front`)."""
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    if not points:
+        return []
+    ids = list(points)
+    f = np.array([[points[i][0], 1.0 - points[i][1]] for i in ids], dtype=float)
+    return sorted(ids[k] for k in NonDominatedSorting().do(f, only_non_dominated_front=True))
 
 
 def _hv(points: Sequence[Point], err_scale: float, macs_scale: float) -> float:
@@ -65,10 +72,11 @@ def place_dominated(points: Mapping[str, Point], curves: Mapping[str, np.ndarray
     """
     floor = -np.inf if min_accuracy is None else float(min_accuracy)
     cap = np.inf if max_macs is None else float(max_macs)
-    all_m = [p[0] for p in points.values()] + [float(c[:, 0].max()) for c in curves.values() if len(c)]
-    all_e = [1.0 - p[1] for p in points.values()] + [float((1.0 - c[:, 1]).max()) for c in curves.values() if len(c)]
-    macs_scale = float(max_macs) if max_macs is not None else 1.05 * max(all_m + [1.0])
-    err_scale = max(1.0 - float(min_accuracy), 1e-9) if min_accuracy is not None else 1.05 * max(all_e + [1e-9])
+    seen = np.concatenate([np.array(list(points.values()), dtype=float).reshape(-1, 2)]
+                          + [np.asarray(c, dtype=float).reshape(-1, 2) for c in curves.values()])
+    macs_scale = float(max_macs) if max_macs is not None else 1.05 * max(float(seen[:, 0].max(initial=0.0)), 1.0)
+    err_scale = (max(1.0 - float(min_accuracy), 1e-9) if min_accuracy is not None
+                 else 1.05 * max(float((1.0 - seen[:, 1]).max(initial=0.0)), 1e-9))
     placed = {i: points[i] for i in _front_ids(points)}
     waiting = sorted(i for i in points if i not in placed and i in curves and len(curves[i]))
     moves: Dict[str, int] = {}
