@@ -173,7 +173,8 @@ class Bench:
         self.budget = replace(Budget.preset("quick"), name="compare", population=a.population, generations=100000,
                               proxy_train=a.proxy_train, proxy_val=a.proxy_val, head_epochs=a.head_epochs,
                               final_train=a.final_train, final_epochs=0, final_head_epochs=a.final_epochs,
-                              max_final=a.max_final, final_macs=a.final_macs)
+                              max_final=a.max_final, final_macs=a.final_macs,
+                              accuracy_tolerance=a.accuracy_tolerance)
         self.outs: Dict[tuple, List[Outputs]] = {}
 
     def settings(self) -> Dict[str, Any]:
@@ -183,6 +184,8 @@ class Bench:
         budget = self.budget.to_dict()
         if budget["final_macs"] == "budget":     # the behaviour before the field existed: seed 0's files lack it
             budget.pop("final_macs")
+        if not budget["accuracy_tolerance"]:      # likewise for the files written before accuracy_tolerance
+            budget.pop("accuracy_tolerance")
         return {"constraints": self.constraints.to_dict(), "budget": budget, "search_s": a.budget,
                 "supernet": sn, "proxy_extra_s": a.proxy_extra_s,
                 "threads": a.threads, "handmade_genome": handmade_genome(self.space).to_dict(),
@@ -475,6 +478,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--final-macs", choices=("budget", "search"), default="budget",
                    help="Budget.final_macs of every run (default budget: what seed 0 was measured with, before "
                         "the search default existed; change it only with another --out)")
+    p.add_argument("--accuracy-tolerance", type=float, default=0.0,
+                   help="Budget.accuracy_tolerance of every run: each candidate at the cheapest point of its curve at "
+                        "most this much less accurate than its best (default 0: the most accurate point)")
     add_threads(p)
     p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "compare")
     add_out(p, RESULTS / "compare.json")

@@ -225,17 +225,23 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
               help="Where the final stage re-calibrates each re-trained member: at no more than its search-time "
                    "expected MACs (search, the default; keeps the front spread) or the most accurate within "
                    "--max-macs (budget).")
+@click.option("--accuracy-tolerance", type=_Number(0.0, 0.5), default=None,
+              help="Place each candidate at the cheapest point of its accuracy / expected-MAC curve that is at most "
+                   "this much (a fraction, e.g. 0.0025) less accurate on validation than its most accurate point "
+                   "(default 0: the most accurate point within --max-macs).")
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board_name, budget, generations, population,
-           seed, algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir, evaluator, final_macs):
+           seed, algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir, evaluator, final_macs,
+           accuracy_tolerance):
     """Joint backbone + exit NAS under accuracy / expected-MAC constraints; prints the admissible set."""
     from .fsio import ensure_writable
     from .nas import Constraints, DataRef, resume_search, search as run_search
     from .space import SearchSpace
 
     if resume_dir:
-        if threads is not None or final_macs is not None:
-            raise click.UsageError("--threads and --final-macs come from the run's config.json when resuming")
+        if threads is not None or final_macs is not None or accuracy_tolerance is not None:
+            raise click.UsageError("--threads, --final-macs and --accuracy-tolerance come from the run's config.json "
+                                   "when resuming")
         if board_name:
             raise click.UsageError("--target comes from the run's config.json (its max_flash / max_ram) when resuming")
         ensure_writable(resume_dir, folder=True)      # a read-only run folder: one line now, not after training
@@ -254,10 +260,12 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
         data = ref.load()
         click.echo(data.summary())
         space = SearchSpace.mcu(data.input_shape, data.num_classes)
-        if final_macs is not None:
+        changes = {k: v for k, v in (("final_macs", final_macs), ("accuracy_tolerance", accuracy_tolerance))
+                   if v is not None}
+        if changes:
             from .nas import Budget
 
-            budget = Budget.resolve(budget, evaluator=evaluator).with_(final_macs=final_macs)
+            budget = Budget.resolve(budget, evaluator=evaluator).with_(**changes)
         result = run_search(space, ref, constraints, budget=budget, seed=seed, out_dir=out_dir, workers=workers,
                             dask_scheduler=dask_scheduler, generations=generations, population=population,
                             progress=click.echo, algorithm=algorithm, max_seconds=max_time, threads=threads,

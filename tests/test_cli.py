@@ -57,6 +57,10 @@ def test_profile_of_a_file_that_is_not_a_model(runner, tmp_path):
     (["--resume", "somewhere", "--threads", "1"], "threads"),
     (["--resume", "somewhere", "--final-macs", "budget"], "final-macs"),
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--final-macs", "cheapest"], "final-macs"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--accuracy-tolerance", "-0.01"], "accuracy-tolerance"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--accuracy-tolerance", "0.9"], "accuracy-tolerance"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--accuracy-tolerance", "nan"], "accuracy-tolerance"),
+    (["--resume", "somewhere", "--accuracy-tolerance", "0.01"], "accuracy-tolerance"),
 ])
 def test_search_rejects_bad_arguments_with_one_line(runner, tmp_path, args, needle):
     res = runner.invoke(main, ["search", "--out", str(tmp_path / "run")] + args)

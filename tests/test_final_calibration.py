@@ -94,3 +94,14 @@ def test_budget_final_macs_is_validated_and_round_trips():
     assert Budget.from_dict({k: v for k, v in b.to_dict().items() if k != "final_macs"}).final_macs == "budget"
     with pytest.raises(ConstraintError, match="final_macs"):
         b.with_(final_macs="cheapest")
+
+
+def test_budget_accuracy_tolerance_is_validated_and_round_trips():
+    b = Budget.preset("quick")
+    assert b.accuracy_tolerance == 0.0
+    assert Budget.from_dict(b.with_(accuracy_tolerance=0.0025).to_dict()).accuracy_tolerance == 0.0025
+    # a config.json written before the field existed: its candidates were placed at the most accurate point
+    assert Budget.from_dict({k: v for k, v in b.to_dict().items() if k != "accuracy_tolerance"}).accuracy_tolerance == 0
+    for bad in (-0.1, 1.0, float("nan"), "0.1", None):
+        with pytest.raises(ConstraintError, match="accuracy_tolerance"):
+            b.with_(accuracy_tolerance=bad)

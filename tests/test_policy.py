@@ -223,6 +223,34 @@ def test_pareto_equals_brute_force(rule, n_exits, n):
         assert pick.result.expected_macs == pytest.approx(cheapest_best)
 
 
+@pytest.mark.parametrize("rule,seed", [("max_softmax", 3), ("confidence", 4), ("entropy", 5)])
+def test_tolerance_picks_the_cheapest_point_near_the_best(rule, seed):
+    """`tolerance`: against every threshold vector enumerated by brute force, the pick is the cheapest
+    point (under the budget and floor) at most `tolerance` less accurate than the most accurate one."""
+    probs, labels, confs, macs = make_outputs(seed, n=40, n_exits=3)
+    pts = np.array(_brute_force_points(probs, labels, macs, rule, confs))
+    moved = 0
+    for budget in np.linspace(macs[0], macs[-1], 5)[1:]:
+        for tol in (0.0, 0.025, 0.05, 0.1):
+            floor = 0.3
+            ok = pts[(pts[:, 0] <= budget + 1e-9) & (pts[:, 1] >= floor)]
+            pick = calibrate(probs, labels, macs, rule, confs, max_macs=budget, min_accuracy=floor, tolerance=tol)
+            if not ok.size:
+                assert not pick.admissible
+                continue
+            near = ok[ok[:, 1] >= ok[:, 1].max() - tol - 1e-12]
+            cheapest = near[:, 0].min()
+            assert pick.admissible
+            assert pick.result.expected_macs == pytest.approx(cheapest)
+            assert pick.result.accuracy == near[near[:, 0] <= cheapest + 1e-6, 1].max()
+            assert pick.result.accuracy >= ok[:, 1].max() - tol - 1e-12
+            moved += tol > 0 and cheapest < ok[ok[:, 1] == ok[:, 1].max(), 0].min() - 1e-6
+    assert moved >= 3                 # the tolerance did change the pick: the check is not vacuous
+    for bad in (-0.01, 1.0, float("nan"), True, "0.1"):
+        with pytest.raises(ConstraintError):
+            calibrate(probs, labels, macs, rule, confs, tolerance=bad)
+
+
 @pytest.mark.parametrize("rule", ["max_softmax", "confidence", "margin"])
 @pytest.mark.parametrize("n_exits", [3, 4])
 def test_pareto_pick_at_least_as_accurate_as_nachos_grid(rule, n_exits):

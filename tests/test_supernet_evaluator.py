@@ -69,6 +69,43 @@ def test_record_equals_extract_then_simulate(small, saved_supernet, shared_ev):
     assert rec.metrics.params == model.count_params()
 
 
+def test_accuracy_tolerance_places_the_candidate_at_the_knee_of_its_curve(small, shared_ev):
+    """Budget.accuracy_tolerance reaches the evaluator's calibration: the record moves to the cheapest point of
+    the candidate's own curve within the tolerance of its most accurate one (checked against `calibrate` on the
+    record-free curve), never more accurate and never more expensive than without it."""
+    import dataclasses
+
+    from nachos_tf.policy import calibrate
+
+    space, ev, tol = tiny_space(), shared_ev, 0.05
+    base_ctx = ev.context
+    genomes = [g for g in (space.sample(s) for s in range(40)) if len(g.exit_positions) >= 2][:4]
+    moved = 0
+    try:
+        for g in genomes:
+            ev.context = base_ctx
+            plain = ev.evaluate(g)
+            ev.context = dataclasses.replace(base_ctx, budget=REAL_BUDGET.with_(accuracy_tolerance=tol))
+            knee = ev.evaluate(g)
+            assert knee.metrics.expected_macs <= plain.metrics.expected_macs + 1e-6
+            assert knee.metrics.accuracy >= plain.metrics.accuracy - tol - 1e-9
+            # the same pick from the (untouched) curve of the plain calibration
+            from nachos_tf.naming import contract_names, layout_of_names
+            from nachos_tf.train import exit_outputs
+            x_val, y_val = ev._val()
+            outs = ev.supernet.subnet_predict(g, x_val, batch_size=1000, bn_x=ev._bn_x())
+            probs, confs = exit_outputs(outs, layout_of_names(contract_names(len(knee.exit_macs) - 1,
+                                                                             space.confidence)))
+            cal = calibrate(probs, y_val, knee.exit_macs, rule=knee.rule, confidences=confs,
+                            max_macs=LOOSE.max_macs, min_accuracy=LOOSE.min_accuracy)
+            ok = cal.curve.accuracy >= cal.curve.accuracy.max() - tol - 1e-12
+            assert knee.metrics.expected_macs == pytest.approx(cal.curve.macs[ok].min())
+            moved += knee.metrics.expected_macs < plain.metrics.expected_macs - 1e-6
+    finally:
+        ev.context = base_ctx
+    assert moved >= 1                 # not vacuous: the tolerance moved at least one candidate
+
+
 def test_resume_takes_the_supernet_from_the_run_folder(small, saved_supernet, tmp_path, monkeypatch):
     """A run folder that already holds the supernet (an earlier session of the run) is set up from there:
     nothing is searched for or trained, and the candidates it judges are those of the same supernet."""

@@ -124,6 +124,12 @@ class Budget:
     spent on accuracy at that cost (when the accuracy floor cannot be met there: as "budget").
     "budget": the most accurate thresholds within max MACs; every member then drifts to the accurate end
     of its curve, and the re-trained members often dominate one another.
+    accuracy_tolerance: where calibration puts a candidate on its own accuracy / expected-MAC curve
+    (`policy.calibrate`, method "pareto"): the cheapest point at most this much (a fraction) less accurate
+    on validation than the most accurate admissible one. 0 (default): the most accurate point. Near the
+    top of an EENN's curve accuracy levels off while expected MACs keep rising, so a tolerance within the
+    validation noise (e.g. 0.0025 on 1,000-2,000 images) places candidates at the curve's knee, where the
+    early exits pay, instead of near max MACs.
     """
 
     name: str = "custom"
@@ -141,6 +147,7 @@ class Budget:
     max_final: int = 4
     accuracy_slack: float = 0.0
     final_macs: str = "search"
+    accuracy_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         for f in ("population", "generations", "batch_size", "max_final"):
@@ -163,6 +170,8 @@ class Budget:
             raise ConstraintError("budget learning_rate must be > 0")
         if not 0.0 <= _number("accuracy_slack", self.accuracy_slack) < 1.0:
             raise ConstraintError(f"budget accuracy_slack must be in [0, 1), got {self.accuracy_slack!r}")
+        if not 0.0 <= _number("accuracy_tolerance", self.accuracy_tolerance) < 1.0:
+            raise ConstraintError(f"budget accuracy_tolerance must be in [0, 1), got {self.accuracy_tolerance!r}")
         if self.final_macs not in FINAL_MACS:
             raise ConstraintError(f"budget final_macs must be one of {', '.join(FINAL_MACS)}, got {self.final_macs!r}")
 

@@ -78,9 +78,11 @@ class Calibration:
 
 
 def _pick(macs: np.ndarray, acc: np.ndarray, max_macs: Optional[float], min_accuracy: Optional[float],
-          prefer: str) -> int:
+          prefer: str, tolerance: float = 0.0) -> int:
     """Index of the chosen point: the most accurate admissible one (ties: cheaper), or with
-    ``prefer="macs"`` the cheapest admissible one (ties: more accurate). With no admissible point,
+    ``prefer="macs"`` the cheapest admissible one (ties: more accurate). A ``tolerance`` > 0 (with
+    ``prefer="accuracy"``) takes the cheapest admissible point whose accuracy is at least the most
+    accurate admissible one's minus ``tolerance`` (ties: more accurate). With no admissible point,
     the one with the smallest total relative violation (ties: more accurate, then cheaper)."""
     ok = np.ones(macs.shape[0], dtype=bool)
     if max_macs is not None:
@@ -90,6 +92,9 @@ def _pick(macs: np.ndarray, acc: np.ndarray, max_macs: Optional[float], min_accu
     cand = np.flatnonzero(ok)
     if cand.size:
         if prefer == "macs":
+            order = np.lexsort((-acc[cand], macs[cand]))
+        elif tolerance > 0:
+            cand = cand[acc[cand] >= acc[cand].max() - tolerance - 1e-12]
             order = np.lexsort((-acc[cand], macs[cand]))
         else:
             order = np.lexsort((macs[cand], -acc[cand]))
@@ -105,7 +110,8 @@ def _pick(macs: np.ndarray, acc: np.ndarray, max_macs: Optional[float], min_accu
 def calibrate(probs: Sequence[np.ndarray], labels: np.ndarray, exit_macs: Sequence[float],
               rule: str = "max_softmax", confidences: Optional[Sequence[np.ndarray]] = None,
               max_macs: Optional[float] = None, min_accuracy: Optional[float] = None,
-              method: str = "pareto", *, prefer: str = "accuracy", max_candidates: int = 128,
+              method: str = "pareto", *, prefer: str = "accuracy", tolerance: float = 0.0,
+              max_candidates: int = 128,
               max_sweeps: int = 1024, grid: Sequence[float] = NACHOS_GRID, shared: bool = True,
               first_exit_min: Optional[float] = 0.7, repair_step: float = 0.1,
               repair_floor: float = 0.1) -> Calibration:
@@ -114,7 +120,9 @@ def calibrate(probs: Sequence[np.ndarray], labels: np.ndarray, exit_macs: Sequen
 
     ``method="pareto"`` (default): the accuracy / expected-MAC trade-off curve over per-exit
     thresholds, then the most accurate admissible point (ties: cheaper; ``prefer="macs"`` picks the
-    cheapest admissible point instead). Only the distinct score values matter: candidate thresholds
+    cheapest admissible point instead; ``tolerance`` > 0 the cheapest admissible point at most
+    ``tolerance`` less accurate than the most accurate one: the knee of the curve, where an EENN's
+    accuracy has levelled off while its expected MACs still rise). Only the distinct score values matter: candidate thresholds
     per exit are -inf, the midpoints between consecutive distinct scores and +inf, thinned at
     sample quantiles to at most ``max_candidates`` (default 128, i.e. steps of <1% of the samples).
     With other thresholds fixed, a whole line of candidates for one exit costs O(E N) by prefix sums
@@ -149,6 +157,8 @@ def calibrate(probs: Sequence[np.ndarray], labels: np.ndarray, exit_macs: Sequen
         min_accuracy: accuracy floor in [0, 1], or None.
         method: one of :data:`METHODS`.
         prefer: ``"accuracy"`` or ``"macs"`` (method "pareto").
+        tolerance: accuracy (a fraction, >= 0) given up for a cheaper point (method "pareto",
+            ``prefer="accuracy"``; method "grid" keeps the NACHOS rule and ignores it).
         max_candidates, max_sweeps: search budget of method "pareto".
         grid, shared, first_exit_min, repair_step, repair_floor: settings of method "grid".
 
@@ -163,6 +173,9 @@ def calibrate(probs: Sequence[np.ndarray], labels: np.ndarray, exit_macs: Sequen
         raise bad_arg(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     if prefer not in ("accuracy", "macs"):
         raise bad_arg(f"prefer must be 'accuracy' or 'macs', got {prefer!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(tolerance) < 1.0:
+        raise bad_arg(f"tolerance must be a fraction in [0, 1), got {tolerance!r}")
     if int(max_candidates) < 2 or int(max_sweeps) < 1:
         raise bad_arg("max_candidates must be >= 2 and max_sweeps >= 1")
     check_constraints(max_macs, min_accuracy)
@@ -178,7 +191,7 @@ def calibrate(probs: Sequence[np.ndarray], labels: np.ndarray, exit_macs: Sequen
         macs = macs_from_counts(arch.counts, table.exit_macs, table.n)
         acc = arch.ncorr / table.n
         curve = ParetoCurve(macs=macs, accuracy=acc, thresholds=thr, exit_rates=arch.counts / table.n)
-        thresholds = thr[_pick(macs, acc, max_macs, min_accuracy, prefer)]
+        thresholds = thr[_pick(macs, acc, max_macs, min_accuracy, prefer, float(tolerance))]
     else:
         thresholds, info = grid_search(table, max_macs, min_accuracy, grid, shared,
                                         first_exit_min, repair_step, repair_floor)

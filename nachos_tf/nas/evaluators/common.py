@@ -55,23 +55,26 @@ def figures(sim) -> Dict[str, Any]:
 
 
 def calibrate_model(model, exit_macs: Sequence[float], x, y, rule: str, constraints, method: str = "pareto",
-                    eager: bool = False):
+                    eager: bool = False, tolerance: float = 0.0):
     """Thresholds on (x, y) by `policy.calibrate`: with "pareto" (ours) the most accurate admissible
-    point of the exact trade-off curve; "grid" is the NACHOS grid + repair (for ablations). `eager`: see
-    `train.predict_exits` (no graph tracing, for a model used once)."""
+    point of the exact trade-off curve (with `tolerance` > 0, `Budget.accuracy_tolerance`: the cheapest
+    point at most that much less accurate); "grid" is the NACHOS grid + repair (for ablations). `eager`:
+    see `train.predict_exits` (no graph tracing, for a model used once)."""
     from ...train import predict_exits
 
     probs, confs = predict_exits(model, x, batch_size=1000, eager=True) if eager else predict_exits(model, x)
-    return calibrate_outputs(probs, confs, exit_macs, y, rule, constraints, method)
+    return calibrate_outputs(probs, confs, exit_macs, y, rule, constraints, method, tolerance)
 
 
-def calibrate_outputs(probs, confs, exit_macs: Sequence[float], y, rule: str, constraints, method: str = "pareto"):
+def calibrate_outputs(probs, confs, exit_macs: Sequence[float], y, rule: str, constraints, method: str = "pareto",
+                      tolerance: float = 0.0):
     """`calibrate_model` on outputs already computed: softmax probabilities per exit (final last) and the
     early exits' confidences (or None)."""
     from ...policy import calibrate
 
     return calibrate(probs, y, exit_macs, rule=rule, confidences=confs if rule == "confidence" else None,
-                     max_macs=constraints.max_macs, min_accuracy=constraints.min_accuracy, method=method)
+                     max_macs=constraints.max_macs, min_accuracy=constraints.min_accuracy, method=method,
+                     tolerance=tolerance)
 
 
 def int8_sizes(model, x_repr, constraints) -> Dict[str, Optional[int]]:
@@ -159,7 +162,7 @@ def hold_search_cost(cal, exit_macs: Sequence[float], cap: float, constraints) -
 
 def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float], costs: Sequence[float],
                  rule: str, constraints, calibration: str, seed: Optional[int], out_dir: Path,
-                 train_seconds: float, t0: float, final_macs: str = "search") -> FinalRecord:
+                 train_seconds: float, t0: float, final_macs: str = "search", tolerance: float = 0.0) -> FinalRecord:
     """Re-calibrate a finally trained model on validation, measure it on test, check the (true) constraints,
     and save it; a member that misses a constraint is `dropped`. Its int8 staged export is measured on TFLM
     later, by the final stage, and only if it ends in the final Pareto set (``int8_pending``; see
@@ -176,8 +179,10 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
 
     conf = lambda c: c if rule == "confidence" else None  # noqa: E731
     pv, cv = predict_exits(model, data.x_val)
-    cal = calibrate_outputs(pv, cv, costs, data.y_val, rule, constraints, calibration)
+    cal = calibrate_outputs(pv, cv, costs, data.y_val, rule, constraints, calibration, tolerance)
     how = {"final_macs": final_macs, "held_at": None, "method": calibration}
+    if tolerance:
+        how["tolerance"] = float(tolerance)
     if final_macs == "search":
         cap = float(record.metrics.expected_macs)
         held = hold_search_cost(cal, exit_macs, cap, constraints)

@@ -144,7 +144,8 @@ class ProxyEvaluator:
         data = self.proxy_data()
         model, costs, train_s = self._train(model, exit_macs, data, seed, final=False)
         rule = exit_rule(c.space)
-        cal = calibrate_model(model, costs, data.x_val, data.y_val, rule, c.constraints, self.calibration)
+        cal = calibrate_model(model, costs, data.x_val, data.y_val, rule, c.constraints, self.calibration,
+                              tolerance=c.budget.accuracy_tolerance)
         return candidate_record(genome, model, cal, exit_macs, c.constraints, rule, data.x_train[:64], seed,
                                 train_s, t0)
 
@@ -161,7 +162,8 @@ class ProxyEvaluator:
         model, exit_macs = build_candidate(c.space, genome, seed)
         model, costs, train_s = self._train(model, exit_macs, train_data, seed, final=True)
         return final_record(record, model, data, exit_macs, costs, exit_rule(c.space), c.target, self.calibration,
-                            seed, out_dir, train_s, t0, final_macs=c.budget.final_macs)
+                            seed, out_dir, train_s, t0, final_macs=c.budget.final_macs,
+                            tolerance=c.budget.accuracy_tolerance)
 
     # ---------------------------------------------------------------- the one training path
     def _train(self, model, exit_macs: List[int], data, seed: int, final: bool) -> Tuple[Any, List[float], float]:

@@ -160,7 +160,8 @@ class SupernetEvaluator:
         n_early = len(exit_macs) - 1
         probs, confs = exit_outputs(outs, layout_of_names(contract_names(n_early, c.space.confidence)))
         rule = exit_rule(c.space)
-        cal = calibrate_outputs(probs, confs, exit_macs, y_val, rule, c.constraints, self.calibration)
+        cal = calibrate_outputs(probs, confs, exit_macs, y_val, rule, c.constraints, self.calibration,
+                                c.budget.accuracy_tolerance)
         sizes = None
         misses = not c.constraints.meets_accuracy_and_macs(cal.result.accuracy, cal.result.expected_macs)
         if not (c.constraints.max_flash or c.constraints.max_ram) or misses:
@@ -226,7 +227,7 @@ class SupernetEvaluator:
             if val_acc(model) < before:                 # model selection on validation only
                 model.set_weights(inherited)
         return final_record(record, model, data, exit_macs, exit_macs, rule, c.target, self.calibration, seed,
-                            out_dir, train_s, t0, final_macs=b.final_macs)
+                            out_dir, train_s, t0, final_macs=b.final_macs, tolerance=b.accuracy_tolerance)
 
     def _teacher(self, x: np.ndarray) -> np.ndarray:
         """Final-exit logits of the supernet's largest subnet (its BN statistics re-estimated as every
