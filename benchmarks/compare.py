@@ -292,6 +292,8 @@ class Bench:
 
     def handmade_run(self, seed: int) -> Dict[str, Any]:
         """The fixed genome, trained by the proxy evaluator's finalize (CE sum, the final budget)."""
+        from nachos_tf.nas.final_points import measure_pending_int8
+
         out_dir = self.runs / "handmade" / f"seed{seed}"
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -302,7 +304,7 @@ class Bench:
                               seed, out_dir, loss=nt.LossConfig.ce_sum(), target=self.constraints))
         rec = ev.evaluate(genome)
         rec.id = "handmade"
-        fin = ev.finalize(rec, out_dir)
+        fin = measure_pending_int8(ev.finalize(rec, out_dir), out_dir, self.data)   # as the final stage does
         sol = {k: getattr(fin, k) for k in ("id", "genome", "model", "rule", "thresholds", "exit_macs", "val",
                                             "test", "int8")}
         row = {"run_dir": str(out_dir), "solutions": [] if fin.dropped else [sol], "candidates": 1,
@@ -405,17 +407,35 @@ class Bench:
         say(f"wrote {out} (complete: {self.doc['complete']}), {out.with_suffix('.md')}, {out.with_suffix('.png')}")
 
 
-def merge(parts: Sequence[Path], out: Path) -> Dict[str, Any]:
+def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = ()) -> Dict[str, Any]:
     """Join result files of runs made in parallel (one process per seed) into one `out` + table + plot.
-    Refuses parts written with other settings, and (method, seed) rows present twice."""
-    docs = [read_json(p) for p in parts]
+    Refuses parts written with other settings, and (method, seed) rows present twice. The `static_from`
+    parts give their ``static`` rows only, and may differ from the others in ``budget.accuracy_tolerance``
+    alone: a network without early exits has a single operating point, which no tolerance can move."""
+    static_from = list(static_from)
+    docs = [read_json(p) for p in list(parts) + static_from]
     first = docs[0]
-    for p, d in zip(parts, docs):
-        if d.get("settings") != first.get("settings"):
+
+    def comparable(settings: Dict[str, Any], tolerance_free: bool = False) -> Dict[str, Any]:
+        """The settings without the per-seed supernet folders (parts of different seeds name their own)."""
+        sn = {k: v for k, v in (settings.get("supernet") or {}).items() if k != "from"}
+        budget = {k: v for k, v in (settings.get("budget") or {}).items()
+                  if not (tolerance_free and k == "accuracy_tolerance")}
+        return dict(settings, supernet=sn, budget=budget)
+
+    given: Dict[str, str] = {}
+    for i, (p, d) in enumerate(zip(list(parts) + static_from, docs)):
+        loose = i >= len(parts)
+        if comparable(d.get("settings") or {}, loose) != comparable(first.get("settings") or {}, loose):
             raise SystemExit(f"--merge: {p} was written with other settings than {parts[0]}")
+        if loose:
+            d["runs"] = [r for r in d.get("runs", []) if r["method"] == "static"]
+        for seed, folder in ((d["settings"].get("supernet") or {}).get("from") or {}).items():
+            if given.setdefault(seed, folder) != folder:
+                raise SystemExit(f"--merge: seed {seed}'s supernet is {folder} in {p}, {given[seed]} elsewhere")
     runs: List[Dict[str, Any]] = []
     seen = set()
-    for p, d in zip(parts, docs):
+    for p, d in zip(list(parts) + static_from, docs):
         for r in d.get("runs", []):
             if (r["method"], r["seed"]) in seen:
                 raise SystemExit(f"--merge: {(r['method'], r['seed'])} appears twice (again in {p})")
@@ -423,9 +443,11 @@ def merge(parts: Sequence[Path], out: Path) -> Dict[str, Any]:
             runs.append(r)
     seeds = sorted({s for d in docs for s in d.get("seeds", [])})
     doc = {k: first.get(k) for k in ("benchmark", "issue", "versions", "machine", "settings")}
+    doc["settings"] = dict(doc["settings"], supernet=dict(doc["settings"].get("supernet") or {}, **{"from": given}))
     doc.update(seeds=seeds, runs=runs, supernets={k: v for d in docs for k, v in (d.get("supernets") or {}).items()},
                parts=[{"file": str(p), "sessions": d.get("sessions"), "complete": d.get("complete"),
-                       "last_saved": d.get("last_saved")} for p, d in zip(parts, docs)],
+                       "last_saved": d.get("last_saved"), "static_rows_only": i >= len(parts)}
+                      for i, (p, d) in enumerate(zip(list(parts) + static_from, docs))],
                merged=utc_now(), complete=all((m, s) in seen for m in METHODS for s in seeds))
     doc["summary"] = summarise(doc)
     write_json(out, doc)
@@ -487,13 +509,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_resume(p)
     p.add_argument("--merge", nargs="+", type=Path, metavar="PART", default=None,
                    help="join result files of parallel runs (one --seeds per process) into --out")
+    p.add_argument("--static-from", nargs="+", type=Path, metavar="PART", default=None,
+                   help="with --merge: also take the static rows of these files, which may differ from the parts "
+                        "in --accuracy-tolerance only (a network without early exits has one operating point)")
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = parse_args()
     if args.merge:
-        merge(args.merge, args.out)
+        merge(args.merge, args.out, args.static_from or ())
         print(args.out.with_suffix(".md").read_text())
     else:
         Bench(args).main()

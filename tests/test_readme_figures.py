@@ -638,9 +638,10 @@ _CMP12_COLS = (("hypervolume", 1), ("best_acc_at_0.5M", 100), ("int8_acc_at_0.5M
                ("wall_s", 1))
 
 
-def _cmp12_row(method):
-    """(README row template, its values) of `compare_report.write_table` for one method of compare.json."""
-    v = J("compare.json")["summary"]["methods"][method]
+def _cmp12_row(method, source="compare.json", label=""):
+    """(README row template, its values) of `compare_report.write_table` for one method of `source` (the
+    README names it `method` followed by `label`)."""
+    v = J(source)["summary"]["methods"][method]
     texts, vals = [], []
     for key, scale in _CMP12_COLS:
         xs = v[key]
@@ -656,11 +657,13 @@ def _cmp12_row(method):
             vals.append(statistics.pstdev(present))
         if len(present) < len(xs):
             vals += [len(present), len(xs)]
-    return f"| {method} | " + " | ".join(texts) + " |", vals
+    return f"| {method}{label} | " + " | ".join(texts) + " |", vals
 
 
-for _method in J("compare.json")["summary"]["methods"]:
-    tie(CMP, _cmp12_row(_method)[0], "compare.json", lambda m=_method: _cmp12_row(m)[1])
+for _src, _label in (("compare.json", ""), ("compare_tolerance.json", " (T 0.0025)")):
+    for _method in J(_src)["summary"]["methods"]:
+        tie(CMP, _cmp12_row(_method, _src, _label)[0], _src,
+            lambda m=_method, f=_src, t=_label: _cmp12_row(m, f, t)[1])
 
 
 # --------------------------------------------------------------------------------------------- the checks
