@@ -174,7 +174,7 @@ class Bench:
                               proxy_train=a.proxy_train, proxy_val=a.proxy_val, head_epochs=a.head_epochs,
                               final_train=a.final_train, final_epochs=0, final_head_epochs=a.final_epochs,
                               max_final=a.max_final, final_macs=a.final_macs,
-                              accuracy_tolerance=a.accuracy_tolerance)
+                              accuracy_tolerance=a.accuracy_tolerance, rescore=a.rescore)
         self.outs: Dict[tuple, List[Outputs]] = {}
 
     def settings(self) -> Dict[str, Any]:
@@ -186,7 +186,10 @@ class Bench:
             budget.pop("final_macs")
         if not budget["accuracy_tolerance"]:      # likewise for the files written before accuracy_tolerance
             budget.pop("accuracy_tolerance")
-        return {"constraints": self.constraints.to_dict(), "budget": budget, "search_s": a.budget,
+        if not budget["rescore"]:                 # and before Budget.rescore (the final stage chose unrescored)
+            budget.pop("rescore")
+        more = {"refinalized_from": [str(p) for p in a.refinalize_from]} if a.refinalize_from else {}
+        return {**more, "constraints": self.constraints.to_dict(), "budget": budget, "search_s": a.budget,
                 "supernet": sn, "proxy_extra_s": a.proxy_extra_s,
                 "threads": a.threads, "handmade_genome": handmade_genome(self.space).to_dict(),
                 "hypervolume": "nachos_tf.results.hypervolume of the finalized solutions' test (error, expected "
@@ -290,6 +293,27 @@ class Bench:
                 "candidates": sum(1 for c in archive if c.measured_ok),
                 "pruned": sum(1 for c in archive if c.pruned), "search_hypervolume": hv_search}
 
+    def refinalize_run(self, method: str, seed: int) -> Dict[str, Any]:
+        """The final stage of an earlier part's run of (method, seed) again (`nachos_tf.refinalize`) with this
+        benchmark's final budget: the same search, other finalists. Its search figures are the earlier row's."""
+        from nachos_tf.nas.runner import FINAL_FIELDS
+
+        old = self.earlier[(method, seed)]
+        out_dir = self.runs / method / f"seed{seed}"
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        changes = {k: getattr(self.budget, k) for k in FINAL_FIELDS}
+        try:
+            r = nt.refinalize(old["run_dir"], out_dir, progress=lambda line: say(f"{method} s{seed}: {line}"),
+                              **changes)
+            sols = [s.to_dict() for s in r.admissible]
+        except NoAdmissibleSolutionError as exc:
+            say(f"{method} seed {seed}: no admissible solution ({str(exc).splitlines()[0]})")
+            sols = []
+        row = {k: old.get(k) for k in ("time_limit_s", "search_s", "setup_s", "evaluator", "candidates", "pruned",
+                                       "search_hypervolume")}
+        return dict(row, run_dir=str(out_dir), solutions=sols, refinalized_from=old["run_dir"])
+
     def handmade_run(self, seed: int) -> Dict[str, Any]:
         """The fixed genome, trained by the proxy evaluator's finalize (CE sum, the final budget)."""
         from nachos_tf.nas.final_points import measure_pending_int8
@@ -356,10 +380,17 @@ class Bench:
 
     def run_one(self, method: str, seed: int) -> Dict[str, Any]:
         t0, load0 = time.time(), loadavg()
-        row = self.handmade_run(seed) if method == "handmade" else self.search_run(method, seed)
+        if self.a.refinalize_from and method == "handmade":
+            return dict(self.earlier[(method, seed)], copied_from_part=True)   # a fixed network: no final stage
+        if self.a.refinalize_from:
+            row = self.refinalize_run(method, seed)
+        else:
+            row = self.handmade_run(seed) if method == "handmade" else self.search_run(method, seed)
         row.update(method=method, seed=seed)
         self.figures(method, seed, row)
         row.update(wall_s=round(time.time() - t0, 1), load_before=load0, load_after=loadavg(), finished=utc_now())
+        if self.a.refinalize_from:
+            row.update(final_s=row["wall_s"], wall_s=round(row["wall_s"] + float(row.get("search_s") or 0), 1))
         return row
 
     def main(self) -> None:
@@ -369,6 +400,17 @@ class Bench:
         self.data = self.data_ref.load()
         self.space = nt.SearchSpace.mcu((28, 28, 1), 10)
         self.space_static = nt.SearchSpace.mcu((28, 28, 1), 10, early_exits=False)
+        self.earlier = {}
+        for part in a.refinalize_from or ():
+            for r in (read_json(part) or {}).get("runs", []):
+                if r["method"] not in a.methods or r["seed"] not in a.seeds:
+                    continue
+                if (r["method"], r["seed"]) in self.earlier:
+                    raise SystemExit(f"--refinalize-from: {(r['method'], r['seed'])} appears twice (again in {part})")
+                self.earlier[(r["method"], r["seed"])] = r
+        missing = [(m, s) for m in a.methods for s in a.seeds if a.refinalize_from and (m, s) not in self.earlier]
+        if missing:
+            raise SystemExit(f"--refinalize-from: no earlier run of {missing}")
         prev = read_json(a.out) if a.resume else None
         resume = prev is not None and prev.get("issue") == 12     # a file of the issue-6 version is replaced
         self.res = ResultFile(a.out, "compare", self.settings(), resume)
@@ -421,7 +463,8 @@ def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = ()) ->
         sn = {k: v for k, v in (settings.get("supernet") or {}).items() if k != "from"}
         budget = {k: v for k, v in (settings.get("budget") or {}).items()
                   if not (tolerance_free and k == "accuracy_tolerance")}
-        return dict(settings, supernet=sn, budget=budget)
+        rest = {k: v for k, v in settings.items() if k != "refinalized_from"}     # same settings, earlier search
+        return dict(rest, supernet=sn, budget=budget)
 
     given: Dict[str, str] = {}
     for i, (p, d) in enumerate(zip(list(parts) + static_from, docs)):
@@ -503,6 +546,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--accuracy-tolerance", type=float, default=0.0,
                    help="Budget.accuracy_tolerance of every run: each candidate at the cheapest point of its curve at "
                         "most this much less accurate than its best (default 0: the most accurate point)")
+    p.add_argument("--rescore", type=int, default=0,
+                   help="Budget.rescore of every run: leading candidates judged again on the whole validation split "
+                        "before the finalists are chosen (default 0: off, as the runs before it existed)")
+    p.add_argument("--refinalize-from", nargs="+", type=Path, metavar="PART", default=None,
+                   help="do not search: run the final stage of these result files' runs again (nachos_tf.refinalize) "
+                        "with this command's final budget (--max-final, --final-epochs, --rescore, ...) into "
+                        "--runs-dir; handmade rows are copied")
     add_threads(p)
     p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "compare")
     add_out(p, RESULTS / "compare.json")

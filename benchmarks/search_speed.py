@@ -378,6 +378,23 @@ class Bench:
                 self.summarise(d)
                 res.save()
 
+        # 1b. the reference trained again with another run seed (its own noise: how well can any estimate rank?)
+        if a.repeat_full_training is not None:
+            rep = d.setdefault("full_training_repeat", {"run_seed": a.repeat_full_training, "results": {},
+                                                        "settings": FULL_SETTINGS})
+            if rep["run_seed"] != a.repeat_full_training:
+                raise SystemExit(f"{a.out} repeats the full training with run seed {rep['run_seed']}")
+            train = self.data if not a.smoke else self.data.subset(train=1000, val=None, test=None, seed=a.seed)
+            for gid in [g for g in genomes if g not in rep["results"]]:
+                r = full_training(self.space, self.data, nt.Genome.from_dict(genomes[gid]["genome"]), self.constraints,
+                                  a.repeat_full_training, train, self.capture)
+                rep["results"][gid] = r
+                say(f"full training again ({len(rep['results'])}/{len(genomes)}, run seed {rep['run_seed']}) {gid}: "
+                    f"test acc {r['test']['accuracy']:.4f} (first: {ft['results'][gid]['test']['accuracy']:.4f}, "
+                    f"{r['seconds']:.0f}s)")
+                self.summarise(d)
+                res.save()
+
         # 2. each evaluator: one-time setup, then every genome
         for name in a.evaluators:
             entry = d["evaluators"][name]
@@ -401,7 +418,8 @@ class Bench:
                 res.save()
         self.summarise(d)
         if all(len(d["evaluators"][n]["rows"]) >= len(genomes) for n in a.evaluators) and \
-                all(g in ft["results"] for g in genomes):
+                all(g in ft["results"] for g in genomes) and \
+                all(g in d.get("full_training_repeat", {"results": genomes})["results"] for g in genomes):
             res.finish()
         else:
             res.save()
@@ -457,6 +475,25 @@ class Bench:
                                               {"candidates": int(np.ceil(cost / (tp - ts))),
                                                "what": "candidates after which the supernet's one-time cost plus "
                                                        "its evaluations take less time than proxy evaluations"})
+        rep = (d.get("full_training_repeat") or {}).get("results") or {}
+        both = [g for g in ids if g in rep]
+        if len(both) >= 3:
+            a_acc = [full[g]["test"]["accuracy"] for g in both]
+            b_acc = [rep[g]["test"]["accuracy"] for g in both]
+            mean = {g: (x + y) / 2 for g, x, y in zip(both, a_acc, b_acc)}
+            diff = np.abs(np.subtract(a_acc, b_acc))
+            out["reference_repeatability"] = dict(
+                correlation(a_acc, b_acc), mean_abs_difference=round(float(diff.mean()), 4),
+                max_abs_difference=round(float(diff.max()), 4),
+                what="test accuracy of the full training, run seed of the reference vs run seed "
+                     f"{d['full_training_repeat']['run_seed']} (other initialisation and data order): the ceiling "
+                     "any estimate's rank correlation with one training can reach")
+            for name, entry in d["evaluators"].items():
+                rows = [r for r in entry["rows"] if r["id"] in mean and r.get("accuracy") is not None]
+                if len(rows) >= 3:
+                    out["evaluators"][name]["vs_mean_reference"] = dict(
+                        correlation([r["accuracy"] for r in rows], [mean[r["id"]] for r in rows]),
+                        what="estimate (thresholded val accuracy) vs the mean test accuracy of the two trainings")
         d["summary"] = out
 
 
@@ -492,6 +529,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "runs here: ~6 min per genome)")
     p.add_argument("--no-full-training", action="store_true",
                    help="never train a genome stand-alone (genomes without a result get no correlation)")
+    p.add_argument("--repeat-full-training", type=int, default=None, metavar="RUN_SEED",
+                   help="train every genome's reference again with this run seed (other initialisation and data "
+                        "order) and report how well the two references rank alike (the reference's own noise)")
     p.add_argument("--supernet-dir", default=None, help="use this trained supernet folder as is")
     p.add_argument("--supernet-epochs", type=positive_int, default=None,
                    help="train a supernet here with this many epochs (timed) instead of the one a quick search finds")

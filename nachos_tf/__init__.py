@@ -33,6 +33,6 @@ from .results import SearchResult, Solution, load_run  # noqa: E402
 from .report import report  # noqa: E402
 from .supernet import Supernet, train_supernet  # noqa: E402
 from .nas import (BUDGETS, Budget, Constraints, DataRef, EvalContext, Evaluator, ProxyEvaluator,  # noqa: E402
-                  SupernetEvaluator, register_evaluator, resume_search, search)
+                  SupernetEvaluator, refinalize, register_evaluator, resume_search, search)
 
 __version__ = "0.1.0"

@@ -229,19 +229,22 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
               help="Place each candidate at the cheapest point of its accuracy / expected-MAC curve that is at most "
                    "this much (a fraction, e.g. 0.0025) less accurate on validation than its most accurate point "
                    "(default 0: the most accurate point within --max-macs).")
+@click.option("--rescore", type=click.IntRange(min=0), default=None,
+              help="Before the final stage, judge this many leading candidates again on the whole validation split "
+                   "and choose the finalists on those figures (budgets that rank on a subset; default 0: off).")
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board_name, budget, generations, population,
            seed, algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir, evaluator, final_macs,
-           accuracy_tolerance):
+           accuracy_tolerance, rescore):
     """Joint backbone + exit NAS under accuracy / expected-MAC constraints; prints the admissible set."""
     from .fsio import ensure_writable
     from .nas import Constraints, DataRef, resume_search, search as run_search
     from .space import SearchSpace
 
     if resume_dir:
-        if threads is not None or final_macs is not None or accuracy_tolerance is not None:
-            raise click.UsageError("--threads, --final-macs and --accuracy-tolerance come from the run's config.json "
-                                   "when resuming")
+        if threads is not None or final_macs is not None or accuracy_tolerance is not None or rescore is not None:
+            raise click.UsageError("--threads, --final-macs, --accuracy-tolerance and --rescore come from the run's "
+                                   "config.json when resuming (`nachos-tf finalize` re-runs the final stage)")
         if board_name:
             raise click.UsageError("--target comes from the run's config.json (its max_flash / max_ram) when resuming")
         ensure_writable(resume_dir, folder=True)      # a read-only run folder: one line now, not after training
@@ -260,8 +263,8 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
         data = ref.load()
         click.echo(data.summary())
         space = SearchSpace.mcu(data.input_shape, data.num_classes)
-        changes = {k: v for k, v in (("final_macs", final_macs), ("accuracy_tolerance", accuracy_tolerance))
-                   if v is not None}
+        changes = {k: v for k, v in (("final_macs", final_macs), ("accuracy_tolerance", accuracy_tolerance),
+                                     ("rescore", rescore)) if v is not None}
         if changes:
             from .nas import Budget
 
@@ -270,10 +273,43 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
                             dask_scheduler=dask_scheduler, generations=generations, population=population,
                             progress=click.echo, algorithm=algorithm, max_seconds=max_time, threads=threads,
                             evaluator=evaluator)
+    _print_result(result)
+
+
+def _print_result(result) -> None:
     click.echo(f"\nadmissible Pareto set ({len(result.admissible)} solutions, {len(result.archive)} candidates "
                f"evaluated, hypervolume {result.hypervolume:.4f}):")
     click.echo(result.table())
     click.echo(f"\nrun folder: {result.out_dir}  (report: {result.out_dir / 'report.md'})")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="New run folder (the search's own is only read).")
+@click.option("--max-final", type=click.IntRange(min=1), default=None, help="Front members to re-train.")
+@click.option("--final-epochs", type=click.IntRange(min=0), default=None,
+              help="Epochs of the backbone phase of the re-training.")
+@click.option("--final-head-epochs", type=click.IntRange(min=0), default=None,
+              help="Epochs of the exit phase (NACHOS loss) of the re-training.")
+@click.option("--final-train", type=click.IntRange(min=10), default=None,
+              help="Training images of the re-training (default: the run's).")
+@click.option("--final-macs", type=click.Choice(["search", "budget"]), default=None,
+              help="Where a re-trained member is re-calibrated (see `search --final-macs`).")
+@click.option("--rescore", type=click.IntRange(min=0), default=None,
+              help="Leading candidates judged again on the whole validation split before choosing (0: off).")
+@_friendly
+def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final_train, final_macs, rescore):
+    """Run the final stage of a finished search again into a new folder (more finalists, a longer
+    re-training); nothing is searched again. Prints the admissible set."""
+    from .fsio import ensure_writable
+    from .nas import refinalize
+
+    changes = {k: v for k, v in (("max_final", max_final), ("final_epochs", final_epochs),
+                                 ("final_head_epochs", final_head_epochs), ("final_train", final_train),
+                                 ("final_macs", final_macs), ("rescore", rescore)) if v is not None}
+    ensure_writable(out_dir, folder=True)
+    _print_result(refinalize(run_dir, out_dir, progress=click.echo, **changes))
 
 
 def _evaluator_name(value: str) -> str:

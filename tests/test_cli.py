@@ -61,11 +61,20 @@ def test_profile_of_a_file_that_is_not_a_model(runner, tmp_path):
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--accuracy-tolerance", "0.9"], "accuracy-tolerance"),
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--accuracy-tolerance", "nan"], "accuracy-tolerance"),
     (["--resume", "somewhere", "--accuracy-tolerance", "0.01"], "accuracy-tolerance"),
+    (["--resume", "somewhere", "--rescore", "10"], "rescore"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--rescore", "-3"], "rescore"),
 ])
 def test_search_rejects_bad_arguments_with_one_line(runner, tmp_path, args, needle):
     res = runner.invoke(main, ["search", "--out", str(tmp_path / "run")] + args)
     _one_line_error(res, needle)
     assert not (tmp_path / "run" / "archive.jsonl").exists()
+
+
+def test_finalize_of_a_folder_that_is_not_a_finished_search(runner, tmp_path):
+    (tmp_path / "empty").mkdir()
+    _one_line_error(runner.invoke(main, ["finalize", str(tmp_path / "empty"), "--out", str(tmp_path / "again")]),
+                    "error:", "not a search run folder")
+    assert not (tmp_path / "again").exists()
 
 
 def test_search_without_constraints_says_what_is_missing(runner, tmp_path):
@@ -121,6 +130,11 @@ def _cli_process(args, **kw):
     (["export", "somewhere", "--out", "d", "--qat-epochs", "-1"], "--qat-epochs"),
     (["export", "somewhere"], "--out"),
     (["profile"], "MODEL_PATH"),
+    (["finalize", "somewhere", "--out", "d"], "somewhere"),
+    (["finalize", ".", "--out", "d", "--max-final", "0"], "--max-final"),
+    (["finalize", ".", "--out", "d", "--final-macs", "cheapest"], "--final-macs"),
+    (["finalize", ".", "--out", "d", "--rescore", "-1"], "--rescore"),
+    (["finalize", "."], "--out"),
     (["no-such-command"], "no-such-command"),
 ])
 def test_bad_option_values_are_one_line_before_anything_is_written(runner, tmp_path, monkeypatch, args, needle):

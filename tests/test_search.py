@@ -419,6 +419,17 @@ def _rec(cid: str, accuracy: float, macs: float, feasible: bool = True) -> Candi
     return r
 
 
+def _box_area(points, err_scale, macs_scale):
+    """Area of the union of the boxes [e, 1] x [m, 1] of normalised points: a sweep, no pymoo."""
+    pts = sorted(((1 - a) / err_scale, m / macs_scale) for m, a in points)
+    area, best_m = 0.0, 1.0
+    for i, (e, m) in enumerate(pts):
+        nxt = pts[i + 1][0] if i + 1 < len(pts) else 1.0
+        best_m = min(best_m, m)
+        area += max(0.0, min(nxt, 1.0) - min(e, 1.0)) * max(0.0, 1.0 - best_m)
+    return area
+
+
 def test_finalists_fill_a_small_front_from_the_next_layers():
     from nachos_tf.nas.final import finalists
 
@@ -427,17 +438,46 @@ def test_finalists_fill_a_small_front_from_the_next_layers():
     e = _rec("e", 0.86, 130)                                          # third layer (dominated by b, c, d)
     x = _rec("x", 0.95, 50, feasible=False)                           # infeasible: never chosen
     recs = [e, d, x, c, b, a]
+    # layer 2 alone, box 5 % past its largest error (0.13) and MACs (120), by hand:
+    # c 0.1209 x 0.1270 = 0.0154 > b 0.0092 > d 0.0079; then b adds 0.0732 x 0.0476, d 0.0397 x 0.0476
     chosen, reserves = finalists(recs, 3)
-    assert [r.id for r in chosen] == ["a", "d", "b"]                  # a, then layer 2 spread: both MAC ends
-    assert [r.id for r in reserves] == ["c"]
+    assert [r.id for r in chosen] == ["a", "c", "b"]
+    assert [r.id for r in reserves] == ["d"]
     chosen, reserves = finalists(recs, 1)
     assert [r.id for r in chosen] == ["a"] and reserves == []
     chosen, reserves = finalists(recs, 5)                             # a + all of layer 2 + e
     assert [r.id for r in chosen] == ["a", "d", "c", "b", "e"] and reserves == []
-    # a front with k members or more: as before, only the front, spread, reserves most accurate first
+    # a front with k members or more: only the front; reserves most accurate first
     front = [_rec(f"f{i}", 0.90 + 0.01 * i, 100 + 10 * i) for i in range(5)]
-    chosen, reserves = finalists(front + [e], 3)
-    assert [r.id for r in chosen] == ["f0", "f2", "f4"] and [r.id for r in reserves] == ["f3", "f1"]
+    chosen, reserves = finalists(front + [e], 3, min_accuracy=0.85, max_macs=200)
+    assert len(chosen) == 3 and {r.id for r in chosen} | {r.id for r in reserves} == {f"f{i}" for i in range(5)}
+    assert [r.id for r in reserves] == sorted((r.id for r in reserves), reverse=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_finalists_are_the_greedy_hypervolume_choice_in_the_constraint_box(seed):
+    """Each pick adds the most box area (computed here by a sweep, not pymoo) to the picks before it; members
+    below the user's floor or over the MAC cap add nothing and are never preferred to one that adds."""
+    from nachos_tf.nas.final import finalists
+
+    rng = np.random.default_rng(seed)
+    macs = np.sort(rng.uniform(1e5, 1.2e6, 14))
+    acc = np.sort(rng.uniform(0.76, 0.92, 14))                      # a front: dearer is more accurate
+    recs = [_rec(f"m{i:02d}", float(a), float(m)) for i, (m, a) in enumerate(zip(macs, acc))]
+    floor, cap, k = 0.80, 1.0e6, 3
+    chosen, _ = finalists(recs, k, min_accuracy=floor, max_macs=cap)
+    inside = [r for r in recs if r.metrics.accuracy >= floor and r.metrics.expected_macs <= cap]
+    pt = lambda r: (r.metrics.expected_macs, r.metrics.accuracy)      # noqa: E731
+    picks = []
+    for _ in range(min(k, len(inside))):
+        base = _box_area([pt(r) for r in picks], 1 - floor, cap)
+        gains = {r.id: _box_area([pt(q) for q in picks] + [pt(r)], 1 - floor, cap) - base
+                 for r in inside if r not in picks}
+        best = max(gains.values())
+        picks.append(next(r for r in inside if r.id in gains and gains[r.id] >= best - 1e-12))
+    assert {r.id for r in picks} <= {r.id for r in chosen}
+    assert len(chosen) == k and [r.metrics.expected_macs for r in chosen] == sorted(r.metrics.expected_macs
+                                                                                   for r in chosen)
 
 
 def test_hypervolume_equals_pymoo_hv_computed_here(fake_run):
@@ -514,6 +554,93 @@ def test_resume_replays_without_evaluating_twice(fake_run, tmp_path):
     fake_search(crashed, evaluator=ev3, resume=True)
     assert ev3.calls == []
     assert json.loads((crashed / R.PARETO).read_text()) == json.loads((out / R.PARETO).read_text())
+
+
+def test_refinalize_runs_only_the_final_stage_again_into_a_new_folder(fake_run, tmp_path):
+    """More finalists from the same search: the search folder is only read, the candidates are copied (nothing
+    evaluated), the new budget is in config.json, the finals are those `finalists` picks for it; a second call
+    continues from the new folder's archive; wrong changes and folders are refused before anything is written."""
+    from nachos_tf.nas.final import finalists
+
+    res, ev, out, _ = fake_run
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    new, lines = tmp_path / "again", []
+    res2 = S.refinalize(out, new, progress=lines.append, data=synthetic(), max_final=5)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert search_lines(new) == search_lines(out)
+    cfg = json.loads((new / R.CONFIG).read_text())
+    assert cfg["budget"]["max_final"] == 5 and cfg["finalized_from"] == str(out.resolve())
+    assert {k: v for k, v in cfg["budget"].items() if k != "max_final"} == \
+        {k: v for k, v in json.loads((out / R.CONFIG).read_text())["budget"].items() if k != "max_final"}
+    chosen, reserves = finalists(res.archive, 5, FAKE_CONSTRAINTS.min_accuracy, FAKE_CONSTRAINTS.max_macs)
+    done = [f.id for f in res2.final_records]
+    assert done[:len(chosen)] == [r.id for r in chosen]
+    assert len(chosen) == min(5, sum(r.feasible for r in res.archive)) > len(res.final_records) == 3
+    assert (new / R.PARETO).is_file() and (new / R.REPORT).is_file()
+    assert any("finalizing again" in line for line in lines)
+    msgs = []
+    S.refinalize(out, new, progress=msgs.append, data=synthetic(), max_final=5)     # continues: no re-training
+    assert sum("re-trained earlier (archive)" in m for m in msgs) == len(chosen)
+    with pytest.raises(ConstraintError, match="final stage only"):
+        S.refinalize(out, tmp_path / "x", data=synthetic(), population=9)
+    with pytest.raises(ConstraintError, match="max_final"):
+        S.refinalize(out, tmp_path / "x", data=synthetic(), max_final=0)
+    with pytest.raises(RunDirError, match="the search's own"):
+        S.refinalize(out, out, data=synthetic())
+    with pytest.raises(RunDirError, match="holds another run"):
+        S.refinalize(out, new, data=synthetic(), max_final=4)
+    with pytest.raises(RunDirError, match="in-memory"):
+        S.refinalize(out, tmp_path / "x")
+    with pytest.raises(RunDirError, match="not a search run folder"):
+        S.refinalize(tmp_path, tmp_path / "x", data=synthetic())
+    assert not (tmp_path / "x").exists()
+
+
+class RescoringFake(FakeEvaluator):
+    """The fake evaluator with a `rescore` that re-orders the candidates (as a less noisy judgement would)."""
+
+    name = "fake-rescoring"
+
+    def rescore(self, records):
+        import dataclasses
+
+        self.rescored = [r.id for r in records]
+        out = []
+        for r in records:
+            acc = r.metrics.accuracy - 0.3 * _u(Genome.from_dict(r.genome), "rescore")
+            m = dataclasses.replace(r.metrics, accuracy=acc, error=1.0 - acc)
+            g = self.context.constraints.violations(acc, r.metrics.expected_macs)
+            out.append(dataclasses.replace(r, metrics=m, constraints=g, feasible=all(v <= 0 for v in g.values()
+                                                                                     if v is not None),
+                                           extra=dict(r.extra, rescored={"n_val": 1})))
+        return out
+
+
+S.register_evaluator(RescoringFake)
+
+
+def test_final_stage_chooses_finalists_on_rescored_figures(tmp_path):
+    """Budget.rescore leading candidates are judged again, and the finalists are chosen on those figures (a
+    second path: `leading_layers` -> the evaluator's rescore -> `finalists`); rescore=0 keeps the search's."""
+    from nachos_tf.nas.final import finalists, leading_layers
+
+    for n in (0, 8):
+        ev = RescoringFake()
+        lines = []
+        res = S.search(SearchSpace.mcu((8, 8, 1), 10), synthetic(), S.Constraints(min_accuracy=0.3, max_macs=8.0e4),
+                       budget=FAKE_BUDGET.with_(rescore=n), seed=3, out_dir=tmp_path / f"r{n}", evaluator=ev,
+                       progress=lines.append)
+        searched = [r for r in res.archive]
+        if n:
+            lead = leading_layers(searched, n)
+            assert ev.rescored == [r.id for r in lead]
+            pool = ev.rescore(lead)
+            assert any("re-scored the 8 leading candidates" in line for line in lines)
+        else:
+            assert not hasattr(ev, "rescored")
+            pool = searched
+        chosen, _ = finalists(pool, FAKE_BUDGET.max_final, 0.3, 8.0e4)
+        assert [f.id for f in res.final_records][:len(chosen)] == [r.id for r in chosen]
 
 
 def test_resume_refuses_different_settings(fake_run, tmp_path):

@@ -242,3 +242,41 @@ def test_finalize_teacher_is_the_largest_subnet_of_the_supernet(small, saved_sup
     assert teacher.shape == (200, space.num_classes)
     np.testing.assert_allclose(teacher, final, atol=2e-4, rtol=1e-4)
     assert ev._teacher(x) is teacher                                  # cached for the next front member
+
+
+def test_rescore_judges_again_on_the_whole_validation_split(small, saved_supernet, shared_ev):
+    """`rescore` (the final stage's re-ranking): the extracted model, BN re-estimated, simulated on all 300
+    validation images at the rescored thresholds gives the rescored figures; those thresholds are the
+    most accurate on the whole split (`calibrate` on the model's own outputs); ids and search figures kept.
+    A run that already ranks on the whole split gets its records back unchanged."""
+    import copy
+    import dataclasses
+
+    from nachos_tf.policy import calibrate, simulate, thresholds_from_json
+    from nachos_tf.supernet import reestimate_bn
+    from nachos_tf.supernet.extract import bn_images
+    from nachos_tf.train import predict_exits
+
+    space = tiny_space()
+    ev = copy.copy(shared_ev)                                          # the same traced supernet, a 100-image subset
+    ev.context = dataclasses.replace(shared_ev.context, budget=REAL_BUDGET.with_(proxy_val=100), cache={})
+    genomes = [g for g in (space.sample(s) for s in range(40)) if len(g.exit_positions) >= 2][:2]
+    recs = [ev.evaluate(g) for g in genomes]
+    for i, r in enumerate(recs):
+        r.id = f"c{i:04d}"
+    again = ev.rescore(recs)
+    assert [r.id for r in again] == ["c0000", "c0001"]
+    for r, a, g in zip(recs, again, genomes):
+        assert a.extra["rescored"] == {"n_val": 300, "search_accuracy": r.metrics.accuracy,
+                                       "search_expected_macs": r.metrics.expected_macs}
+        model = Supernet.load(saved_supernet, space).extract(g)
+        reestimate_bn(model, bn_images(small, 256, seed=0))
+        probs, confs = predict_exits(model, small.x_val)
+        sim = simulate(probs, small.y_val, thresholds_from_json(a.thresholds), a.exit_macs, a.rule, confs)
+        assert a.metrics.accuracy == pytest.approx(sim.accuracy, abs=1.01 / 300)
+        assert a.metrics.expected_macs == pytest.approx(sim.expected_macs, abs=1.01 * max(a.exit_macs) / 300)
+        best = calibrate(probs, small.y_val, a.exit_macs, rule=a.rule,
+                         confidences=confs if a.rule == "confidence" else None, max_macs=LOOSE.max_macs,
+                         min_accuracy=LOOSE.min_accuracy)
+        assert a.metrics.accuracy == pytest.approx(best.result.accuracy, abs=1.01 / 300)
+    assert shared_ev.rescore(recs) == recs                           # REAL_BUDGET ranks on all 300 already

@@ -2,6 +2,7 @@
 meets the user's constraints on validation, and write ``pareto.json``."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -13,7 +14,7 @@ from .final_points import measure_pending_int8, reposition
 from .pool import CandidatePool, fmt_time
 from ..macs import human as _human
 
-__all__ = ["spread", "finalists", "pareto_doc", "final_stage"]
+__all__ = ["spread", "by_hypervolume", "finalists", "leading_layers", "rescored", "pareto_doc", "final_stage"]
 
 
 def spread(front: Sequence[CandidateRecord], k: int) -> List[CandidateRecord]:
@@ -26,11 +27,54 @@ def spread(front: Sequence[CandidateRecord], k: int) -> List[CandidateRecord]:
     return [front[i] for i in idx]
 
 
-def finalists(records: Sequence[CandidateRecord], k: int) -> Tuple[List[CandidateRecord], List[CandidateRecord]]:
+def by_hypervolume(layer: Sequence[CandidateRecord], k: int, min_accuracy: Optional[float] = None,
+                   max_macs: Optional[float] = None) -> List[CandidateRecord]:
+    """At most k members of a front that together cover most of the user's constraint box, sorted by MACs.
+
+    Greedy: each step takes the member whose (expected MACs, accuracy) point adds most hypervolume to the
+    members taken (pymoo's HV in the box of `results.hypervolume`; ties: the cheaper, then the smaller id).
+    Members that add nothing (e.g. below the user's accuracy floor, feasible only under the search's
+    slack) fill the remaining places by `spread`.
+
+    Args:
+        layer: a non-dominated set of records.
+        k: how many to take.
+        min_accuracy, max_macs: the user's constraints (None: unbounded; the box then ends 5 % past the
+            largest value seen).
+
+    Returns:
+        The chosen records, by expected MACs.
+    """
+    from .final_points import box_hypervolume, box_scales
+
+    pts = {r.id: (float(r.metrics.expected_macs), float(r.metrics.accuracy)) for r in layer}
+    err_scale, macs_scale = box_scales(np.array(list(pts.values())), min_accuracy, max_macs)
+    picked: List[CandidateRecord] = []
+    while len(picked) < min(k, len(layer)):
+        taken = [pts[r.id] for r in picked]
+        base = box_hypervolume(taken, err_scale, macs_scale)
+        best = None
+        for r in layer:
+            if r in picked:
+                continue
+            gain = box_hypervolume(taken + [pts[r.id]], err_scale, macs_scale) - base
+            key = (-gain, pts[r.id][0], str(r.id))
+            if gain > 1e-12 and (best is None or key < best[0]):
+                best = (key, r)
+        if best is None:
+            break
+        picked.append(best[1])
+    picked += spread([r for r in layer if r not in picked], k - len(picked)) if len(picked) < k else []
+    return sorted(picked, key=lambda r: (pts[r.id][0], -pts[r.id][1], str(r.id)))
+
+
+def finalists(records: Sequence[CandidateRecord], k: int, min_accuracy: Optional[float] = None,
+              max_macs: Optional[float] = None) -> Tuple[List[CandidateRecord], List[CandidateRecord]]:
     """The k candidates to re-train, and the reserves tried when one of them is dropped after re-training.
 
-    The admissible front, spread evenly (`spread`). When it has fewer than k members, the next non-dominated
-    layers of the feasible candidates (each spread evenly) fill the rest: search-time estimates of close
+    The k members of the admissible front that together cover most of the constraint box
+    (`by_hypervolume`). When the front has fewer than k members, the next non-dominated layers of the
+    feasible candidates (each chosen the same way) fill the rest: search-time estimates of close
     candidates are noisy, and re-training re-orders them, so a front member of the final Pareto set may come
     from the second layer. Reserves: the rest of the front, most accurate first, then the rest of the layers
     used.
@@ -38,6 +82,7 @@ def finalists(records: Sequence[CandidateRecord], k: int) -> Tuple[List[Candidat
     Args:
         records: the search's candidate records (infeasible ones are ignored).
         k: how many to re-train (`Budget.max_final`).
+        min_accuracy, max_macs: the user's constraints (the hypervolume box).
 
     Returns:
         (chosen, reserves).
@@ -47,13 +92,45 @@ def finalists(records: Sequence[CandidateRecord], k: int) -> Tuple[List[Candidat
     reserves: List[CandidateRecord] = []
     while left and len(chosen) < k:
         layer = admissible_front(left)
-        picked = spread(layer, k - len(chosen))
+        picked = by_hypervolume(layer, k - len(chosen), min_accuracy, max_macs)
         chosen += picked
         reserves += sorted((r for r in layer if r not in picked),
                            key=lambda r: (r.metrics.error, r.metrics.expected_macs, str(r.id)))
         ids = {r.id for r in layer}
         left = [r for r in left if r.id not in ids]
     return chosen, reserves
+
+
+def leading_layers(records: Sequence[CandidateRecord], n: int) -> List[CandidateRecord]:
+    """The first n feasible candidates by non-dominated layer (the admissible front, then the next layers;
+    the last layer used is cut to size by `spread`)."""
+    left = [r for r in records if r.feasible]
+    out: List[CandidateRecord] = []
+    while left and len(out) < n:
+        layer = admissible_front(left)
+        out += spread(layer, n - len(out))
+        ids = {r.id for r in layer}
+        left = [r for r in left if r.id not in ids]
+    return out
+
+
+def rescored(records: Sequence[CandidateRecord], evaluator, budget, say: Callable[[str], Any]) -> List[CandidateRecord]:
+    """The candidates the finalists are chosen from: the `Budget.rescore` leading ones judged again by the
+    evaluator's ``rescore`` (the supernet evaluator: on the whole validation split), when it has one and the
+    budget asks for it; else every record as the search judged it."""
+    fn = getattr(evaluator, "rescore", None)
+    if not budget.rescore or fn is None:
+        return list(records)
+    lead = leading_layers(records, budget.rescore)
+    t0 = time.time()
+    again = fn(lead)
+    if not any(r.extra.get("rescored") for r in again):         # the search already judged on the whole split
+        return list(records)
+    n_val = next(r.extra["rescored"]["n_val"] for r in again if r.extra.get("rescored"))
+    front = admissible_front(again)
+    say(f"re-scored the {len(again)} leading candidates on the whole validation split ({n_val} images, "
+        f"{fmt_time(time.time() - t0)}): {len(front)} on the front, {sum(r.feasible for r in again)} feasible")
+    return again if front else list(records)
 
 
 def pareto_doc(constraints, finals: Sequence[FinalRecord]) -> Dict[str, Any]:
@@ -82,15 +159,16 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
         done: final records already in the archive (an interrupted run's).
         evaluator: the run's evaluator (its `finalize` re-trains one member).
         constraints: the user's constraints (what a finalized member must meet on validation).
-        budget: the run's budget (`max_final` members, spread along the front).
+        budget: the run's budget (`max_final` members chosen by `finalists`, after `rescored`).
         data: the run's Dataset (validation / test for moved members, int8 figures); None: neither step.
 
     Returns:
         The pareto.json document.
     """
     say = progress or (lambda s: None)
-    front = admissible_front(pool.records)
-    chosen, reserves = finalists(pool.records, budget.max_final)
+    records = rescored(pool.records, evaluator, budget, say)
+    front = admissible_front(records)
+    chosen, reserves = finalists(records, budget.max_final, constraints.min_accuracy, constraints.max_macs)
     queue = chosen + reserves             # if a member is dropped after re-training, one reserve is tried
     by_id = {r.id: r for r in done}
     finals: List[FinalRecord] = []

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..records import FinalRecord
 
-__all__ = ["place_dominated", "reposition", "measure_pending_int8"]
+__all__ = ["place_dominated", "reposition", "measure_pending_int8", "box_scales", "box_hypervolume"]
 
 Point = Tuple[float, float]               # (expected MACs, accuracy)
 
@@ -41,7 +41,19 @@ def _front_ids(points: Mapping[str, Point]) -> List[str]:
     return sorted(ids[k] for k in NonDominatedSorting().do(f, only_non_dominated_front=True))
 
 
-def _hv(points: Sequence[Point], err_scale: float, macs_scale: float) -> float:
+def box_scales(seen: np.ndarray, min_accuracy: Optional[float], max_macs: Optional[float]) -> Tuple[float, float]:
+    """(error scale, MAC scale) of the hypervolume box, as `results.hypervolume`: (1 - min_accuracy, max_macs);
+    for an unbounded side, the largest value among the (MACs, accuracy) rows of `seen`, plus 5 %."""
+    seen = np.asarray(seen, dtype=float).reshape(-1, 2)
+    macs_scale = float(max_macs) if max_macs is not None else 1.05 * max(float(seen[:, 0].max(initial=0.0)), 1.0)
+    err_scale = (max(1.0 - float(min_accuracy), 1e-9) if min_accuracy is not None
+                 else 1.05 * max(float((1.0 - seen[:, 1]).max(initial=0.0)), 1e-9))
+    return err_scale, macs_scale
+
+
+def box_hypervolume(points: Sequence[Point], err_scale: float, macs_scale: float) -> float:
+    """pymoo's HV of (MACs, accuracy) points in the box (error / err_scale, MACs / macs_scale), reference
+    (1, 1); points outside the box add nothing."""
     from pymoo.indicators.hv import HV
 
     if not points:
@@ -74,21 +86,19 @@ def place_dominated(points: Mapping[str, Point], curves: Mapping[str, np.ndarray
     cap = np.inf if max_macs is None else float(max_macs)
     seen = np.concatenate([np.array(list(points.values()), dtype=float).reshape(-1, 2)]
                           + [np.asarray(c, dtype=float).reshape(-1, 2) for c in curves.values()])
-    macs_scale = float(max_macs) if max_macs is not None else 1.05 * max(float(seen[:, 0].max(initial=0.0)), 1.0)
-    err_scale = (max(1.0 - float(min_accuracy), 1e-9) if min_accuracy is not None
-                 else 1.05 * max(float((1.0 - seen[:, 1]).max(initial=0.0)), 1e-9))
+    err_scale, macs_scale = box_scales(seen, min_accuracy, max_macs)
     placed = {i: points[i] for i in _front_ids(points)}
     waiting = sorted(i for i in points if i not in placed and i in curves and len(curves[i]))
     moves: Dict[str, int] = {}
     while waiting:
-        base = _hv(list(placed.values()), err_scale, macs_scale)
+        base = box_hypervolume(list(placed.values()), err_scale, macs_scale)
         best: Optional[Tuple[float, float, str, int]] = None     # (-gain, macs, id, row)
         for i in waiting:
             for row, (m, a) in enumerate(np.asarray(curves[i], dtype=float)):
                 p = (float(m), float(a))
                 if a < floor or m > cap or any(_dominates(q, p) or q == p or _dominates(p, q) for q in placed.values()):
                     continue
-                gain = _hv(list(placed.values()) + [p], err_scale, macs_scale) - base
+                gain = box_hypervolume(list(placed.values()) + [p], err_scale, macs_scale) - base
                 key = (-gain, p[0], i, row)
                 if gain > 1e-12 and (best is None or key < best):
                     best = key

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..errors import ConstraintError, NoAdmissibleSolutionError, RunDirError
 from ..records import CandidateRecord, FinalRecord
-from ..results import ARCHIVE, CONFIG, MODELS, PARETO, Archive, SearchResult, load_run, read_json, split_records, \
-    write_json
+from ..results import ARCHIVE, CONFIG, MODELS, PARETO, Archive, SearchResult, admissible_front, load_run, read_json, \
+    split_records, write_json
 from .backends import default_threads, make_backend, pin_threads
 from .evaluators.base import EvalContext
 from .evaluators.registry import evaluator_from_dict, make_evaluator
@@ -32,7 +32,7 @@ from .pool import CandidatePool
 from .problem import EENNProblem, ProgressCallback, make_algorithm, make_termination
 from .settings import Budget, Constraints, DataRef, RunSpec, _number
 
-__all__ = ["search", "resume_search"]
+__all__ = ["search", "resume_search", "refinalize", "FINAL_FIELDS"]
 
 Progress = Optional[Callable[[str], Any]]
 
@@ -216,8 +216,6 @@ def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, re
                  make_termination(spec.budget.generations, spec.max_seconds), seed=spec.seed, callback=callback,
                  verbose=False, copy_algorithm=False)
         backend.close()                   # the final stage runs here: free the workers first
-        from ..results import admissible_front
-
         if not admissible_front(pool.records):
             write_json(out / PARETO, {"constraints": spec.constraints.to_dict(), "solutions": []})
             _report(out)
@@ -231,6 +229,11 @@ def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, re
         raise
     finally:
         backend.close()
+    return _finish(out, doc)
+
+
+def _finish(out: Path, doc) -> SearchResult:
+    """The report of a finished run, and its result (NoAdmissibleSolutionError when the final stage kept none)."""
     _report(out)
     result = load_run(out)
     if not doc["solutions"]:
@@ -265,13 +268,21 @@ def resume_search(out_dir: Union[str, os.PathLike], workers: int = 1, dask_sched
     Raises:
         RunDirError: the folder is missing, its config.json is malformed, or data is needed.
     """
-    from ..losses import LossConfig
-    from ..space import SearchSpace
-
     d = Path(out_dir).expanduser()
     if not d.is_dir():
         raise RunDirError(f"cannot resume: run folder {d} does not exist")
     spec = RunSpec.from_dict(read_json(d / CONFIG, "the settings of the run to resume"), str(d / CONFIG))
+    space, loss, evaluator, data = _rebuild(d, spec, data)
+    return search(space, data, spec.constraints, spec.budget, seed=spec.seed, out_dir=d, resume=True,
+                  workers=workers, dask_scheduler=dask_scheduler, progress=progress, loss=loss, evaluator=evaluator,
+                  threads=spec.threads, algorithm=spec.algorithm, max_seconds=spec.max_seconds)
+
+
+def _rebuild(d: Path, spec: RunSpec, data) -> Tuple[Any, Any, Any, Any]:
+    """(space, loss, evaluator, data) of a run folder's config.json; RunDirError when it cannot be rebuilt."""
+    from ..losses import LossConfig
+    from ..space import SearchSpace
+
     try:
         space = SearchSpace.from_dict(spec.space)
         loss = LossConfig.from_dict(spec.loss)
@@ -291,6 +302,104 @@ def resume_search(out_dir: Union[str, os.PathLike], workers: int = 1, dask_sched
             data = DataRef(**ref)
         except TypeError as exc:
             raise RunDirError(f"{d / CONFIG}: field 'data.ref' is malformed ({exc})") from None
-    return search(space, data, spec.constraints, spec.budget, seed=spec.seed, out_dir=d, resume=True,
-                  workers=workers, dask_scheduler=dask_scheduler, progress=progress, loss=loss, evaluator=evaluator,
-                  threads=spec.threads, algorithm=spec.algorithm, max_seconds=spec.max_seconds)
+    return space, loss, evaluator, data
+
+
+#: Budget fields `refinalize` may change: the final stage's (the search's own stay as they were).
+FINAL_FIELDS = ("final_train", "final_epochs", "final_head_epochs", "max_final", "final_macs", "rescore")
+
+
+def refinalize(run_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], progress: Progress = print,
+               data=None, **changes: Any) -> SearchResult:
+    """Run the final stage of a finished search again, into a new run folder, with a changed final budget.
+
+    Nothing is searched again: the search's candidate lines of ``archive.jsonl`` are copied as they are, with
+    the evaluator's one-time outputs (e.g. the run's ``supernet/`` folder). Then the final stage chooses,
+    re-trains and measures the finalists under the new budget (e.g. more finalists, a longer fine-tune) and
+    writes pareto.json and the report. The original folder is only read. An interrupted call continues when
+    called again with the same folders and changes.
+
+    Args:
+        run_dir: the folder of a search (finished, or stopped after its search stage).
+        out_dir: the new run folder (absent or empty; or an interrupted refinalize with the same settings).
+        progress: progress lines (None: silent).
+        data: needed only if the run was started from an in-memory Dataset.
+        **changes: Budget fields of the final stage (`FINAL_FIELDS`), e.g. ``max_final=4, final_epochs=5``.
+
+    Returns:
+        The `SearchResult` of the new folder.
+
+    Raises:
+        ConstraintError: a change names another field, or has an invalid value.
+        RunDirError: run_dir is not a search folder or holds no candidate; out_dir is not empty and is not an
+            interrupted refinalize of the same settings; a folder is locked.
+        NoAdmissibleSolutionError: no candidate is admissible, or none stays admissible after re-training.
+    """
+    import dataclasses
+    import datetime as _dt
+    import shutil
+    import sys
+
+    from .settings import versions
+
+    src = Path(run_dir).expanduser()
+    bad = sorted(set(changes) - set(FINAL_FIELDS))
+    if bad:
+        raise ConstraintError(f"refinalize changes the final stage only ({', '.join(FINAL_FIELDS)}); not "
+                              f"{', '.join(bad)}")
+    if not (src / CONFIG).is_file():
+        raise RunDirError(f"{src} is not a search run folder (no {CONFIG})")
+    spec = RunSpec.from_dict(read_json(src / CONFIG, "the settings of the run to finalize again"), str(src / CONFIG))
+    budget = spec.budget.with_(**changes)
+    space, loss, ev, data = _rebuild(src, spec, data)
+    dataset, ref = _resolve_data(data)
+    searched, _ = split_records(Archive(src / ARCHIVE).records())
+    if not searched:
+        raise RunDirError(f"{src / ARCHIVE} holds no evaluated candidate")
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    new = dataclasses.replace(spec, budget=budget, resumed=False, versions=versions(), argv=list(sys.argv),
+                              started=now)
+    out = Path(out_dir).expanduser()
+    again = (out / CONFIG).is_file()
+    if out.resolve() == src.resolve():
+        raise RunDirError(f"refinalize writes a new run folder; {out} is the search's own")
+    if again:
+        old = RunSpec.from_dict(read_json(out / CONFIG, "the settings of the refinalize to continue"),
+                                str(out / CONFIG))
+        diff = old.differences(new)
+        if diff:
+            raise RunDirError(f"{out} holds another run (its settings differ in {', '.join(diff)}); choose a new "
+                              "folder")
+    else:
+        out = _run_folder(out, False)
+    with RunLock(out), InterruptGuard():
+        archive = Archive(out / ARCHIVE)
+        if not again:
+            for sub in sorted(p for p in src.iterdir() if p.is_dir() and p.name != MODELS):
+                shutil.copytree(sub, out / sub.name, dirs_exist_ok=True)     # the evaluator's one-time outputs
+            for rec in searched:
+                archive.append(rec)
+        write_json(out / CONFIG, dict(new.to_dict(), finalized_from=str(src.resolve())))
+        archive.open()
+        searched, finals = split_records(archive.records())
+        say = progress or (lambda line: None)
+        say(f"finalizing again the search in {src}: {len(searched)} candidates, final budget "
+            + ", ".join(f"{k}={v}" for k, v in sorted(changes.items())))
+        from ..losses import LossConfig
+
+        ctx = EvalContext(space=space, constraints=new.search_constraints, target=new.constraints, budget=budget,
+                          seed=new.seed, loss=LossConfig.from_dict(new.loss), threads=new.threads, run_dir=out,
+                          data=dataset, data_ref=ref, progress=progress)
+        pin_threads(int(new.threads))
+        ev.setup(ctx)
+        pool = CandidatePool(archive, searched, None, progress)
+        if not admissible_front(pool.records):
+            raise NoAdmissibleSolutionError(explain_no_admissible(pool.records, new.search_constraints,
+                                                                  new.constraints) + f"\n(run folder: {src})")
+        try:
+            doc = final_stage(pool, finals, ev, new.constraints, budget, out, progress, data=dataset)
+        except KeyboardInterrupt:
+            say(f"interrupted: finished re-trainings are safe in {out / ARCHIVE}; run the same refinalize again "
+                "to continue")
+            raise
+    return _finish(out, doc)

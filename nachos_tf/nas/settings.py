@@ -113,8 +113,8 @@ class Budget:
     proxy_train / proxy_val: class-balanced training / validation subset sizes for candidate evaluation
     (None = whole split); epochs / head_epochs: the two `train_eenn` phases (backbone with CE, then the
     NACHOS loss on every exit). final_*: the same for re-training the admissible front; max_final caps
-    how many front members are re-trained (spread evenly along the front by MACs; one member dropped
-    after re-training is replaced by the most accurate one left).
+    how many front members are re-trained (those that together cover most of the constraint box,
+    `nas.final.finalists`; one member dropped after re-training is replaced by the most accurate one left).
     accuracy_slack: a short proxy training underestimates the accuracy a candidate reaches after the
     final training, so during the search the accuracy floor is lowered by this much (a fraction); the
     admissible set is then checked against the true floor after re-training (misses are dropped).
@@ -130,6 +130,10 @@ class Budget:
     top of an EENN's curve accuracy levels off while expected MACs keep rising, so a tolerance within the
     validation noise (e.g. 0.0025 on 1,000-2,000 images) places candidates at the curve's knee, where the
     early exits pay, instead of near max MACs.
+    rescore: before the final stage chooses the members to re-train, this many leading feasible candidates
+    (the admissible front, then the next non-dominated layers) are judged again on the whole validation
+    split when the search ranked them on a subset (proxy_val) and the evaluator can do it cheaply (the
+    supernet evaluator: seconds each); the finalists are then chosen on those figures. 0 (default): off.
     """
 
     name: str = "custom"
@@ -148,6 +152,7 @@ class Budget:
     accuracy_slack: float = 0.0
     final_macs: str = "search"
     accuracy_tolerance: float = 0.0
+    rescore: int = 0
 
     def __post_init__(self) -> None:
         for f in ("population", "generations", "batch_size", "max_final"):
@@ -160,7 +165,7 @@ class Budget:
             v = getattr(self, f)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 10):
                 raise ConstraintError(f"budget {f} must be None (whole split) or >= 10 samples, got {v!r}")
-        for f in ("epochs", "head_epochs", "final_epochs", "final_head_epochs"):
+        for f in ("epochs", "head_epochs", "final_epochs", "final_head_epochs", "rescore"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ConstraintError(f"budget {f} must be a whole number >= 0, got {v!r}")

@@ -11,13 +11,14 @@ reports test and int8 TFLM figures.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -140,6 +141,37 @@ class SupernetEvaluator:
         MACs are counted by arithmetic (`SearchSpace.exit_macs`). Only a run with a flash / RAM bound
         extracts the Keras model, to measure its int8 export.
         """
+        return self._judge(genome, *self._val())
+
+    def rescore(self, records: Sequence[CandidateRecord]) -> List[CandidateRecord]:
+        """The same judgement (`evaluate`) on the whole validation split instead of the search's subset.
+
+        Used by the final stage before it chooses the members to fine-tune: on a subset of about 1,000
+        images the most accurate-looking members of a large front are the ones whose estimate erred upwards
+        (the best of many noisy estimates), and they lose accuracy after fine-tuning. When the search already
+        judged on the whole split, the records are returned as they are.
+
+        Args:
+            records: search-stage records (their ids are kept).
+
+        Returns:
+            New records (not written to the archive), each with ``extra["rescored"]``: the validation images
+            and the search-time accuracy and expected MACs it replaces.
+        """
+        data = self.context.dataset()
+        if len(self._val()[1]) >= len(data.y_val):
+            return list(records)
+        out = []
+        for r in records:
+            new = self._judge(Genome.from_dict(r.genome), data.x_val, data.y_val)
+            seen = {"n_val": int(len(data.y_val)), "search_accuracy": float(r.metrics.accuracy),
+                    "search_expected_macs": float(r.metrics.expected_macs)}
+            out.append(dataclasses.replace(new, id=r.id, stage=r.stage, time=r.time,
+                                           extra=dict(r.extra, **new.extra, rescored=seen)))
+        return out
+
+    def _judge(self, genome: Genome, x_val: np.ndarray, y_val: np.ndarray) -> CandidateRecord:
+        """`evaluate` on the given validation images."""
         from ...naming import contract_names, layout_of_names
         from ...train import exit_outputs
 
@@ -153,7 +185,6 @@ class SupernetEvaluator:
         pruned = over_budget_at_first_exit(genome, exit_macs, params, c.constraints, seed, t0)
         if pruned is not None:
             return pruned
-        x_val, y_val = self._val()
         outs = sn.subnet_predict(sg, x_val, batch_size=1000, bn_x=self._bn_x())
         if sg is not genome:                              # the run's genome has no early exit: final only
             outs = outs[-1:]
