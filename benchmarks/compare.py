@@ -174,7 +174,7 @@ class Bench:
                               proxy_train=a.proxy_train, proxy_val=a.proxy_val, head_epochs=a.head_epochs,
                               final_train=a.final_train, final_epochs=0, final_head_epochs=a.final_epochs,
                               max_final=a.max_final, final_macs=a.final_macs,
-                              accuracy_tolerance=a.accuracy_tolerance, rescore=a.rescore)
+                              accuracy_tolerance=a.accuracy_tolerance, rescore=a.rescore, finalists=a.finalists)
         self.outs: Dict[tuple, List[Outputs]] = {}
 
     def settings(self) -> Dict[str, Any]:
@@ -188,6 +188,8 @@ class Bench:
             budget.pop("accuracy_tolerance")
         if not budget["rescore"]:                 # and before Budget.rescore (the final stage chose unrescored)
             budget.pop("rescore")
+        if budget["finalists"] == "spread":       # and before Budget.finalists (spread was the only rule)
+            budget.pop("finalists")
         more = {"refinalized_from": [str(p) for p in a.refinalize_from]} if a.refinalize_from else {}
         return {**more, "constraints": self.constraints.to_dict(), "budget": budget, "search_s": a.budget,
                 "supernet": sn, "proxy_extra_s": a.proxy_extra_s,
@@ -463,7 +465,8 @@ def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = ()) ->
         sn = {k: v for k, v in (settings.get("supernet") or {}).items() if k != "from"}
         budget = {k: v for k, v in (settings.get("budget") or {}).items()
                   if not (tolerance_free and k == "accuracy_tolerance")}
-        rest = {k: v for k, v in settings.items() if k != "refinalized_from"}     # same settings, earlier search
+        rest = {k: v for k, v in settings.items()                    # notes on where a part's runs came from
+                if k not in ("refinalized_from", "finalists_note")}
         return dict(rest, supernet=sn, budget=budget)
 
     given: Dict[str, str] = {}
@@ -549,6 +552,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rescore", type=int, default=0,
                    help="Budget.rescore of every run: leading candidates judged again on the whole validation split "
                         "before the finalists are chosen (default 0: off, as the runs before it existed)")
+    p.add_argument("--finalists", choices=("spread", "hypervolume"), default="spread",
+                   help="Budget.finalists of every run: how the final stage picks its --max-final members (default "
+                        "spread, as the runs before it existed)")
     p.add_argument("--refinalize-from", nargs="+", type=Path, metavar="PART", default=None,
                    help="do not search: run the final stage of these result files' runs again (nachos_tf.refinalize) "
                         "with this command's final budget (--max-final, --final-epochs, --rescore, ...) into "

@@ -232,19 +232,23 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
 @click.option("--rescore", type=click.IntRange(min=0), default=None,
               help="Before the final stage, judge this many leading candidates again on the whole validation split "
                    "and choose the finalists on those figures (budgets that rank on a subset; default 0: off).")
+@click.option("--finalists", type=click.Choice(["spread", "hypervolume"]), default=None,
+              help="How the final stage picks the front members to re-train: spread evenly by MACs (default) or "
+                   "those that together cover most of the constraint box.")
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board_name, budget, generations, population,
            seed, algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir, evaluator, final_macs,
-           accuracy_tolerance, rescore):
+           accuracy_tolerance, rescore, finalists):
     """Joint backbone + exit NAS under accuracy / expected-MAC constraints; prints the admissible set."""
     from .fsio import ensure_writable
     from .nas import Constraints, DataRef, resume_search, search as run_search
     from .space import SearchSpace
 
     if resume_dir:
-        if threads is not None or final_macs is not None or accuracy_tolerance is not None or rescore is not None:
-            raise click.UsageError("--threads, --final-macs, --accuracy-tolerance and --rescore come from the run's "
-                                   "config.json when resuming (`nachos-tf finalize` re-runs the final stage)")
+        if any(v is not None for v in (threads, final_macs, accuracy_tolerance, rescore, finalists)):
+            raise click.UsageError("--threads, --final-macs, --accuracy-tolerance, --rescore and --finalists come "
+                                   "from the run's config.json when resuming (`nachos-tf finalize` re-runs the final "
+                                   "stage)")
         if board_name:
             raise click.UsageError("--target comes from the run's config.json (its max_flash / max_ram) when resuming")
         ensure_writable(resume_dir, folder=True)      # a read-only run folder: one line now, not after training
@@ -264,7 +268,7 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
         click.echo(data.summary())
         space = SearchSpace.mcu(data.input_shape, data.num_classes)
         changes = {k: v for k, v in (("final_macs", final_macs), ("accuracy_tolerance", accuracy_tolerance),
-                                     ("rescore", rescore)) if v is not None}
+                                     ("rescore", rescore), ("finalists", finalists)) if v is not None}
         if changes:
             from .nas import Budget
 
@@ -298,8 +302,11 @@ def _print_result(result) -> None:
               help="Where a re-trained member is re-calibrated (see `search --final-macs`).")
 @click.option("--rescore", type=click.IntRange(min=0), default=None,
               help="Leading candidates judged again on the whole validation split before choosing (0: off).")
+@click.option("--finalists", type=click.Choice(["spread", "hypervolume"]), default=None,
+              help="How the front members to re-train are picked (see `search --finalists`).")
 @_friendly
-def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final_train, final_macs, rescore):
+def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final_train, final_macs, rescore,
+             finalists):
     """Run the final stage of a finished search again into a new folder (more finalists, a longer
     re-training); nothing is searched again. Prints the admissible set."""
     from .fsio import ensure_writable
@@ -307,7 +314,8 @@ def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final
 
     changes = {k: v for k, v in (("max_final", max_final), ("final_epochs", final_epochs),
                                  ("final_head_epochs", final_head_epochs), ("final_train", final_train),
-                                 ("final_macs", final_macs), ("rescore", rescore)) if v is not None}
+                                 ("final_macs", final_macs), ("rescore", rescore), ("finalists", finalists))
+               if v is not None}
     ensure_writable(out_dir, folder=True)
     _print_result(refinalize(run_dir, out_dir, progress=click.echo, **changes))
 

@@ -62,6 +62,8 @@ def test_profile_of_a_file_that_is_not_a_model(runner, tmp_path):
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--accuracy-tolerance", "nan"], "accuracy-tolerance"),
     (["--resume", "somewhere", "--accuracy-tolerance", "0.01"], "accuracy-tolerance"),
     (["--resume", "somewhere", "--rescore", "10"], "rescore"),
+    (["--resume", "somewhere", "--finalists", "hypervolume"], "finalists"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--finalists", "best"], "finalists"),
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--rescore", "-3"], "rescore"),
 ])
 def test_search_rejects_bad_arguments_with_one_line(runner, tmp_path, args, needle):
@@ -134,6 +136,7 @@ def _cli_process(args, **kw):
     (["finalize", ".", "--out", "d", "--max-final", "0"], "--max-final"),
     (["finalize", ".", "--out", "d", "--final-macs", "cheapest"], "--final-macs"),
     (["finalize", ".", "--out", "d", "--rescore", "-1"], "--rescore"),
+    (["finalize", ".", "--out", "d", "--finalists", "best"], "--finalists"),
     (["finalize", "."], "--out"),
     (["no-such-command"], "no-such-command"),
 ])

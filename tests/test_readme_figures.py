@@ -660,7 +660,28 @@ def _cmp12_row(method, source="compare.json", label=""):
     return f"| {method}{label} | " + " | ".join(texts) + " |", vals
 
 
-for _src, _label in (("compare.json", ""), ("compare_tolerance.json", " (T 0.0025)")):
+_C12 = lambda: J("compare.json")["summary"]  # noqa: E731
+tie(CMP, "nachos reaches {} times random search's hypervolume (mean of the per seed ratios {}, {} and {};",
+    "compare.json", lambda: [_C12()["hv_nachos_vs_random"]["mean_of_ratios"]] + _C12()["hv_nachos_vs_random"]["per_seed"])
+tie(CMP, "and {} times the static NAS's ({}, {} and {}; goal", "compare.json",
+    lambda: [_C12()["hv_nachos_vs_static"]["mean_of_ratios"]] + _C12()["hv_nachos_vs_static"]["per_seed"])
+tie(CMP, "Best int8 TFLM test accuracy at <= 0.5M expected MACs: {} %** (random search, seed 0, `c0360` "
+         "re-calibrated for 0.5M: {} MACs", "compare.json",
+    lambda: [_C12()["best_int8_at_0.5M"]["accuracy"] * 100, _C12()["best_int8_at_0.5M"]["expected_macs"]])
+tie(CMP, "gives `c0360` {} % float and **{} % int8 TFLM test accuracy at {} expected MACs**, and re-calibrated for "
+         "0.5M {} % int8 at {} MACs; the run's test hypervolume rises from {} to {}.", "compare_final6.json",
+    lambda: [next(s for s in J("compare_final6.json")["runs"][0]["solutions"] if s["id"] == "c0360")["test"]["accuracy"]
+             * 100,
+             next(s for s in J("compare_final6.json")["runs"][0]["solutions"] if s["id"] == "c0360")["int8"]["accuracy"]
+             * 100,
+             next(s for s in J("compare_final6.json")["runs"][0]["solutions"] if s["id"] == "c0360")["test"][
+                 "expected_macs"],
+             J("compare_final6.json")["runs"][0]["int8_at_0.5M"]["accuracy"] * 100,
+             J("compare_final6.json")["runs"][0]["int8_at_0.5M"]["expected_macs"],
+             next(r for r in J("compare.json")["runs"] if (r["method"], r["seed"]) == ("random", 0))["hypervolume"],
+             J("compare_final6.json")["runs"][0]["hypervolume"]])
+
+for _src, _label in (("compare.json", ""),):
     for _method in J(_src)["summary"]["methods"]:
         tie(CMP, _cmp12_row(_method, _src, _label)[0], _src,
             lambda m=_method, f=_src, t=_label: _cmp12_row(m, f, t)[1])

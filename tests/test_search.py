@@ -234,6 +234,12 @@ def test_budget_presets_and_validation():
         q.with_(proxy_train=0)
     with pytest.raises(ConstraintError, match="at least one epoch"):
         q.with_(epochs=0, head_epochs=0)
+    with pytest.raises(ConstraintError, match="finalists"):
+        q.with_(finalists="best")
+    with pytest.raises(ConstraintError, match="rescore"):
+        q.with_(rescore=-1)
+    old = {k: v for k, v in q.to_dict().items() if k not in ("finalists", "rescore")}    # a config before them
+    assert S.Budget.from_dict(old).finalists == "spread" and S.Budget.from_dict(old).rescore == 0
 
 
 def test_candidate_seed_is_stable_and_genome_specific():
@@ -438,20 +444,28 @@ def test_finalists_fill_a_small_front_from_the_next_layers():
     e = _rec("e", 0.86, 130)                                          # third layer (dominated by b, c, d)
     x = _rec("x", 0.95, 50, feasible=False)                           # infeasible: never chosen
     recs = [e, d, x, c, b, a]
-    # layer 2 alone, box 5 % past its largest error (0.13) and MACs (120), by hand:
+    chosen, reserves = finalists(recs, 3)                             # rule "spread" (the default)
+    assert [r.id for r in chosen] == ["a", "d", "b"]                  # a, then layer 2 spread: both MAC ends
+    assert [r.id for r in reserves] == ["c"]
+    # rule "hypervolume", layer 2 alone, box 5 % past its largest error (0.13) and MACs (120), by hand:
     # c 0.1209 x 0.1270 = 0.0154 > b 0.0092 > d 0.0079; then b adds 0.0732 x 0.0476, d 0.0397 x 0.0476
-    chosen, reserves = finalists(recs, 3)
+    chosen, reserves = finalists(recs, 3, rule="hypervolume")
     assert [r.id for r in chosen] == ["a", "c", "b"]
     assert [r.id for r in reserves] == ["d"]
-    chosen, reserves = finalists(recs, 1)
-    assert [r.id for r in chosen] == ["a"] and reserves == []
-    chosen, reserves = finalists(recs, 5)                             # a + all of layer 2 + e
-    assert [r.id for r in chosen] == ["a", "d", "c", "b", "e"] and reserves == []
+    for rule in ("spread", "hypervolume"):
+        chosen, reserves = finalists(recs, 1, rule=rule)
+        assert [r.id for r in chosen] == ["a"] and reserves == []
+        chosen, reserves = finalists(recs, 5, rule=rule)              # a + all of layer 2 + e
+        assert [r.id for r in chosen] == ["a", "d", "c", "b", "e"] and reserves == []
     # a front with k members or more: only the front; reserves most accurate first
     front = [_rec(f"f{i}", 0.90 + 0.01 * i, 100 + 10 * i) for i in range(5)]
-    chosen, reserves = finalists(front + [e], 3, min_accuracy=0.85, max_macs=200)
+    chosen, reserves = finalists(front + [e], 3)
+    assert [r.id for r in chosen] == ["f0", "f2", "f4"] and [r.id for r in reserves] == ["f3", "f1"]
+    chosen, reserves = finalists(front + [e], 3, min_accuracy=0.85, max_macs=200, rule="hypervolume")
     assert len(chosen) == 3 and {r.id for r in chosen} | {r.id for r in reserves} == {f"f{i}" for i in range(5)}
     assert [r.id for r in reserves] == sorted((r.id for r in reserves), reverse=True)
+    with pytest.raises(ConstraintError, match="finalist rule"):
+        finalists(recs, 2, rule="best")
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -465,7 +479,7 @@ def test_finalists_are_the_greedy_hypervolume_choice_in_the_constraint_box(seed)
     acc = np.sort(rng.uniform(0.76, 0.92, 14))                      # a front: dearer is more accurate
     recs = [_rec(f"m{i:02d}", float(a), float(m)) for i, (m, a) in enumerate(zip(macs, acc))]
     floor, cap, k = 0.80, 1.0e6, 3
-    chosen, _ = finalists(recs, k, min_accuracy=floor, max_macs=cap)
+    chosen, _ = finalists(recs, k, min_accuracy=floor, max_macs=cap, rule="hypervolume")
     inside = [r for r in recs if r.metrics.accuracy >= floor and r.metrics.expected_macs <= cap]
     pt = lambda r: (r.metrics.expected_macs, r.metrics.accuracy)      # noqa: E731
     picks = []
@@ -585,6 +599,8 @@ def test_refinalize_runs_only_the_final_stage_again_into_a_new_folder(fake_run, 
         S.refinalize(out, tmp_path / "x", data=synthetic(), population=9)
     with pytest.raises(ConstraintError, match="max_final"):
         S.refinalize(out, tmp_path / "x", data=synthetic(), max_final=0)
+    with pytest.raises(ConstraintError, match="finalists"):
+        S.refinalize(out, tmp_path / "x", data=synthetic(), finalists="best")
     with pytest.raises(RunDirError, match="the search's own"):
         S.refinalize(out, out, data=synthetic())
     with pytest.raises(RunDirError, match="holds another run"):

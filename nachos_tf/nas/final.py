@@ -69,11 +69,13 @@ def by_hypervolume(layer: Sequence[CandidateRecord], k: int, min_accuracy: Optio
 
 
 def finalists(records: Sequence[CandidateRecord], k: int, min_accuracy: Optional[float] = None,
-              max_macs: Optional[float] = None) -> Tuple[List[CandidateRecord], List[CandidateRecord]]:
+              max_macs: Optional[float] = None, rule: str = "spread"
+              ) -> Tuple[List[CandidateRecord], List[CandidateRecord]]:
     """The k candidates to re-train, and the reserves tried when one of them is dropped after re-training.
 
-    The k members of the admissible front that together cover most of the constraint box
-    (`by_hypervolume`). When the front has fewer than k members, the next non-dominated layers of the
+    k members of the admissible front: spread evenly by MACs (`spread`, rule "spread") or those that
+    together cover most of the constraint box (`by_hypervolume`, rule "hypervolume"). When the front has
+    fewer than k members, the next non-dominated layers of the
     feasible candidates (each chosen the same way) fill the rest: search-time estimates of close
     candidates are noisy, and re-training re-orders them, so a front member of the final Pareto set may come
     from the second layer. Reserves: the rest of the front, most accurate first, then the rest of the layers
@@ -83,16 +85,25 @@ def finalists(records: Sequence[CandidateRecord], k: int, min_accuracy: Optional
         records: the search's candidate records (infeasible ones are ignored).
         k: how many to re-train (`Budget.max_final`).
         min_accuracy, max_macs: the user's constraints (the hypervolume box).
+        rule: "spread" or "hypervolume" (`Budget.finalists`).
 
     Returns:
         (chosen, reserves).
+
+    Raises:
+        ConstraintError: an unknown rule.
     """
+    from ..errors import ConstraintError
+
+    if rule not in ("spread", "hypervolume"):
+        raise ConstraintError(f"unknown finalist rule {rule!r}; choose spread or hypervolume")
     left = [r for r in records if r.feasible]
     chosen: List[CandidateRecord] = []
     reserves: List[CandidateRecord] = []
     while left and len(chosen) < k:
         layer = admissible_front(left)
-        picked = by_hypervolume(layer, k - len(chosen), min_accuracy, max_macs)
+        picked = (by_hypervolume(layer, k - len(chosen), min_accuracy, max_macs) if rule == "hypervolume"
+                  else spread(layer, k - len(chosen)))
         chosen += picked
         reserves += sorted((r for r in layer if r not in picked),
                            key=lambda r: (r.metrics.error, r.metrics.expected_macs, str(r.id)))
@@ -168,7 +179,8 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
     say = progress or (lambda s: None)
     records = rescored(pool.records, evaluator, budget, say)
     front = admissible_front(records)
-    chosen, reserves = finalists(records, budget.max_final, constraints.min_accuracy, constraints.max_macs)
+    chosen, reserves = finalists(records, budget.max_final, constraints.min_accuracy, constraints.max_macs,
+                                 budget.finalists)
     queue = chosen + reserves             # if a member is dropped after re-training, one reserve is tried
     by_id = {r.id: r for r in done}
     finals: List[FinalRecord] = []

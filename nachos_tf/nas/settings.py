@@ -104,6 +104,8 @@ class Constraints:
 
 #: Where the final stage re-calibrates a re-trained member (`Budget.final_macs`).
 FINAL_MACS = ("search", "budget")
+#: How the final stage chooses the members to re-train (`Budget.finalists`).
+FINALISTS = ("spread", "hypervolume")
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,11 @@ class Budget:
     proxy_train / proxy_val: class-balanced training / validation subset sizes for candidate evaluation
     (None = whole split); epochs / head_epochs: the two `train_eenn` phases (backbone with CE, then the
     NACHOS loss on every exit). final_*: the same for re-training the admissible front; max_final caps
-    how many front members are re-trained (those that together cover most of the constraint box,
-    `nas.final.finalists`; one member dropped after re-training is replaced by the most accurate one left).
+    how many front members are re-trained, chosen by `finalists` (`nas.final.finalists`; one member dropped
+    after re-training is replaced by the most accurate one left).
+    finalists: "spread" (default): spread evenly along the front by MACs, both ends kept; "hypervolume":
+    the members that together cover most of the user's constraint box (greedy, pymoo's HV), which skips
+    front members near the accuracy floor or the MAC cap that add little.
     accuracy_slack: a short proxy training underestimates the accuracy a candidate reaches after the
     final training, so during the search the accuracy floor is lowered by this much (a fraction); the
     admissible set is then checked against the true floor after re-training (misses are dropped).
@@ -153,6 +158,7 @@ class Budget:
     final_macs: str = "search"
     accuracy_tolerance: float = 0.0
     rescore: int = 0
+    finalists: str = "spread"
 
     def __post_init__(self) -> None:
         for f in ("population", "generations", "batch_size", "max_final"):
@@ -177,6 +183,8 @@ class Budget:
             raise ConstraintError(f"budget accuracy_slack must be in [0, 1), got {self.accuracy_slack!r}")
         if not 0.0 <= _number("accuracy_tolerance", self.accuracy_tolerance) < 1.0:
             raise ConstraintError(f"budget accuracy_tolerance must be in [0, 1), got {self.accuracy_tolerance!r}")
+        if self.finalists not in FINALISTS:
+            raise ConstraintError(f"budget finalists must be one of {', '.join(FINALISTS)}, got {self.finalists!r}")
         if self.final_macs not in FINAL_MACS:
             raise ConstraintError(f"budget final_macs must be one of {', '.join(FINAL_MACS)}, got {self.final_macs!r}")
 

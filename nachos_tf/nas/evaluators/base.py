@@ -10,7 +10,10 @@ An evaluator is an object with
   the search process or, pickled with the context, in a worker process or on a Dask worker;
 * ``finalize(record, out_dir) -> FinalRecord``: the final training / measurement of an admissible
   candidate, saving its model under ``out_dir``;
-* ``to_dict()``: its name and settings (part of the run fingerprint: a resume must use the same).
+* ``to_dict()``: its name and settings (part of the run fingerprint: a resume must use the same);
+* optionally ``rescore(records) -> records``: judge search records again more faithfully and cheaply (the
+  supernet evaluator: on the whole validation split) before the final stage chooses its finalists
+  (`Budget.rescore`); an evaluator without it is never asked.
 
 The search, the backends and resume know nothing else about how a candidate is judged.
 """
