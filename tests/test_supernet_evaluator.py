@@ -218,6 +218,16 @@ def test_int8_sizes_measured_only_when_they_can_decide(small, saved_supernet, tm
         if measured:
             assert rec.metrics.flash_bytes > rec.metrics.params // 2 and rec.constraints["flash"] < 0
             assert rec.feasible
+            # re-scoring on the whole split keeps the measured sizes: no second extraction / conversion
+            import dataclasses
+
+            ev.context = dataclasses.replace(ev.context, budget=REAL_BUDGET.with_(proxy_val=100), cache={})
+            extracted = []
+            ev._extract = lambda g, _f=ev._extract: extracted.append(g) or _f(g)
+            [again] = ev.rescore([ev.evaluate(genome)])
+            assert (again.metrics.flash_bytes, again.metrics.arena_bytes) == \
+                (rec.metrics.flash_bytes, rec.metrics.arena_bytes)
+            assert len(extracted) == 1 and again.extra["rescored"]["n_val"] == len(small.y_val)
         else:
             assert rec.constraints["flash"] == rec.constraints["ram"] == 0.0 and rec.constraints["accuracy"] > 0
             assert "not measured" in rec.extra["sizes_not_measured"] and not rec.feasible

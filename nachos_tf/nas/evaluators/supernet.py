@@ -163,15 +163,19 @@ class SupernetEvaluator:
             return list(records)
         out = []
         for r in records:
-            new = self._judge(Genome.from_dict(r.genome), data.x_val, data.y_val)
+            m = r.metrics                      # int8 sizes do not depend on the validation images: kept
+            known = None if m.flash_bytes is None or m.arena_bytes is None else {
+                "flash_bytes": m.flash_bytes, "arena_bytes": m.arena_bytes}
+            new = self._judge(Genome.from_dict(r.genome), data.x_val, data.y_val, known)
             seen = {"n_val": int(len(data.y_val)), "search_accuracy": float(r.metrics.accuracy),
                     "search_expected_macs": float(r.metrics.expected_macs)}
             out.append(dataclasses.replace(new, id=r.id, stage=r.stage, time=r.time,
                                            extra=dict(r.extra, **new.extra, rescored=seen)))
         return out
 
-    def _judge(self, genome: Genome, x_val: np.ndarray, y_val: np.ndarray) -> CandidateRecord:
-        """`evaluate` on the given validation images."""
+    def _judge(self, genome: Genome, x_val: np.ndarray, y_val: np.ndarray,
+               known_sizes: Optional[Dict[str, Optional[int]]] = None) -> CandidateRecord:
+        """`evaluate` on the given validation images (`known_sizes`: its int8 sizes, measured before)."""
         from ...naming import contract_names, layout_of_names
         from ...train import exit_outputs
 
@@ -193,7 +197,7 @@ class SupernetEvaluator:
         rule = exit_rule(c.space)
         cal = calibrate_outputs(probs, confs, exit_macs, y_val, rule, c.constraints, self.calibration,
                                 c.budget.accuracy_tolerance)
-        sizes = None
+        sizes = known_sizes
         misses = not c.constraints.meets_accuracy_and_macs(cal.result.accuracy, cal.result.expected_macs)
         if not (c.constraints.max_flash or c.constraints.max_ram) or misses:
             # no size bound, or infeasible whatever its size: the int8 conversion (seconds) is skipped
