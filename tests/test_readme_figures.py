@@ -327,6 +327,16 @@ tie(SPD, "A {}-epoch supernet on {} images gave {} on the same genomes", "search
 tie(SPD, "ran the {} genomes of the issue-4 measurement", "search_speed.json", lambda: [_ss()["n_full"]])
 
 # stages 2 and 3 (continued from the stage-1 preset; stage 3 is shipped): search_speed_supernet17.json (stage 2),
+RN = "search_speed_refnoise.json"
+VM = "vs_mean_reference" in J(RN)["summary"]["evaluators"].get("supernet", {})
+tie(SPD, "genomes the two trainings rank alike at Spearman {} (Kendall {}); their test accuracies differ by {} points on "
+         "average and up to {}." + (" Against the mean of the two, the supernet estimate reaches Spearman {}." if VM else ""), RN,
+    lambda: [J(RN)["summary"]["reference_repeatability"]["spearman"], J(RN)["summary"]["reference_repeatability"]["kendall"],
+             100 * J(RN)["summary"]["reference_repeatability"]["mean_abs_difference"],
+             100 * J(RN)["summary"]["reference_repeatability"]["max_abs_difference"],
+             ] + ([J(RN)["summary"]["evaluators"]["supernet"]["vs_mean_reference"]["spearman"]] if VM else []))
+
+
 # search_speed_supernet21.json (stage 3) and the preset's manifest, whose init_from chain holds stages 2 and 1
 S17 = "search_speed_supernet17.json"
 S21 = "search_speed_supernet21.json"
