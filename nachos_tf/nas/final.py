@@ -94,9 +94,10 @@ def finalists(records: Sequence[CandidateRecord], k: int, min_accuracy: Optional
         ConstraintError: an unknown rule.
     """
     from ..errors import ConstraintError
+    from .settings import FINALISTS
 
-    if rule not in ("spread", "hypervolume"):
-        raise ConstraintError(f"unknown finalist rule {rule!r}; choose spread or hypervolume")
+    if rule not in FINALISTS:
+        raise ConstraintError(f"unknown finalist rule {rule!r}; choose {' or '.join(FINALISTS)}")
     left = [r for r in records if r.feasible]
     chosen: List[CandidateRecord] = []
     reserves: List[CandidateRecord] = []

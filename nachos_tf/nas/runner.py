@@ -386,10 +386,8 @@ def refinalize(run_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike
         say = progress or (lambda line: None)
         say(f"finalizing again the search in {src}: {len(searched)} candidates, final budget "
             + ", ".join(f"{k}={v}" for k, v in sorted(changes.items())))
-        from ..losses import LossConfig
-
         ctx = EvalContext(space=space, constraints=new.search_constraints, target=new.constraints, budget=budget,
-                          seed=new.seed, loss=LossConfig.from_dict(new.loss), threads=new.threads, run_dir=out,
+                          seed=new.seed, loss=loss, threads=new.threads, run_dir=out,
                           data=dataset, data_ref=ref, progress=progress)
         pin_threads(int(new.threads))
         ev.setup(ctx)
