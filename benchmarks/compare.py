@@ -174,7 +174,8 @@ class Bench:
                               proxy_train=a.proxy_train, proxy_val=a.proxy_val, head_epochs=a.head_epochs,
                               final_train=a.final_train, final_epochs=0, final_head_epochs=a.final_epochs,
                               max_final=a.max_final, final_macs=a.final_macs,
-                              accuracy_tolerance=a.accuracy_tolerance, rescore=a.rescore, finalists=a.finalists)
+                              accuracy_tolerance=a.accuracy_tolerance, rescore=a.rescore, finalists=a.finalists,
+                              confirm=a.confirm)
         self.outs: Dict[tuple, List[Outputs]] = {}
 
     def settings(self) -> Dict[str, Any]:
@@ -188,6 +189,8 @@ class Bench:
             budget.pop("accuracy_tolerance")
         if not budget["rescore"]:                 # and before Budget.rescore (the final stage chose unrescored)
             budget.pop("rescore")
+        if not budget["confirm"]:                 # and before Budget.confirm (the search ranked on the subset only)
+            budget.pop("confirm")
         if budget["finalists"] == "spread":       # and before Budget.finalists (spread was the only rule)
             budget.pop("finalists")
         more = {"refinalized_from": [str(p) for p in a.refinalize_from]} if a.refinalize_from else {}
@@ -293,7 +296,8 @@ class Bench:
                 "search_s": round(marks.get("search_end", time.time()) - t0, 1),
                 "setup_s": getattr(ev, "setup_seconds", None), "evaluator": ev.to_dict(),
                 "candidates": sum(1 for c in archive if c.measured_ok),
-                "pruned": sum(1 for c in archive if c.pruned), "search_hypervolume": hv_search}
+                "pruned": sum(1 for c in archive if c.pruned), "search_hypervolume": hv_search,
+                "confirmed": sum(1 for c in archive if c.extra.get("rescored"))}
 
     def refinalize_run(self, method: str, seed: int) -> Dict[str, Any]:
         """The final stage of an earlier part's run of (method, seed) again (`nachos_tf.refinalize`) with this
@@ -549,6 +553,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--accuracy-tolerance", type=float, default=0.0,
                    help="Budget.accuracy_tolerance of every run: each candidate at the cheapest point of its curve at "
                         "most this much less accurate than its best (default 0: the most accurate point)")
+    p.add_argument("--confirm", action="store_true",
+                   help="Budget.confirm of every run: each candidate entering the admissible front during the search "
+                        "is judged again on the whole validation split before the algorithm ranks it")
     p.add_argument("--rescore", type=int, default=0,
                    help="Budget.rescore of every run: leading candidates judged again on the whole validation split "
                         "before the finalists are chosen (default 0: off, as the runs before it existed)")

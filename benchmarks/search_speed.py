@@ -17,6 +17,9 @@ weight-sharing supernet, batch norm re-estimated, no training), set up as a `qui
    1 NACHOS epoch on all 54,000 training images, thresholds calibrated on the 6,000 validation images,
    figures on the 10,000 test images. Those full-training results are *reused* from the committed results
    (``--reference``, either the issue-4 format or this one); only a genome without one is trained here.
+   ``--full-epochs E --full-head-epochs H`` train a longer reference for every genome instead (E + H epochs,
+   about 2 minutes per epoch and genome on one core; resumable per genome), and ``--repeat-full-training
+   RUN_SEED`` trains the reference again with another seed: its own rank noise, the ceiling of any estimate's.
 
 The evaluators' final-exit accuracy is read from the probabilities they hand to `nachos_tf.policy.calibrate`
 (a pass-through wrapper installed in this process only; it adds no work).
@@ -28,6 +31,10 @@ the 1-minute load average is recorded around every call.
 Run:
 
     nohup nice -n 10 .venv/bin/python benchmarks/search_speed.py --resume > runs/search_speed.log 2>&1 &
+    # a 10-epoch reference (6 backbone + 4 NACHOS epochs per genome) against the shipped supernet:
+    nohup .venv/bin/python benchmarks/search_speed.py --evaluators supernet --full-epochs 6 --full-head-epochs 4 \
+        --supernet-dir nachos_tf/supernet/presets/fashion_mnist --threads 1 --resume \
+        --out runs/bench/search_speed_ref10.json > runs/bench/search_speed_ref10.log 2>&1 &
     # smoke test (tiny supernet trained here, 3 genomes, figures meaningless):
     .venv/bin/python benchmarks/search_speed.py --smoke --candidates 3 --out /tmp/ss.json --work-dir /tmp/ss
 """
@@ -145,8 +152,9 @@ def exit_macs_of(space, genome) -> List[int]:
     return [int(m) for m in nt.profile_macs(nt.build_eenn(space, genome)).exit_macs]
 
 
-def full_training(space, data, genome, constraints, run_seed: int, train_data, capture: Capture) -> Dict[str, Any]:
-    """Stand-alone full training of one genome (see FULL_SETTINGS); figures on test."""
+def full_training(space, data, genome, constraints, run_seed: int, train_data, capture: Capture,
+                  settings: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Stand-alone full training of one genome (`settings`, default FULL_SETTINGS); figures on test."""
     from nachos_tf.nas.evaluators.common import calibrate_model
     from nachos_tf.nas.evaluators.proxy import train_candidate
 
@@ -154,9 +162,9 @@ def full_training(space, data, genome, constraints, run_seed: int, train_data, c
     rule = exit_rule(space)
     lb, t0 = loadavg(), time.perf_counter()
     loss = nt.LossConfig.nachos(mac_budget=constraints.max_macs)
-    model, exit_macs, train_s = train_candidate(space, genome, train_data, loss, cseed, FULL_SETTINGS["epochs"],
-                                                FULL_SETTINGS["head_epochs"], FULL_SETTINGS["batch_size"],
-                                                FULL_SETTINGS["learning_rate"])
+    fs = settings or FULL_SETTINGS
+    model, exit_macs, train_s = train_candidate(space, genome, train_data, loss, cseed, fs["epochs"],
+                                                fs["head_epochs"], fs["batch_size"], fs["learning_rate"])
     capture.take()
     cal = calibrate_model(model, exit_macs, data.x_val, data.y_val, rule, constraints)
     val_exit_acc = capture.take()
@@ -262,13 +270,19 @@ class Bench:
         self.work = Path(a.work_dir)
 
     # ---------------------------------------------------------------- settings (what a resume must match)
+    def full_settings(self) -> Dict[str, Any]:
+        """FULL_SETTINGS with this command's --full-epochs / --full-head-epochs."""
+        a = self.a
+        return dict(FULL_SETTINGS, epochs=a.full_epochs if a.full_epochs is not None else FULL_SETTINGS["epochs"],
+                    head_epochs=a.full_head_epochs if a.full_head_epochs is not None else FULL_SETTINGS["head_epochs"])
+
     def settings(self, genomes: Dict[str, Any]) -> Dict[str, Any]:
         a = self.a
         return {"evaluators": list(a.evaluators), "genome_ids": list(genomes), "run_seed": a.seed,
                 "space": "SearchSpace.mcu((28, 28, 1), 10)", "dataset": "fashion_mnist",
                 "constraints": self.constraints.to_dict(), "search_constraints": self.search_constraints.to_dict(),
                 "budget": self.budget.to_dict(), "supernet": self.supernet_settings(), "threads": a.threads,
-                "smoke": a.smoke,
+                "smoke": a.smoke, **({"full": self.full_settings()} if self.full_settings() != FULL_SETTINGS else {}),
                 "timing": "wall clock (time.perf_counter) around each evaluate(genome) call, after setup(context); "
                           "steady state leaves out each evaluator's first call"}
 
@@ -356,8 +370,14 @@ class Bench:
             d.setdefault("issue4_summary", issue4)
         ref_full = (ref_doc or {}).get("full_training", {}).get("settings") or \
             ((ref_doc or {}).get("settings") or {}).get("full")
-        ft = d.setdefault("full_training", {"settings": ref_full if full else FULL_SETTINGS, "order": list(genomes),
+        fs = self.full_settings()
+        if fs != FULL_SETTINGS:                   # a longer reference: the reference file's results do not apply
+            full, ref_full = {}, None
+        ft = d.setdefault("full_training", {"settings": ref_full if full else fs, "order": list(genomes),
                                             "results": {}})
+        if not full and ft["settings"] != fs:
+            raise SystemExit(f"{a.out} holds full trainings with other settings ({ft['settings']['epochs']}+"
+                             f"{ft['settings']['head_epochs']} epochs); use another --out")
         for gid in genomes:
             if gid in full and gid not in ft["results"]:
                 ft["results"][gid] = dict(full[gid], source=f"{a.reference} (not re-trained)")
@@ -365,37 +385,8 @@ class Bench:
         self.check_genomes(d)
         res.save()
 
-        # 1. missing stand-alone full-training results (none for the committed 20 genomes)
-        missing = [g for g in genomes if g not in ft["results"]]
-        if missing and not a.no_full_training:
-            train = self.data if not a.smoke else self.data.subset(train=1000, val=None, test=None, seed=a.seed)
-            for i, gid in enumerate(missing):
-                r = full_training(self.space, self.data, nt.Genome.from_dict(genomes[gid]["genome"]), self.constraints,
-                                  a.seed, train, self.capture)
-                ft["results"][gid] = dict(r, source="trained by this run" + (" (smoke: 1000 images)" if a.smoke else ""))
-                say(f"full training {i + 1}/{len(missing)} {gid}: test acc {r['test']['accuracy']:.4f} "
-                    f"({r['seconds']:.0f}s)")
-                self.summarise(d)
-                res.save()
-
-        # 1b. the reference trained again with another run seed (its own noise: how well can any estimate rank?)
-        if a.repeat_full_training is not None:
-            rep = d.setdefault("full_training_repeat", {"run_seed": a.repeat_full_training, "results": {},
-                                                        "settings": FULL_SETTINGS})
-            if rep["run_seed"] != a.repeat_full_training:
-                raise SystemExit(f"{a.out} repeats the full training with run seed {rep['run_seed']}")
-            train = self.data if not a.smoke else self.data.subset(train=1000, val=None, test=None, seed=a.seed)
-            for gid in [g for g in genomes if g not in rep["results"]]:
-                r = full_training(self.space, self.data, nt.Genome.from_dict(genomes[gid]["genome"]), self.constraints,
-                                  a.repeat_full_training, train, self.capture)
-                rep["results"][gid] = r
-                say(f"full training again ({len(rep['results'])}/{len(genomes)}, run seed {rep['run_seed']}) {gid}: "
-                    f"test acc {r['test']['accuracy']:.4f} (first: {ft['results'][gid]['test']['accuracy']:.4f}, "
-                    f"{r['seconds']:.0f}s)")
-                self.summarise(d)
-                res.save()
-
-        # 2. each evaluator: one-time setup, then every genome
+        # 1. each evaluator: one-time setup, then every genome (first: seconds of work, and a partial reference
+        # then already gives rank correlations over the genomes it holds)
         for name in a.evaluators:
             entry = d["evaluators"][name]
             todo = [g for g in genomes if g not in {r["id"] for r in entry["rows"]}]
@@ -416,6 +407,36 @@ class Bench:
                     f"load {row['load_after']}")
                 self.summarise(d)
                 res.save()
+        # 2. missing stand-alone full-training results (none for the committed 20 genomes)
+        missing = [g for g in genomes if g not in ft["results"]]
+        if missing and not a.no_full_training:
+            train = self.data if not a.smoke else self.data.subset(train=1000, val=None, test=None, seed=a.seed)
+            for i, gid in enumerate(missing):
+                r = full_training(self.space, self.data, nt.Genome.from_dict(genomes[gid]["genome"]), self.constraints,
+                                  a.seed, train, self.capture, fs)
+                ft["results"][gid] = dict(r, source="trained by this run" + (" (smoke: 1000 images)" if a.smoke else ""))
+                say(f"full training {i + 1}/{len(missing)} {gid}: test acc {r['test']['accuracy']:.4f} "
+                    f"({r['seconds']:.0f}s)")
+                self.summarise(d)
+                res.save()
+
+        # 2b. the reference trained again with another run seed (its own noise: how well can any estimate rank?)
+        if a.repeat_full_training is not None:
+            rep = d.setdefault("full_training_repeat", {"run_seed": a.repeat_full_training, "results": {},
+                                                        "settings": ft["settings"]})
+            if rep["run_seed"] != a.repeat_full_training:
+                raise SystemExit(f"{a.out} repeats the full training with run seed {rep['run_seed']}")
+            train = self.data if not a.smoke else self.data.subset(train=1000, val=None, test=None, seed=a.seed)
+            for gid in [g for g in genomes if g not in rep["results"]]:
+                r = full_training(self.space, self.data, nt.Genome.from_dict(genomes[gid]["genome"]), self.constraints,
+                                  a.repeat_full_training, train, self.capture, rep["settings"])
+                rep["results"][gid] = r
+                say(f"full training again ({len(rep['results'])}/{len(genomes)}, run seed {rep['run_seed']}) {gid}: "
+                    f"test acc {r['test']['accuracy']:.4f} (first: {ft['results'][gid]['test']['accuracy']:.4f}, "
+                    f"{r['seconds']:.0f}s)")
+                self.summarise(d)
+                res.save()
+
         self.summarise(d)
         if all(len(d["evaluators"][n]["rows"]) >= len(genomes) for n in a.evaluators) and \
                 all(g in ft["results"] for g in genomes) and \
@@ -532,6 +553,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeat-full-training", type=int, default=None, metavar="RUN_SEED",
                    help="train every genome's reference again with this run seed (other initialisation and data "
                         "order) and report how well the two references rank alike (the reference's own noise)")
+    p.add_argument("--full-epochs", type=positive_int, default=None,
+                   help="backbone epochs of the stand-alone reference training (default 1, the committed reference's); "
+                        "another value trains a new reference for every genome (use another --out)")
+    p.add_argument("--full-head-epochs", type=positive_int, default=None,
+                   help="exit-phase (NACHOS loss) epochs of the reference training (default 1)")
     p.add_argument("--supernet-dir", default=None, help="use this trained supernet folder as is")
     p.add_argument("--supernet-epochs", type=positive_int, default=None,
                    help="train a supernet here with this many epochs (timed) instead of the one a quick search finds")

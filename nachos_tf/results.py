@@ -341,14 +341,18 @@ def run_dir(out_dir: PathLike) -> Path:
 
 
 def split_records(records: Sequence[Any]) -> Tuple[List[CandidateRecord], List[FinalRecord]]:
-    """(search-stage, final-stage) records of an archive. Search records in archive order; final records the
-    newest line per member (the final stage appends a member again when it moves its operating point or
-    measures its int8 figures), in the order members first appear."""
+    """(search-stage, final-stage) records of an archive: the newest line per candidate, in the order
+    candidates first appear (the search appends a candidate again when `Budget.confirm` judges it on more
+    data; the final stage appends a member again when it moves its operating point or measures its int8
+    figures)."""
+    search: Dict[str, CandidateRecord] = {}
     finals: Dict[str, FinalRecord] = {}
     for r in records:
         if isinstance(r, FinalRecord):
             finals[str(r.id)] = r          # a dict keeps first-insertion order; a later line replaces the value
-    return [r for r in records if isinstance(r, CandidateRecord)], list(finals.values())
+        elif isinstance(r, CandidateRecord):
+            search[str(r.id)] = r
+    return list(search.values()), list(finals.values())
 
 
 def read_pareto(d: Path) -> Tuple[Dict[str, Any], List[Solution]]:

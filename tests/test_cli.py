@@ -63,6 +63,8 @@ def test_profile_of_a_file_that_is_not_a_model(runner, tmp_path):
     (["--resume", "somewhere", "--accuracy-tolerance", "0.01"], "accuracy-tolerance"),
     (["--resume", "somewhere", "--rescore", "10"], "rescore"),
     (["--resume", "somewhere", "--finalists", "hypervolume"], "finalists"),
+    (["--resume", "somewhere", "--confirm"], "confirm"),
+    (["--resume", "somewhere", "--no-confirm"], "confirm"),
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--finalists", "best"], "finalists"),
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--rescore", "-3"], "rescore"),
 ])

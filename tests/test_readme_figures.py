@@ -691,6 +691,12 @@ tie(CMP, "gives `c0360` {} % float and **{} % int8 TFLM test accuracy at {} expe
              next(r for r in J("compare.json")["runs"] if (r["method"], r["seed"]) == ("random", 0))["hypervolume"],
              J("compare_final6.json")["runs"][0]["hypervolume"]])
 
+_CF = lambda: J("compare_confirm.json")["summary"]["methods"]["nachos"]  # noqa: E731
+tie(CMP, "nachos' test hypervolume fell to {} (seed 0) and {} (seed 1), from {} and {}", "compare_confirm.json",
+    lambda: _CF()["hypervolume"] + [next(r for r in J("compare.json")["runs"] if (r["method"], r["seed"]) ==
+                                         ("nachos", s))["hypervolume"] for s in (0, 1)])
+tie(CMP, "left time for {} and {} candidates instead of", "compare_confirm.json", lambda: _CF()["candidates"])
+
 for _src, _label in (("compare.json", ""),):
     for _method in J(_src)["summary"]["methods"]:
         tie(CMP, _cmp12_row(_method, _src, _label)[0], _src,

@@ -238,8 +238,11 @@ def test_budget_presets_and_validation():
         q.with_(finalists="best")
     with pytest.raises(ConstraintError, match="rescore"):
         q.with_(rescore=-1)
-    old = {k: v for k, v in q.to_dict().items() if k not in ("finalists", "rescore")}    # a config before them
+    with pytest.raises(ConstraintError, match="confirm"):
+        q.with_(confirm="yes")
+    old = {k: v for k, v in q.to_dict().items() if k not in ("finalists", "rescore", "confirm")}   # before them
     assert S.Budget.from_dict(old).finalists == "spread" and S.Budget.from_dict(old).rescore == 0
+    assert S.Budget.from_dict(old).confirm is False
 
 
 def test_candidate_seed_is_stable_and_genome_specific():
@@ -657,6 +660,113 @@ def test_final_stage_chooses_finalists_on_rescored_figures(tmp_path):
             pool = searched
         chosen, _ = finalists(pool, FAKE_BUDGET.max_final, 0.3, 8.0e4)
         assert [f.id for f in res.final_records][:len(chosen)] == [r.id for r in chosen]
+
+
+class ConfirmingFake(RescoringFake):
+    """RescoringFake that, like the supernet evaluator, returns a record judged again before as it is, and
+    logs every record it judged (ids, across calls)."""
+
+    name = "fake-confirming"
+
+    def rescore(self, records):
+        done = [r for r in records if r.extra.get("rescored")]
+        fresh = RescoringFake.rescore(self, [r for r in records if not r.extra.get("rescored")])
+        self.log = getattr(self, "log", []) + [r.id for r in fresh]
+        for r, old in zip(fresh, [r for r in records if not r.extra.get("rescored")]):
+            r.extra["rescored"] = {"n_val": 20, "search_n_val": 10, "search_accuracy": old.metrics.accuracy,
+                                   "search_expected_macs": old.metrics.expected_macs}
+        by_id = {r.id: r for r in done + fresh}
+        return [by_id[r.id] for r in records]
+
+
+S.register_evaluator(ConfirmingFake)
+CONFIRM_SPACE = SearchSpace.mcu((8, 8, 1), 10)
+CONFIRM_CONSTRAINTS = S.Constraints(min_accuracy=0.3, max_macs=8.0e4)
+
+
+def _confirm_search(out, **kw):
+    kw.setdefault("evaluator", ConfirmingFake())
+    return S.search(CONFIRM_SPACE, synthetic(), CONFIRM_CONSTRAINTS, budget=FAKE_BUDGET.with_(confirm=True,
+                    generations=5), seed=4, out_dir=out, **kw)
+
+
+def _dominated(p, others):
+    """(acc, macs) p is dominated by one of others (hand-written, no pymoo)."""
+    return any(a >= p[0] and m <= p[1] and (a > p[0] or m < p[1]) for a, m in others)
+
+
+def test_confirm_judges_front_entrants_again_and_the_front_holds_only_those(tmp_path):
+    """Budget.confirm: walking the archive by hand, every second line of a candidate is a re-judgement of a
+    candidate that was non-dominated among the feasible ones known then; each candidate is judged again at
+    most once; the search's final front holds re-judged figures only and the run reads back the newest line."""
+    ev, lines = ConfirmingFake(), []
+    res = _confirm_search(tmp_path / "c", evaluator=ev, progress=lines.append)
+    assert ev.log and len(ev.log) == len(set(ev.log))
+    known, again = {}, []
+    for r in R.Archive(tmp_path / "c" / R.ARCHIVE).read()[0]:
+        if r["stage"] != R.STAGE_SEARCH:
+            continue
+        fig = (r["metrics"]["accuracy"], r["metrics"]["expected_macs"])
+        if r["id"] in known:
+            first = known[r["id"]]
+            assert first[2] and r["rescored"]["search_accuracy"] == first[0]
+            assert not _dominated(first, [v[:2] for k, v in known.items() if v[2] and k != r["id"]])
+            again.append(r["id"])
+        known[r["id"]] = fig + (r["feasible"],)
+    assert again == ev.log
+    feasible = {k: v[:2] for k, v in known.items() if v[2]}
+    front = {k for k, v in feasible.items() if not _dominated(v, [w for j, w in feasible.items() if j != k])}
+    assert front and front <= set(again)
+    by_id = {r.id: r for r in res.archive}
+    assert len(by_id) == len(res.archive) == len(known)                 # one record per candidate read back
+    assert all((by_id[k].metrics.accuracy, by_id[k].metrics.expected_macs) == known[k][:2] for k in known)
+    assert sum("on the front at val acc" in line for line in lines) == len(again)
+    # the final stage's Budget.rescore does not judge a confirmed candidate twice
+    assert not set(ev.log[len(again):]) & set(again)
+
+
+def test_confirm_feeds_the_algorithm_the_new_figures(tmp_path):
+    """EENNProblem's objectives for a batch are the re-judged figures of the candidates that entered the front
+    (a second path: the evaluator's own figures, re-judged by hand with RescoringFake's formula)."""
+    ev = ready(ConfirmingFake(), CONFIRM_SPACE, synthetic(), CONFIRM_CONSTRAINTS, FAKE_BUDGET)
+
+    class InProcess:                                  # the backend's job, without pinning this process's threads
+        def run(self, genomes):
+            return ((i, ev.evaluate(Genome.from_dict(g))) for i, g in enumerate(genomes))
+
+    pool = S.CandidatePool(R.Archive(tmp_path / "a.jsonl"), [], InProcess(), confirm=ev.rescore)
+    X = np.array([CONFIRM_SPACE.encode(CONFIRM_SPACE.sample(i)) for i in range(12)])
+    out = {}
+    S.EENNProblem(CONFIRM_SPACE, CONFIRM_CONSTRAINTS, pool)._evaluate(X, out)
+    plain = [ev.evaluate(CONFIRM_SPACE.decode(x)) for x in X]
+    assert pool.confirmations == len(ev.log) > 0
+    for x, f, p in zip(X, out["F"], plain):
+        g = CONFIRM_SPACE.decode(x)
+        acc = p.metrics.accuracy - (0.3 * _u(g, "rescore") if pool.by_key[g.key()].id in ev.log else 0.0)
+        assert f == pytest.approx([1.0 - acc, p.metrics.expected_macs])
+
+
+def test_confirm_resumes_without_judging_twice_and_is_off_without_rescore(tmp_path):
+    """Killed right after a re-judgement: the resumed run gives the same archive, evaluates no genome and
+    re-judges no candidate twice. An evaluator without `rescore` ignores confirm (same archive as without)."""
+    ev = ConfirmingFake()
+    _confirm_search(tmp_path / "full", evaluator=ev, progress=None)
+    lines = (tmp_path / "full" / R.ARCHIVE).read_text().splitlines(keepends=True)
+    ids = [json.loads(l)["id"] for l in lines]
+    cut = next(i for i in range(len(ids)) if ids[i] in ids[:i] and i > len(ids) // 3) + 1
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    shutil.copy(tmp_path / "full" / R.CONFIG, crashed / R.CONFIG)
+    (crashed / R.ARCHIVE).write_text("".join(lines[:cut]) + lines[cut][:17])
+    ev2 = ConfirmingFake()
+    _confirm_search(crashed, evaluator=ev2, progress=None, resume=True)
+    assert search_lines(crashed) == search_lines(tmp_path / "full")
+    assert not set(ev2.log) & {ids[i] for i in range(cut) if ids[i] in ids[:i]}
+    assert len(ev2.calls) == len(set(ev2.calls))
+    plain = [S.search(CONFIRM_SPACE, synthetic(), CONFIRM_CONSTRAINTS, budget=FAKE_BUDGET.with_(confirm=c), seed=4,
+                      out_dir=tmp_path / f"plain{c}", evaluator=FakeEvaluator(), progress=None) for c in (True, False)]
+    assert search_lines(tmp_path / "plainTrue") == search_lines(tmp_path / "plainFalse")
+    assert len(plain[0].archive) == len(plain[1].archive)
 
 
 def test_resume_refuses_different_settings(fake_run, tmp_path):

@@ -258,7 +258,8 @@ def test_rescore_judges_again_on_the_whole_validation_split(small, saved_superne
     """`rescore` (the final stage's re-ranking): the extracted model, BN re-estimated, simulated on all 300
     validation images at the rescored thresholds gives the rescored figures; those thresholds are the
     most accurate on the whole split (`calibrate` on the model's own outputs); ids and search figures kept.
-    A run that already ranks on the whole split gets its records back unchanged."""
+    A run that already ranks on the whole split gets its records back unchanged, and so does a record judged
+    again before (during the search, `Budget.confirm`)."""
     import copy
     import dataclasses
 
@@ -277,7 +278,7 @@ def test_rescore_judges_again_on_the_whole_validation_split(small, saved_superne
     again = ev.rescore(recs)
     assert [r.id for r in again] == ["c0000", "c0001"]
     for r, a, g in zip(recs, again, genomes):
-        assert a.extra["rescored"] == {"n_val": 300, "search_accuracy": r.metrics.accuracy,
+        assert a.extra["rescored"] == {"n_val": 300, "search_n_val": 100, "search_accuracy": r.metrics.accuracy,
                                        "search_expected_macs": r.metrics.expected_macs}
         model = Supernet.load(saved_supernet, space).extract(g)
         reestimate_bn(model, bn_images(small, 256, seed=0))
@@ -290,3 +291,5 @@ def test_rescore_judges_again_on_the_whole_validation_split(small, saved_superne
                          min_accuracy=LOOSE.min_accuracy)
         assert a.metrics.accuracy == pytest.approx(best.result.accuracy, abs=1.01 / 300)
     assert shared_ev.rescore(recs) == recs                           # REAL_BUDGET ranks on all 300 already
+    kept = ev.rescore(again[:1] + recs[1:])                         # judged before (Budget.confirm): kept as is
+    assert kept[0] is again[0] and kept[1].metrics == again[1].metrics

@@ -135,13 +135,16 @@ def rescored(records: Sequence[CandidateRecord], evaluator, budget, say: Callabl
         return list(records)
     lead = leading_layers(records, budget.rescore)
     t0 = time.time()
+    before = sum(1 for r in lead if r.extra.get("rescored"))     # judged again during the search (confirm)
     again = fn(lead)
     if not any(r.extra.get("rescored") for r in again):         # the search already judged on the whole split
         return list(records)
     n_val = next(r.extra["rescored"]["n_val"] for r in again if r.extra.get("rescored"))
     front = admissible_front(again)
+    during = f"; {before} of them during the search" if before else ""
     say(f"re-scored the {len(again)} leading candidates on the whole validation split ({n_val} images, "
-        f"{fmt_time(time.time() - t0)}): {len(front)} on the front, {sum(r.feasible for r in again)} feasible")
+        f"{fmt_time(time.time() - t0)}{during}): {len(front)} on the front, {sum(r.feasible for r in again)} "
+        "feasible")
     return again if front else list(records)
 
 

@@ -2,6 +2,8 @@
 
 Candidate ids are given in the order genomes are first asked for (c0000, c0001, ...), so a replayed run
 gives every candidate the same id. Each new result is appended to ``archive.jsonl`` (fsynced) as it finishes.
+With a ``confirm`` function (`Budget.confirm`), the candidates that enter the admissible front are judged
+again after each batch and their new line appended too (the newest line of a candidate is the one read back).
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from ..genome import Genome
 from ..records import CandidateRecord, utc_now
-from ..results import Archive
+from ..results import Archive, admissible_front
 from .interrupt import check_interrupt
 from ..macs import human as _human
 
@@ -43,11 +45,17 @@ class CandidatePool:
         records: search-stage records already in the archive (an interrupted run's).
         backend: where new candidates are evaluated (`nachos_tf.nas.backends`).
         progress: called with one line per evaluated candidate (None: silent).
+        confirm: judges candidates again on more data (the evaluator's ``rescore``: records in, new records
+            with ``extra["rescored"]`` out); called after each batch with the admissible-front members not
+            judged that way yet, until the front holds none (None: off).
     """
 
     def __init__(self, archive: Archive, records: Sequence[CandidateRecord], backend,
-                 progress: Optional[Callable[[str], object]] = None):
-        self.archive, self.backend, self.progress = archive, backend, progress
+                 progress: Optional[Callable[[str], object]] = None,
+                 confirm: Optional[Callable[[List[CandidateRecord]], List[CandidateRecord]]] = None):
+        self.archive, self.backend, self.progress, self.confirm = archive, backend, progress, confirm
+        self.confirmed = {str(r.id) for r in records if r.extra.get("rescored")}
+        self.confirmations = 0    # candidates judged again in this process run
         self.by_key: Dict[str, CandidateRecord] = {}
         for r in records:
             self.by_key[Genome.from_dict(r.genome).key()] = r
@@ -96,4 +104,28 @@ class CandidatePool:
             if self.progress:
                 self.progress(candidate_line(rec))
             check_interrupt()             # a Ctrl-C swallowed inside TensorFlow still stops the search here
+        if self.confirm is not None:
+            self._confirm_front()
         return [self.by_key[g.key()] for g in genomes]
+
+    def _confirm_front(self) -> None:
+        """Judge the admissible-front members not confirmed yet again (`confirm`), replace them by the new
+        figures (archived), and repeat: a member that falls off can uncover a candidate it dominated."""
+        while True:
+            todo = [r for r in admissible_front(self.records) if str(r.id) not in self.confirmed]
+            if not todo:
+                return
+            self.confirmed.update(str(r.id) for r in todo)
+            for rec in self.confirm(todo):
+                seen = rec.extra.get("rescored")
+                if not seen:                      # the evaluator judged it on the whole split already
+                    continue
+                self.by_key[Genome.from_dict(rec.genome).key()] = rec
+                self.archive.append(rec)
+                self.confirmations += 1
+                if self.progress:
+                    self.progress(f"  {rec.id}: on the front at val acc {seen['search_accuracy']:.4f} "
+                                  f"({seen.get('search_n_val', 'a subset of')} images); on all {seen['n_val']}: "
+                                  f"{rec.metrics.accuracy:.4f}, E[MACs] {_human(rec.metrics.expected_macs)}, "
+                                  f"{'feasible' if rec.feasible else 'infeasible'}")
+                check_interrupt()

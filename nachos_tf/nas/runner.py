@@ -209,7 +209,8 @@ def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, re
                       data_ref=ref, progress=progress)
     ev.setup(ctx)
     backend = make_backend(spec.workers, spec.dask_scheduler, ev)
-    pool = CandidatePool(archive, searched, backend, progress)
+    confirm = getattr(ev, "rescore", None) if spec.budget.confirm else None
+    pool = CandidatePool(archive, searched, backend, progress, confirm)
     callback = ProgressCallback(pool, search_c, spec.budget, progress, backend.workers, spec.max_seconds)
     try:
         minimize(EENNProblem(space, search_c, pool), make_algorithm(space, spec.budget.population, spec.algorithm),

@@ -139,6 +139,11 @@ class Budget:
     (the admissible front, then the next non-dominated layers) are judged again on the whole validation
     split when the search ranked them on a subset (proxy_val) and the evaluator can do it cheaply (the
     supernet evaluator: seconds each); the finalists are then chosen on those figures. 0 (default): off.
+    confirm: during the search, every candidate whose subset estimate (proxy_val) puts it on the admissible
+    front is judged again on the whole validation split (the evaluator's ``rescore``, when it has one) before
+    the algorithm ranks it, so the front NSGA-II climbs holds whole-split figures only, not the luckiest of
+    many noisy subset estimates (about one candidate in ten enters the front; each re-judgement costs what
+    three subset ones do). False (default): off.
     """
 
     name: str = "custom"
@@ -159,6 +164,7 @@ class Budget:
     accuracy_tolerance: float = 0.0
     rescore: int = 0
     finalists: str = "spread"
+    confirm: bool = False
 
     def __post_init__(self) -> None:
         for f in ("population", "generations", "batch_size", "max_final"):
@@ -183,6 +189,8 @@ class Budget:
             raise ConstraintError(f"budget accuracy_slack must be in [0, 1), got {self.accuracy_slack!r}")
         if not 0.0 <= _number("accuracy_tolerance", self.accuracy_tolerance) < 1.0:
             raise ConstraintError(f"budget accuracy_tolerance must be in [0, 1), got {self.accuracy_tolerance!r}")
+        if not isinstance(self.confirm, (bool, np.bool_)):
+            raise ConstraintError(f"budget confirm must be true or false, got {self.confirm!r}")
         if self.finalists not in FINALISTS:
             raise ConstraintError(f"budget finalists must be one of {', '.join(FINALISTS)}, got {self.finalists!r}")
         if self.final_macs not in FINAL_MACS:

@@ -148,8 +148,9 @@ class SupernetEvaluator:
 
         Used by the final stage before it chooses the members to fine-tune: on a subset of about 1,000
         images the most accurate-looking members of a large front are the ones whose estimate erred upwards
-        (the best of many noisy estimates), and they lose accuracy after fine-tuning. When the search already
-        judged on the whole split, the records are returned as they are.
+        (the best of many noisy estimates), and they lose accuracy after fine-tuning. With `Budget.confirm` the
+        search calls it for every candidate entering the front. When the search already judged on the whole
+        split, the records are returned as they are; so is a record judged again before.
 
         Args:
             records: search-stage records (their ids are kept).
@@ -159,16 +160,20 @@ class SupernetEvaluator:
             and the search-time accuracy and expected MACs it replaces.
         """
         data = self.context.dataset()
-        if len(self._val()[1]) >= len(data.y_val):
+        n_sub = len(self._val()[1])
+        if n_sub >= len(data.y_val):
             return list(records)
         out = []
         for r in records:
+            if r.extra.get("rescored"):        # judged on the whole split already (Budget.confirm)
+                out.append(r)
+                continue
             m = r.metrics                      # int8 sizes do not depend on the validation images: kept
             known = None if m.flash_bytes is None or m.arena_bytes is None else {
                 "flash_bytes": m.flash_bytes, "arena_bytes": m.arena_bytes}
             new = self._judge(Genome.from_dict(r.genome), data.x_val, data.y_val, known)
-            seen = {"n_val": int(len(data.y_val)), "search_accuracy": float(r.metrics.accuracy),
-                    "search_expected_macs": float(r.metrics.expected_macs)}
+            seen = {"n_val": int(len(data.y_val)), "search_n_val": int(n_sub),
+                    "search_accuracy": float(r.metrics.accuracy), "search_expected_macs": float(r.metrics.expected_macs)}
             out.append(dataclasses.replace(new, id=r.id, stage=r.stage, time=r.time,
                                            extra=dict(r.extra, **new.extra, rescored=seen)))
         return out
