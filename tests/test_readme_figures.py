@@ -697,6 +697,20 @@ tie(CMP, "nachos' test hypervolume fell to {} (seed 0) and {} (seed 1), from {} 
                                          ("nachos", s))["hypervolume"] for s in (0, 1)])
 tie(CMP, "left time for {} and {} candidates instead of", "compare_confirm.json", lambda: _CF()["candidates"])
 
+_F4 = lambda: J("compare_final4.json")["summary"]  # noqa: E731
+tie(CMP, "nachos {} and {}, random {} and {}, nachos / random {} and {}.", "compare_final4.json",
+    lambda: _F4()["methods"]["nachos"]["hypervolume"] + _F4()["methods"]["random"]["hypervolume"]
+    + _F4()["hv_nachos_vs_random"]["per_seed"])
+tie(CMP, "its seed-1 run gains a second one ({} % test at {} expected MACs)", "compare_final4.json",
+    lambda: [(lambda s: [s["test"]["accuracy"] * 100, s["test"]["expected_macs"]])(next(
+        s for r in J("compare_final4.json")["runs"] if (r["method"], r["seed"]) == ("random", 1)
+        for s in r["solutions"] if s["id"] == "c0219"))][0])
+tie(CMP, "`benchmarks/results/compare_pop24.json`): {} candidates, test hypervolume {} against {}, still short of "
+         "random search's {}.", "compare_pop24.json",
+    lambda: [J("compare_pop24.json")["runs"][0]["candidates"], J("compare_pop24.json")["runs"][0]["hypervolume"],
+             next(r for r in J("compare.json")["runs"] if (r["method"], r["seed"]) == ("nachos", 0))["hypervolume"],
+             next(r for r in J("compare.json")["runs"] if (r["method"], r["seed"]) == ("random", 0))["hypervolume"]])
+
 for _src, _label in (("compare.json", ""),):
     for _method in J(_src)["summary"]["methods"]:
         tie(CMP, _cmp12_row(_method, _src, _label)[0], _src,
