@@ -273,16 +273,16 @@ class Bench:
     def full_settings(self) -> Dict[str, Any]:
         """FULL_SETTINGS with this command's --full-epochs / --full-head-epochs."""
         a = self.a
-        return dict(FULL_SETTINGS, epochs=a.full_epochs if a.full_epochs is not None else FULL_SETTINGS["epochs"],
-                    head_epochs=a.full_head_epochs if a.full_head_epochs is not None else FULL_SETTINGS["head_epochs"])
+        return dict(FULL_SETTINGS, epochs=a.full_epochs or FULL_SETTINGS["epochs"],
+                    head_epochs=a.full_head_epochs or FULL_SETTINGS["head_epochs"])
 
     def settings(self, genomes: Dict[str, Any]) -> Dict[str, Any]:
-        a = self.a
+        a, fs = self.a, self.full_settings()
         return {"evaluators": list(a.evaluators), "genome_ids": list(genomes), "run_seed": a.seed,
                 "space": "SearchSpace.mcu((28, 28, 1), 10)", "dataset": "fashion_mnist",
                 "constraints": self.constraints.to_dict(), "search_constraints": self.search_constraints.to_dict(),
                 "budget": self.budget.to_dict(), "supernet": self.supernet_settings(), "threads": a.threads,
-                "smoke": a.smoke, **({"full": self.full_settings()} if self.full_settings() != FULL_SETTINGS else {}),
+                "smoke": a.smoke, **({"full": fs} if fs != FULL_SETTINGS else {}),
                 "timing": "wall clock (time.perf_counter) around each evaluate(genome) call, after setup(context); "
                           "steady state leaves out each evaluator's first call"}
 

@@ -669,14 +669,14 @@ class ConfirmingFake(RescoringFake):
     name = "fake-confirming"
 
     def rescore(self, records):
-        done = [r for r in records if r.extra.get("rescored")]
-        fresh = RescoringFake.rescore(self, [r for r in records if not r.extra.get("rescored")])
+        todo = [r for r in records if not r.extra.get("rescored")]
+        fresh = RescoringFake.rescore(self, todo)
         self.log = getattr(self, "log", []) + [r.id for r in fresh]
-        for r, old in zip(fresh, [r for r in records if not r.extra.get("rescored")]):
+        for r, old in zip(fresh, todo):
             r.extra["rescored"] = {"n_val": 20, "search_n_val": 10, "search_accuracy": old.metrics.accuracy,
                                    "search_expected_macs": old.metrics.expected_macs}
-        by_id = {r.id: r for r in done + fresh}
-        return [by_id[r.id] for r in records]
+        by_id = {r.id: r for r in fresh}
+        return [by_id.get(r.id, r) for r in records]
 
 
 S.register_evaluator(ConfirmingFake)
