@@ -175,7 +175,7 @@ class Bench:
                               final_train=a.final_train, final_epochs=0, final_head_epochs=a.final_epochs,
                               max_final=a.max_final, final_macs=a.final_macs,
                               accuracy_tolerance=a.accuracy_tolerance, rescore=a.rescore, finalists=a.finalists,
-                              confirm=a.confirm)
+                              confirm=a.confirm, mutation=a.mutation, mutation_rate=a.mutation_rate)
         self.outs: Dict[tuple, List[Outputs]] = {}
 
     def settings(self) -> Dict[str, Any]:
@@ -191,6 +191,10 @@ class Bench:
             budget.pop("rescore")
         if not budget["confirm"]:                 # and before Budget.confirm (the search ranked on the subset only)
             budget.pop("confirm")
+        if budget["mutation_rate"] is None:       # and before Budget.mutation_rate (pymoo's 1 / n_var)
+            budget.pop("mutation_rate")
+        if budget["mutation"] == "pm":            # and before Budget.mutation (polynomial mutation only)
+            budget.pop("mutation")
         if budget["finalists"] == "spread":       # and before Budget.finalists (spread was the only rule)
             budget.pop("finalists")
         more = {"refinalized_from": [str(p) for p in a.refinalize_from]} if a.refinalize_from else {}
@@ -455,37 +459,52 @@ class Bench:
         say(f"wrote {out} (complete: {self.doc['complete']}), {out.with_suffix('.md')}, {out.with_suffix('.png')}")
 
 
-def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = ()) -> Dict[str, Any]:
+#: Budget fields a ``--static-from`` / ``--nachos-from`` part may set otherwise than the other parts: a network
+#: without early exits has one operating point, which no tolerance moves; NSGA-II's own population and mutation
+#: rate are the method's settings (random search draws the same candidates whatever they are).
+LOOSE_BUDGET = {"static": ("accuracy_tolerance",), "nachos": ("population", "mutation", "mutation_rate")}
+
+
+def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = (),
+          nachos_from: Sequence[Path] = ()) -> Dict[str, Any]:
     """Join result files of runs made in parallel (one process per seed) into one `out` + table + plot.
     Refuses parts written with other settings, and (method, seed) rows present twice. The `static_from`
-    parts give their ``static`` rows only, and may differ from the others in ``budget.accuracy_tolerance``
-    alone: a network without early exits has a single operating point, which no tolerance can move."""
-    static_from = list(static_from)
-    docs = [read_json(p) for p in list(parts) + static_from]
+    parts give their ``static`` rows only, the `nachos_from` parts their ``nachos`` rows only; each may
+    differ from the others in the budget fields `LOOSE_BUDGET` names for its method (those of the
+    `nachos_from` parts, which must agree among themselves, are written as ``settings.nachos_budget``)."""
+    extra = [(p, "static") for p in static_from] + [(p, "nachos") for p in nachos_from]
+    files = list(parts) + [p for p, _ in extra]
+    only = [None] * len(parts) + [m for _, m in extra]
+    docs = [read_json(p) for p in files]
     first = docs[0]
 
-    def comparable(settings: Dict[str, Any], tolerance_free: bool = False) -> Dict[str, Any]:
+    def comparable(settings: Dict[str, Any], loose: Sequence[str] = ()) -> Dict[str, Any]:
         """The settings without the per-seed supernet folders (parts of different seeds name their own)."""
         sn = {k: v for k, v in (settings.get("supernet") or {}).items() if k != "from"}
-        budget = {k: v for k, v in (settings.get("budget") or {}).items()
-                  if not (tolerance_free and k == "accuracy_tolerance")}
+        budget = {k: v for k, v in (settings.get("budget") or {}).items() if k not in loose}
         rest = {k: v for k, v in settings.items()                    # notes on where a part's runs came from
                 if k not in ("refinalized_from", "finalists_note")}
         return dict(rest, supernet=sn, budget=budget)
 
     given: Dict[str, str] = {}
-    for i, (p, d) in enumerate(zip(list(parts) + static_from, docs)):
-        loose = i >= len(parts)
+    nachos_budget: Dict[str, Any] = {}
+    for p, d, method in zip(files, docs, only):
+        loose = LOOSE_BUDGET.get(method, ())
         if comparable(d.get("settings") or {}, loose) != comparable(first.get("settings") or {}, loose):
             raise SystemExit(f"--merge: {p} was written with other settings than {parts[0]}")
-        if loose:
-            d["runs"] = [r for r in d.get("runs", []) if r["method"] == "static"]
+        if method:
+            d["runs"] = [r for r in d.get("runs", []) if r["method"] == method]
+        if method == "nachos":
+            b = (d.get("settings") or {}).get("budget") or {}
+            mine = {k: b.get(k, getattr(Budget(), k)) for k in loose}     # a part lacks the defaults it used
+            if nachos_budget.setdefault("fields", mine) != mine:
+                raise SystemExit(f"--merge: the --nachos-from parts differ in {', '.join(loose)} ({p})")
         for seed, folder in ((d["settings"].get("supernet") or {}).get("from") or {}).items():
             if given.setdefault(seed, folder) != folder:
                 raise SystemExit(f"--merge: seed {seed}'s supernet is {folder} in {p}, {given[seed]} elsewhere")
     runs: List[Dict[str, Any]] = []
     seen = set()
-    for p, d in zip(list(parts) + static_from, docs):
+    for p, d in zip(files, docs):
         for r in d.get("runs", []):
             if (r["method"], r["seed"]) in seen:
                 raise SystemExit(f"--merge: {(r['method'], r['seed'])} appears twice (again in {p})")
@@ -494,10 +513,13 @@ def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = ()) ->
     seeds = sorted({s for d in docs for s in d.get("seeds", [])})
     doc = {k: first.get(k) for k in ("benchmark", "issue", "versions", "machine", "settings")}
     doc["settings"] = dict(doc["settings"], supernet=dict(doc["settings"].get("supernet") or {}, **{"from": given}))
+    if nachos_budget:
+        doc["settings"]["nachos_budget"] = nachos_budget["fields"]
     doc.update(seeds=seeds, runs=runs, supernets={k: v for d in docs for k, v in (d.get("supernets") or {}).items()},
                parts=[{"file": str(p), "sessions": d.get("sessions"), "complete": d.get("complete"),
-                       "last_saved": d.get("last_saved"), "static_rows_only": i >= len(parts)}
-                      for i, (p, d) in enumerate(zip(list(parts) + static_from, docs))],
+                       "last_saved": d.get("last_saved"), "static_rows_only": method == "static",
+                       **({"nachos_rows_only": True} if method == "nachos" else {})}
+                      for p, d, method in zip(files, docs, only)],
                merged=utc_now(), complete=all((m, s) in seen for m in METHODS for s in seeds))
     doc["summary"] = summarise(doc)
     write_json(out, doc)
@@ -541,6 +563,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--min-accuracy", type=float, default=0.80)
     p.add_argument("--max-macs", default="1.0M")
     p.add_argument("--population", type=positive_int, default=8)
+    p.add_argument("--mutation", choices=("pm", "reset"), default="pm",
+                   help="Budget.mutation of the NSGA-II runs: pm (polynomial, the default) or reset (random resetting)")
+    p.add_argument("--mutation-rate", type=float, default=None,
+                   help="Budget.mutation_rate of the NSGA-II runs: per-gene mutation probability (default 1 / n_var)")
     p.add_argument("--proxy-train", type=positive_int, default=3000, help="proxy training images per candidate")
     p.add_argument("--proxy-val", type=positive_int, default=1000, help="validation images per candidate (both)")
     p.add_argument("--head-epochs", type=positive_int, default=2, help="proxy training epochs per candidate")
@@ -575,13 +601,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--static-from", nargs="+", type=Path, metavar="PART", default=None,
                    help="with --merge: also take the static rows of these files, which may differ from the parts "
                         "in --accuracy-tolerance only (a network without early exits has one operating point)")
+    p.add_argument("--nachos-from", nargs="+", type=Path, metavar="PART", default=None,
+                   help="with --merge: also take the nachos rows of these files, which may differ from the parts in "
+                        "--population, --mutation and --mutation-rate only (NSGA-II's own settings; they agree among themselves)")
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = parse_args()
     if args.merge:
-        merge(args.merge, args.out, args.static_from or ())
+        merge(args.merge, args.out, args.static_from or (), args.nachos_from or ())
         print(args.out.with_suffix(".md").read_text())
     else:
         Bench(args).main()

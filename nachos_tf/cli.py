@@ -238,19 +238,25 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
 @click.option("--confirm/--no-confirm", default=None,
               help="Judge every candidate that enters the admissible front during the search again on the whole "
                    "validation split before NSGA-II ranks it (budgets that rank on a subset; default: off).")
+@click.option("--mutation", type=click.Choice(["pm", "reset"]), default=None,
+              help="NSGA-II's mutation: pm (polynomial, rounded; the default) or reset (a mutated gene is drawn "
+                   "anew from all its values).")
+@click.option("--mutation-rate", type=_Number(0.0, 1.0, lo_open=True), default=None,
+              help="NSGA-II's per-gene mutation probability (default: 1 / number of genes, about one gene).")
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board_name, budget, generations, population,
            seed, algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir, evaluator, final_macs,
-           accuracy_tolerance, rescore, finalists, confirm):
+           accuracy_tolerance, rescore, finalists, confirm, mutation, mutation_rate):
     """Joint backbone + exit NAS under accuracy / expected-MAC constraints; prints the admissible set."""
     from .fsio import ensure_writable
     from .nas import Constraints, DataRef, resume_search, search as run_search
     from .space import SearchSpace
 
     if resume_dir:
-        if any(v is not None for v in (threads, final_macs, accuracy_tolerance, rescore, finalists, confirm)):
-            raise click.UsageError("--threads, --final-macs, --accuracy-tolerance, --rescore, --finalists and "
-                                   "--confirm come from the run's config.json when resuming (`nachos-tf finalize` "
+        if any(v is not None for v in (threads, final_macs, accuracy_tolerance, rescore, finalists, confirm,
+                                       mutation, mutation_rate)):
+            raise click.UsageError("--threads, --final-macs, --accuracy-tolerance, --rescore, --finalists, "
+                                   "--confirm, --mutation and --mutation-rate come from the run's config.json when resuming (`nachos-tf finalize` "
                                    "re-runs the final stage)")
         if board_name:
             raise click.UsageError("--target comes from the run's config.json (its max_flash / max_ram) when resuming")
@@ -271,8 +277,8 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
         click.echo(data.summary())
         space = SearchSpace.mcu(data.input_shape, data.num_classes)
         changes = {k: v for k, v in (("final_macs", final_macs), ("accuracy_tolerance", accuracy_tolerance),
-                                     ("rescore", rescore), ("finalists", finalists), ("confirm", confirm))
-                   if v is not None}
+                                     ("rescore", rescore), ("finalists", finalists), ("confirm", confirm),
+                                     ("mutation", mutation), ("mutation_rate", mutation_rate)) if v is not None}
         if changes:
             from .nas import Budget
 

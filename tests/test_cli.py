@@ -65,6 +65,11 @@ def test_profile_of_a_file_that_is_not_a_model(runner, tmp_path):
     (["--resume", "somewhere", "--finalists", "hypervolume"], "finalists"),
     (["--resume", "somewhere", "--confirm"], "confirm"),
     (["--resume", "somewhere", "--no-confirm"], "confirm"),
+    (["--resume", "somewhere", "--mutation-rate", "0.2"], "mutation-rate"),
+    (["--resume", "somewhere", "--mutation", "reset"], "mutation"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--mutation", "flip"], "mutation"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--mutation-rate", "0"], "mutation-rate"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--mutation-rate", "1.5"], "mutation-rate"),
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--finalists", "best"], "finalists"),
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--rescore", "-3"], "rescore"),
 ])

@@ -240,9 +240,49 @@ def test_budget_presets_and_validation():
         q.with_(rescore=-1)
     with pytest.raises(ConstraintError, match="confirm"):
         q.with_(confirm="yes")
+    for bad in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ConstraintError, match="mutation_rate"):
+            q.with_(mutation_rate=bad)
+    with pytest.raises(ConstraintError, match="mutation"):
+        q.with_(mutation="flip")
+    assert q.with_(mutation="reset", mutation_rate=0.25).evaluation_settings() == q.evaluation_settings()
     old = {k: v for k, v in q.to_dict().items() if k not in ("finalists", "rescore", "confirm")}   # before them
     assert S.Budget.from_dict(old).finalists == "spread" and S.Budget.from_dict(old).rescore == 0
     assert S.Budget.from_dict(old).confirm is False
+
+
+def test_mutation_operators_and_rate_reach_nsga2_children():
+    """Budget.mutation / mutation_rate reach pymoo's mating. With a converged population (all parents equal,
+    so SBX changes nothing) the children differ from the parent in: about one gene at the default rate
+    (1 / n_var; children equal to a parent are eliminated and drawn again); with "reset" at rate 0.3 in a
+    large share of the 48 genes (a redrawn gene keeps its value with chance 1 / its number of values, and the
+    genome repair undoes changes to the genes of disabled exits); with "pm" at the same rate in far fewer, as
+    its small steps round back to the same value on genes of two to four values. Counted after the repair."""
+    from pymoo.core.population import Population
+    from pymoo.core.problem import Problem
+
+    from nachos_tf.nas.problem import integer_vars, make_algorithm
+
+    space = SearchSpace.mcu()
+    parent = space.encode(space.sample(3))
+    problem = Problem(n_var=space.n_var, n_obj=2, xl=space.xl, xu=space.xu, vtype=int, vars=integer_vars(space))
+
+    def changed_genes(mutation, rate):
+        algo = make_algorithm(space, 8, "nsga2", rate, mutation)
+        pop = Population.new(X=np.tile(parent, (40, 1)).astype(float))
+        pop.set("F", np.zeros((40, 2)), "CV", np.zeros((40, 1)))
+        pop.set("rank", np.zeros(40, dtype=int), "crowding", np.ones(40))
+        kids = algo.mating.do(problem, pop, 400, algorithm=algo, random_state=np.random.default_rng(0))
+        x = kids.get("X")
+        assert x.dtype.kind == "i" and all(np.array_equal(space.encode(space.decode(k)), k) for k in x)
+        return float(np.mean(np.sum(x != parent, axis=1)))
+
+    for mutation in ("pm", "reset"):
+        assert 1.0 <= changed_genes(mutation, None) <= 2.5
+    pm, reset = changed_genes("pm", 0.3), changed_genes("reset", 0.3)
+    assert 6 <= reset <= 0.3 * space.n_var and reset > 2 * pm, (pm, reset)
+    with pytest.raises(ConstraintError, match="mutation"):
+        make_algorithm(space, 8, "nsga2", None, "flip")
 
 
 def test_candidate_seed_is_stable_and_genome_specific():
@@ -767,6 +807,35 @@ def test_confirm_resumes_without_judging_twice_and_is_off_without_rescore(tmp_pa
                       out_dir=tmp_path / f"plain{c}", evaluator=FakeEvaluator(), progress=None) for c in (True, False)]
     assert search_lines(tmp_path / "plainTrue") == search_lines(tmp_path / "plainFalse")
     assert len(plain[0].archive) == len(plain[1].archive)
+
+
+def test_reset_mutation_search_records_its_operator_and_resumes_identically(tmp_path):
+    """A search with Budget.mutation "reset" runs through pymoo's minimize, says so in config.json, explores
+    other genomes than the default operator from the same seed, and a run killed part-way resumes to the same
+    archive without evaluating anything twice."""
+    def run(out, mutation="reset", **kw):
+        return S.search(SearchSpace.mcu((8, 8, 1), 10), synthetic(), FAKE_CONSTRAINTS,
+                        budget=FAKE_BUDGET.with_(mutation=mutation, mutation_rate=0.2, generations=4), seed=3,
+                        out_dir=out, progress=None, **kw)
+
+    ev = FakeEvaluator()
+    run(tmp_path / "full", evaluator=ev)
+    algo = json.loads((tmp_path / "full" / R.CONFIG).read_text())["algorithm"]
+    assert algo["mutation"] == "ChoiceRandomMutation(prob=1.0, prob_var=0.2)"
+    run(tmp_path / "pm", mutation="pm", evaluator=FakeEvaluator())
+    assert set(search_lines(tmp_path / "full")) == set(search_lines(tmp_path / "pm"))      # ids c0000...
+    genomes = lambda d: [v["genome"] for v in search_lines(d).values()]                     # noqa: E731
+    assert genomes(tmp_path / "full")[:6] == genomes(tmp_path / "pm")[:6]        # the same initial sample
+    assert genomes(tmp_path / "full") != genomes(tmp_path / "pm")                # then other children
+    lines = (tmp_path / "full" / R.ARCHIVE).read_text().splitlines(keepends=True)
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    shutil.copy(tmp_path / "full" / R.CONFIG, crashed / R.CONFIG)
+    (crashed / R.ARCHIVE).write_text("".join(lines[:9]))
+    ev2 = FakeEvaluator()
+    run(crashed, evaluator=ev2, resume=True)
+    assert search_lines(crashed) == search_lines(tmp_path / "full")
+    assert len(ev2.calls) == len(set(ev2.calls)) == len(ev.calls) - 9
 
 
 def test_resume_refuses_different_settings(fake_run, tmp_path):

@@ -38,7 +38,7 @@ class EENNProblem(_PymooProblem):
 
     def __init__(self, space, constraints, pool: CandidatePool):
         super().__init__(n_var=space.n_var, n_obj=2, n_ieq_constr=len(constraints.active),
-                         xl=space.xl, xu=space.xu, vtype=int)
+                         xl=space.xl, xu=space.xu, vtype=int, vars=integer_vars(space))
         self.space, self.constraints, self.pool = space, constraints, pool
 
     def _evaluate(self, X, out, *args, **kwargs):
@@ -46,6 +46,14 @@ class EENNProblem(_PymooProblem):
         recs = self.pool.evaluate(genomes)
         out["F"] = np.array([r.objectives for r in recs], dtype=float)
         out["G"] = np.array([r.constraint_vector(self.constraints.active) for r in recs], dtype=float)
+
+
+def integer_vars(space) -> Dict[str, Any]:
+    """The space's genes as pymoo `Integer` variables (their bounds), which pymoo's
+    ``ChoiceRandomMutation`` draws mutated genes from (`Budget.mutation` "reset")."""
+    from pymoo.core.variable import Integer
+
+    return {f"x{i:02d}": Integer(bounds=(int(lo), int(hi))) for i, (lo, hi) in enumerate(zip(space.xl, space.xu))}
 
 
 class GenomeRepair(_PymooRepair):
@@ -57,7 +65,7 @@ class GenomeRepair(_PymooRepair):
         self.space = space
 
     def _do(self, problem, X, **kwargs):
-        X = np.atleast_2d(X)
+        X = np.atleast_2d(np.asarray(X, dtype=float))     # ChoiceRandomMutation returns an object array
         return np.array([self.space.encode(self.space.decode(x)) for x in X], dtype=int).reshape(X.shape)
 
 
@@ -108,11 +116,14 @@ class ProgressCallback(_PymooCallback):
                           f"elapsed {fmt_time(stats['elapsed'])}, ETA {fmt_time(stats['eta'])}")
 
 
-def make_algorithm(space, population: int, name: str = "nsga2"):
+def make_algorithm(space, population: int, name: str = "nsga2", mutation_rate: Optional[float] = None,
+                   mutation: str = "pm"):
     """The pymoo algorithm of a search.
 
-    "nsga2": NSGA-II with pymoo's integer operators (random integer sampling, SBX and PM with rounding)
-    and the genome repair; duplicates eliminated. "random": pymoo's RandomSearch drawing `population`
+    "nsga2": NSGA-II with pymoo's integer operators (random integer sampling, SBX with rounding, and
+    `mutation`: "pm", polynomial mutation with rounding, or "reset", ``ChoiceRandomMutation`` over the genes'
+    values, see `Budget.mutation`) and the genome repair; duplicates eliminated; each gene mutates with
+    probability `mutation_rate` (None: pymoo's 1 / n_var). "random": pymoo's RandomSearch drawing `population`
     random integer vectors per generation (the genome repair maps them into the space), the baseline
     a guided search must beat.
     """
@@ -131,9 +142,17 @@ def make_algorithm(space, population: int, name: str = "nsga2"):
     from pymoo.operators.mutation.pm import PM
     from pymoo.operators.repair.rounding import RoundingRepair
 
+    if mutation == "reset":
+        from pymoo.operators.mutation.rm import ChoiceRandomMutation
+
+        mutate = ChoiceRandomMutation(prob=1.0, prob_var=mutation_rate)
+    elif mutation == "pm":
+        mutate = PM(prob=1.0, prob_var=mutation_rate, eta=3.0, vtype=float, repair=RoundingRepair())
+    else:
+        raise ConstraintError(f"unknown mutation {mutation!r}; choose pm or reset")
     return NSGA2(pop_size=population, sampling=IntegerRandomSampling(),
                  crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
-                 mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+                 mutation=mutate,
                  repair=GenomeRepair(space), eliminate_duplicates=True)
 
 

@@ -213,7 +213,8 @@ def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, re
     pool = CandidatePool(archive, searched, backend, progress, confirm)
     callback = ProgressCallback(pool, search_c, spec.budget, progress, backend.workers, spec.max_seconds)
     try:
-        minimize(EENNProblem(space, search_c, pool), make_algorithm(space, spec.budget.population, spec.algorithm),
+        minimize(EENNProblem(space, search_c, pool), make_algorithm(space, spec.budget.population, spec.algorithm,
+                                                                   spec.budget.mutation_rate, spec.budget.mutation),
                  make_termination(spec.budget.generations, spec.max_seconds), seed=spec.seed, callback=callback,
                  verbose=False, copy_algorithm=False)
         backend.close()                   # the final stage runs here: free the workers first

@@ -106,6 +106,8 @@ class Constraints:
 FINAL_MACS = ("search", "budget")
 #: How the final stage chooses the members to re-train (`Budget.finalists`).
 FINALISTS = ("spread", "hypervolume")
+#: NSGA-II's mutation operator (`Budget.mutation`).
+MUTATIONS = ("pm", "reset")
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,13 @@ class Budget:
     the algorithm ranks it, so the front NSGA-II climbs holds whole-split figures only, not the luckiest of
     many noisy subset estimates (about one candidate in ten enters the front; each re-judgement costs what
     three subset ones do). False (default): off.
+    mutation: NSGA-II's mutation operator. "pm" (default): pymoo's polynomial mutation on the integer
+    encoding, rounded; on genes with two to four values its small steps mostly round back to the same value,
+    so a converged population hardly moves (resolution, exits on/off). "reset": pymoo's
+    ``ChoiceRandomMutation``, which draws a mutated gene anew from all its values (random resetting, the
+    usual operator for categorical genes). Random search ignores both.
+    mutation_rate: the per-gene mutation probability (pymoo's ``prob_var``). None (default): pymoo's
+    1 / n_var, about one gene of the MCU space's 48.
     """
 
     name: str = "custom"
@@ -165,6 +174,8 @@ class Budget:
     rescore: int = 0
     finalists: str = "spread"
     confirm: bool = False
+    mutation: str = "pm"
+    mutation_rate: Optional[float] = None
 
     def __post_init__(self) -> None:
         for f in ("population", "generations", "batch_size", "max_final"):
@@ -191,6 +202,10 @@ class Budget:
             raise ConstraintError(f"budget accuracy_tolerance must be in [0, 1), got {self.accuracy_tolerance!r}")
         if not isinstance(self.confirm, (bool, np.bool_)):
             raise ConstraintError(f"budget confirm must be true or false, got {self.confirm!r}")
+        if self.mutation_rate is not None and not 0.0 < _number("mutation_rate", self.mutation_rate) <= 1.0:
+            raise ConstraintError(f"budget mutation_rate must be None or in (0, 1], got {self.mutation_rate!r}")
+        if self.mutation not in MUTATIONS:
+            raise ConstraintError(f"budget mutation must be one of {', '.join(MUTATIONS)}, got {self.mutation!r}")
         if self.finalists not in FINALISTS:
             raise ConstraintError(f"budget finalists must be one of {', '.join(FINALISTS)}, got {self.finalists!r}")
         if self.final_macs not in FINAL_MACS:
@@ -234,9 +249,10 @@ class Budget:
         return cls(**dict({"final_macs": "budget"}, **{f.name: d[f.name] for f in fields(cls) if f.name in d}))
 
     def evaluation_settings(self) -> Dict[str, Any]:
-        """The fields a candidate's result depends on (population and generations do not)."""
+        """The fields a candidate's result depends on (the algorithm's population, generations and mutation do
+        not)."""
         d = self.to_dict()
-        for k in ("name", "population", "generations"):
+        for k in ("name", "population", "generations", "mutation", "mutation_rate"):
             d.pop(k)
         return d
 
@@ -346,8 +362,10 @@ class RunSpec:
             algo = {"name": "RandomSearch", "points_per_generation": self.budget.population,
                     "sampling": "IntegerRandomSampling", "repair": "GenomeRepair (in decoding)"}
         else:
+            mr = self.budget.mutation_rate if self.budget.mutation_rate is not None else "1/n_var"
             algo = {"name": "NSGA2", "population": self.budget.population, "sampling": "IntegerRandomSampling",
-                    "crossover": "SBX(prob=0.9, eta=3) + rounding", "mutation": "PM(prob=1.0, eta=3) + rounding",
+                    "crossover": "SBX(prob=0.9, eta=3) + rounding", "mutation": (f"PM(prob=1.0, eta=3, prob_var={mr}) + rounding" if self.budget.mutation == "pm"
+                                 else f"ChoiceRandomMutation(prob=1.0, prob_var={mr})"),
                     "repair": "GenomeRepair", "eliminate_duplicates": True}
         return dict(algo, key=self.algorithm, generations=self.budget.generations, max_seconds=self.max_seconds)
 
