@@ -63,6 +63,7 @@ from compare_report import METHODS, plot, summarise, write_table  # noqa: E402
 import nachos_tf as nt  # noqa: E402
 from nachos_tf.errors import NoAdmissibleSolutionError  # noqa: E402
 from nachos_tf.nas import Budget, Constraints, DataRef, ProxyEvaluator  # noqa: E402
+from nachos_tf.nas.settings import MUTATIONS  # noqa: E402
 from nachos_tf.units import parse_size  # noqa: E402
 
 SUPERNET_METHODS = ("nachos", "random", "static")
@@ -488,6 +489,7 @@ def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = (),
 
     given: Dict[str, str] = {}
     nachos_budget: Dict[str, Any] = {}
+    defaults = Budget()                                           # a part lacks the defaults it used
     for p, d, method in zip(files, docs, only):
         loose = LOOSE_BUDGET.get(method, ())
         if comparable(d.get("settings") or {}, loose) != comparable(first.get("settings") or {}, loose):
@@ -496,7 +498,7 @@ def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = (),
             d["runs"] = [r for r in d.get("runs", []) if r["method"] == method]
         if method == "nachos":
             b = (d.get("settings") or {}).get("budget") or {}
-            mine = {k: b.get(k, getattr(Budget(), k)) for k in loose}     # a part lacks the defaults it used
+            mine = {k: b.get(k, getattr(defaults, k)) for k in loose}
             if nachos_budget.setdefault("fields", mine) != mine:
                 raise SystemExit(f"--merge: the --nachos-from parts differ in {', '.join(loose)} ({p})")
         for seed, folder in ((d["settings"].get("supernet") or {}).get("from") or {}).items():
@@ -563,7 +565,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--min-accuracy", type=float, default=0.80)
     p.add_argument("--max-macs", default="1.0M")
     p.add_argument("--population", type=positive_int, default=8)
-    p.add_argument("--mutation", choices=("pm", "reset"), default="pm",
+    p.add_argument("--mutation", choices=MUTATIONS, default="pm",
                    help="Budget.mutation of the NSGA-II runs: pm (polynomial, the default) or reset (random resetting)")
     p.add_argument("--mutation-rate", type=float, default=None,
                    help="Budget.mutation_rate of the NSGA-II runs: per-gene mutation probability (default 1 / n_var)")
@@ -603,7 +605,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "in --accuracy-tolerance only (a network without early exits has one operating point)")
     p.add_argument("--nachos-from", nargs="+", type=Path, metavar="PART", default=None,
                    help="with --merge: also take the nachos rows of these files, which may differ from the parts in "
-                        "--population, --mutation and --mutation-rate only (NSGA-II's own settings; they agree among themselves)")
+                        "--population, --mutation and --mutation-rate only (NSGA-II's own settings; they agree "
+                        "among themselves)")
     return p.parse_args(argv)
 
 

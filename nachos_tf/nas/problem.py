@@ -16,7 +16,7 @@ from ..errors import ConstraintError
 from ..results import admissible_front, hypervolume
 from .interrupt import check_interrupt
 from .pool import CandidatePool, fmt_time
-from .settings import ALGORITHMS
+from .settings import ALGORITHMS, MUTATIONS
 
 __all__ = ["EENNProblem", "GenomeRepair", "ProgressCallback", "make_algorithm", "make_termination"]
 
@@ -149,7 +149,7 @@ def make_algorithm(space, population: int, name: str = "nsga2", mutation_rate: O
     elif mutation == "pm":
         mutate = PM(prob=1.0, prob_var=mutation_rate, eta=3.0, vtype=float, repair=RoundingRepair())
     else:
-        raise ConstraintError(f"unknown mutation {mutation!r}; choose pm or reset")
+        raise ConstraintError(f"unknown mutation {mutation!r}; choose one of {', '.join(MUTATIONS)}")
     return NSGA2(pop_size=population, sampling=IntegerRandomSampling(),
                  crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
                  mutation=mutate,

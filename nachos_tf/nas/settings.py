@@ -363,9 +363,10 @@ class RunSpec:
                     "sampling": "IntegerRandomSampling", "repair": "GenomeRepair (in decoding)"}
         else:
             mr = self.budget.mutation_rate if self.budget.mutation_rate is not None else "1/n_var"
+            mutation = (f"PM(prob=1.0, eta=3, prob_var={mr}) + rounding" if self.budget.mutation == "pm"
+                        else f"ChoiceRandomMutation(prob=1.0, prob_var={mr})")
             algo = {"name": "NSGA2", "population": self.budget.population, "sampling": "IntegerRandomSampling",
-                    "crossover": "SBX(prob=0.9, eta=3) + rounding", "mutation": (f"PM(prob=1.0, eta=3, prob_var={mr}) + rounding" if self.budget.mutation == "pm"
-                                 else f"ChoiceRandomMutation(prob=1.0, prob_var={mr})"),
+                    "crossover": "SBX(prob=0.9, eta=3) + rounding", "mutation": mutation,
                     "repair": "GenomeRepair", "eliminate_duplicates": True}
         return dict(algo, key=self.algorithm, generations=self.budget.generations, max_seconds=self.max_seconds)
 
