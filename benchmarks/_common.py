@@ -155,6 +155,24 @@ def read_json(path: Path) -> Optional[Any]:
     return json.loads(path.read_text())
 
 
+#: Budget fields added after result files were written, with the value every run had before they existed.
+LATER_BUDGET_FIELDS = {"mutation": "pm", "mutation_rate": None, "screen": 0}
+#: fields that only mean something when another one is on (dropped with it)
+_WITH = {"screen": ("screen_train",)}
+
+
+def budget_settings(budget) -> Dict[str, Any]:
+    """A Budget's dict for a result file's settings, without the fields added later while they hold the
+    value every earlier run had (so a file written before them still resumes and merges)."""
+    d = budget.to_dict()
+    for k, old in LATER_BUDGET_FIELDS.items():
+        if k in d and d[k] == old:
+            d.pop(k)
+            for dep in _WITH.get(k, ()):
+                d.pop(dep, None)
+    return d
+
+
 def _script() -> str:
     """This process's script, relative to the checkout when inside it."""
     p = Path(sys.argv[0]).resolve()

@@ -55,8 +55,8 @@ from typing import Any, Dict, List, Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common (puts the checkout on sys.path)
 
-from _common import (ROOT, RESULTS, ResultFile, add_out, add_resume, add_threads, eval_context, loadavg,  # noqa: E402
-                     pin_threads, positive_float, positive_int, read_json, say, supernet_training, utc_now,
+from _common import (ROOT, RESULTS, ResultFile, add_out, add_resume, add_threads, budget_settings,  # noqa: E402
+                     eval_context, loadavg, pin_threads, positive_float, positive_int, read_json, say, supernet_training, utc_now,
                      write_json)
 from compare_report import METHODS, plot, summarise, write_table  # noqa: E402
 
@@ -176,14 +176,15 @@ class Bench:
                               final_train=a.final_train, final_epochs=0, final_head_epochs=a.final_epochs,
                               max_final=a.max_final, final_macs=a.final_macs,
                               accuracy_tolerance=a.accuracy_tolerance, rescore=a.rescore, finalists=a.finalists,
-                              confirm=a.confirm, mutation=a.mutation, mutation_rate=a.mutation_rate)
+                              screen=a.screen, screen_train=a.screen_train, confirm=a.confirm,
+                              mutation=a.mutation, mutation_rate=a.mutation_rate)
         self.outs: Dict[tuple, List[Outputs]] = {}
 
     def settings(self) -> Dict[str, Any]:
         a = self.a
         sn = dict(self.supernet_kw(), **{"from": {str(k): v for k, v in (a.supernet_from or [])},
                                           "any": a.any_supernet})
-        budget = self.budget.to_dict()
+        budget = budget_settings(self.budget)     # without mutation, mutation_rate, screen at their old values
         if budget["final_macs"] == "budget":     # the behaviour before the field existed: seed 0's files lack it
             budget.pop("final_macs")
         if not budget["accuracy_tolerance"]:      # likewise for the files written before accuracy_tolerance
@@ -192,10 +193,6 @@ class Bench:
             budget.pop("rescore")
         if not budget["confirm"]:                 # and before Budget.confirm (the search ranked on the subset only)
             budget.pop("confirm")
-        if budget["mutation_rate"] is None:       # and before Budget.mutation_rate (pymoo's 1 / n_var)
-            budget.pop("mutation_rate")
-        if budget["mutation"] == "pm":            # and before Budget.mutation (polynomial mutation only)
-            budget.pop("mutation")
         if budget["finalists"] == "spread":       # and before Budget.finalists (spread was the only rule)
             budget.pop("finalists")
         more = {"refinalized_from": [str(p) for p in a.refinalize_from]} if a.refinalize_from else {}
@@ -590,6 +587,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--finalists", choices=("spread", "hypervolume"), default="spread",
                    help="Budget.finalists of every run: how the final stage picks its --max-final members (default "
                         "spread, as the runs before it existed)")
+    p.add_argument("--screen", type=int, default=0,
+                   help="Budget.screen of every run: leading candidates fine-tuned briefly before the finalists are "
+                        "chosen on those figures (default 0: off)")
+    p.add_argument("--screen-train", type=positive_int, default=6000,
+                   help="Budget.screen_train: training images of each screening fine-tune (6000)")
     p.add_argument("--refinalize-from", nargs="+", type=Path, metavar="PART", default=None,
                    help="do not search: run the final stage of these result files' runs again (nachos_tf.refinalize) "
                         "with this command's final budget (--max-final, --final-epochs, --rescore, ...) into "

@@ -53,8 +53,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common (puts the checkout on sys.path)
 
-from _common import (ROOT, RESULTS, ResultFile, add_out, add_resume, add_threads, correlation,  # noqa: E402
-                     eval_context, loadavg, pin_threads, positive_int, read_json, say, supernet_training, utc_now)
+from _common import (ROOT, RESULTS, ResultFile, add_out, add_resume, add_threads, budget_settings,  # noqa: E402
+                     correlation, eval_context, loadavg, pin_threads, positive_int, read_json, say, supernet_training, utc_now)
 
 import nachos_tf as nt  # noqa: E402
 from nachos_tf import policy as P  # noqa: E402
@@ -281,7 +281,7 @@ class Bench:
         return {"evaluators": list(a.evaluators), "genome_ids": list(genomes), "run_seed": a.seed,
                 "space": "SearchSpace.mcu((28, 28, 1), 10)", "dataset": "fashion_mnist",
                 "constraints": self.constraints.to_dict(), "search_constraints": self.search_constraints.to_dict(),
-                "budget": self.budget.to_dict(), "supernet": self.supernet_settings(), "threads": a.threads,
+                "budget": budget_settings(self.budget), "supernet": self.supernet_settings(), "threads": a.threads,
                 "smoke": a.smoke, **({"full": fs} if fs != FULL_SETTINGS else {}),
                 "timing": "wall clock (time.perf_counter) around each evaluate(genome) call, after setup(context); "
                           "steady state leaves out each evaluator's first call"}

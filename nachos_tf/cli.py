@@ -235,6 +235,11 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
 @click.option("--finalists", type=click.Choice(["spread", "hypervolume"]), default=None,
               help="How the final stage picks the front members to re-train: spread evenly by MACs (default) or "
                    "those that together cover most of the constraint box.")
+@click.option("--screen", type=click.IntRange(min=0), default=None,
+              help="Before choosing the finalists, fine-tune this many leading candidates briefly (one epoch on "
+                   "--screen-train images each) and choose on those figures (default 0: off).")
+@click.option("--screen-train", type=click.IntRange(min=10), default=None,
+              help="Training images of each screening fine-tune (default 6000).")
 @click.option("--confirm/--no-confirm", default=None,
               help="Judge every candidate that enters the admissible front during the search again on the whole "
                    "validation split before NSGA-II ranks it (budgets that rank on a subset; default: off).")
@@ -246,17 +251,18 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board_name, budget, generations, population,
            seed, algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir, evaluator, final_macs,
-           accuracy_tolerance, rescore, finalists, confirm, mutation, mutation_rate):
+           accuracy_tolerance, rescore, finalists, screen, screen_train, confirm, mutation, mutation_rate):
     """Joint backbone + exit NAS under accuracy / expected-MAC constraints; prints the admissible set."""
     from .fsio import ensure_writable
     from .nas import Constraints, DataRef, resume_search, search as run_search
     from .space import SearchSpace
 
     if resume_dir:
-        if any(v is not None for v in (threads, final_macs, accuracy_tolerance, rescore, finalists, confirm,
-                                       mutation, mutation_rate)):
+        if any(v is not None for v in (threads, final_macs, accuracy_tolerance, rescore, finalists, screen,
+                                       screen_train, confirm, mutation, mutation_rate)):
             raise click.UsageError("--threads, --final-macs, --accuracy-tolerance, --rescore, --finalists, "
-                                   "--confirm, --mutation and --mutation-rate come from the run's config.json "
+                                   "--screen, --screen-train, --confirm, --mutation and --mutation-rate come from "
+                                   "the run's config.json "
                                    "when resuming (`nachos-tf finalize` re-runs the final stage)")
         if board_name:
             raise click.UsageError("--target comes from the run's config.json (its max_flash / max_ram) when resuming")
@@ -277,7 +283,8 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
         click.echo(data.summary())
         space = SearchSpace.mcu(data.input_shape, data.num_classes)
         changes = {k: v for k, v in (("final_macs", final_macs), ("accuracy_tolerance", accuracy_tolerance),
-                                     ("rescore", rescore), ("finalists", finalists), ("confirm", confirm),
+                                     ("rescore", rescore), ("finalists", finalists), ("screen", screen),
+                                     ("screen_train", screen_train), ("confirm", confirm),
                                      ("mutation", mutation), ("mutation_rate", mutation_rate)) if v is not None}
         if changes:
             from .nas import Budget
@@ -314,9 +321,13 @@ def _print_result(result) -> None:
               help="Leading candidates judged again on the whole validation split before choosing (0: off).")
 @click.option("--finalists", type=click.Choice(["spread", "hypervolume"]), default=None,
               help="How the front members to re-train are picked (see `search --finalists`).")
+@click.option("--screen", type=click.IntRange(min=0), default=None,
+              help="Leading candidates fine-tuned briefly before choosing (see `search --screen`; 0: off).")
+@click.option("--screen-train", type=click.IntRange(min=10), default=None,
+              help="Training images of each screening fine-tune.")
 @_friendly
 def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final_train, final_macs, rescore,
-             finalists):
+             finalists, screen, screen_train):
     """Run the final stage of a finished search again into a new folder (more finalists, a longer
     re-training); nothing is searched again. Prints the admissible set."""
     from .fsio import ensure_writable
@@ -324,7 +335,8 @@ def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final
 
     changes = {k: v for k, v in (("max_final", max_final), ("final_epochs", final_epochs),
                                  ("final_head_epochs", final_head_epochs), ("final_train", final_train),
-                                 ("final_macs", final_macs), ("rescore", rescore), ("finalists", finalists))
+                                 ("final_macs", final_macs), ("rescore", rescore), ("finalists", finalists),
+                                 ("screen", screen), ("screen_train", screen_train))
                if v is not None}
     ensure_writable(out_dir, folder=True)
     _print_result(refinalize(run_dir, out_dir, progress=click.echo, **changes))

@@ -72,6 +72,10 @@ def test_profile_of_a_file_that_is_not_a_model(runner, tmp_path):
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--mutation-rate", "1.5"], "mutation-rate"),
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--finalists", "best"], "finalists"),
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--rescore", "-3"], "rescore"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--screen", "-1"], "screen"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--screen", "8", "--screen-train", "5"], "screen-train"),
+    (["--resume", "somewhere", "--screen", "8"], "screen"),
+    (["--resume", "somewhere", "--screen-train", "3000"], "screen-train"),
 ])
 def test_search_rejects_bad_arguments_with_one_line(runner, tmp_path, args, needle):
     res = runner.invoke(main, ["search", "--out", str(tmp_path / "run")] + args)
@@ -144,6 +148,8 @@ def _cli_process(args, **kw):
     (["finalize", ".", "--out", "d", "--final-macs", "cheapest"], "--final-macs"),
     (["finalize", ".", "--out", "d", "--rescore", "-1"], "--rescore"),
     (["finalize", ".", "--out", "d", "--finalists", "best"], "--finalists"),
+    (["finalize", ".", "--out", "d", "--screen", "-4"], "--screen"),
+    (["finalize", ".", "--out", "d", "--screen", "4", "--screen-train", "0"], "--screen-train"),
     (["finalize", "."], "--out"),
     (["no-such-command"], "no-such-command"),
 ])

@@ -737,6 +737,31 @@ tie(CMP, "a candidate costs about 3 s, which leaves {} and {} candidates in 1,20
              _cmp_runs("compare_val6000.json", "nachos")[0]["hypervolume"],
              _cmp_runs("compare_val6000.json", "random")[0]["hypervolume"]])
 
+_SF = lambda: J("screen_fidelity.json")["summary"]  # noqa: E731
+tie(CMP, "Spearman over the {}: supernet estimate **{}** (Kendall {}), one epoch on 6,000 images {}, one epoch "
+         "on 20,000 images **{}** (Kendall {}); the mean gap to the fine-tuned accuracy falls from {} points to {} "
+         "(20,000 images). Among nachos' {} finalists alone it ranks no better ({} against {}), among random "
+         "search's {} it does ({} against {}).", "screen_fidelity.json",
+    lambda: [_SF()["all"]["n"], _SF()["all"]["estimate"]["spearman"], _SF()["all"]["estimate"]["kendall"],
+             _SF()["all"]["screen_6000"]["spearman"], _SF()["all"]["screen_20000"]["spearman"],
+             _SF()["all"]["screen_20000"]["kendall"], _SF()["all"]["estimate"]["mean_gap"] * 100,
+             _SF()["all"]["screen_20000"]["mean_gap"] * 100, _SF()["nachos"]["n"],
+             _SF()["nachos"]["estimate"]["spearman"], _SF()["nachos"]["screen_20000"]["spearman"],
+             _SF()["random"]["n"], _SF()["random"]["estimate"]["spearman"],
+             _SF()["random"]["screen_20000"]["spearman"]])
+tie(CMP, "(it beats them for {} of the {}; 20,000: {}), about {} and {} s per finalist on one core.",
+    "screen_fidelity.json",
+    lambda: [sum(u["screen"]["6000"]["fine_tuned_kept"] for u in J("screen_fidelity.json")["units"].values()),
+             len(J("screen_fidelity.json")["units"]),
+             sum(u["screen"]["20000"]["fine_tuned_kept"] for u in J("screen_fidelity.json")["units"].values())]
+    + [statistics.fmean(u["screen"][n]["seconds"] for u in J("screen_fidelity.json")["units"].values())
+       for n in ("6000", "20000")])
+tie("## The search (`nt.search`", "lost accuracy there: seed 2's `c0853` of the comparison below, {} % estimated, "
+                                  "{} % after its fine-tune", "screen_fidelity.json",
+    lambda: (lambda u: [u["estimate"]["accuracy"] * 100, u["final"]["val_accuracy"] * 100])(next(
+        u for u in J("screen_fidelity.json")["units"].values() if u["id"] == "c0853")))
+
+
 for _src, _label in (("compare.json", ""),):
     for _method in J(_src)["summary"]["methods"]:
         tie(CMP, _cmp12_row(_method, _src, _label)[0], _src,

@@ -240,14 +240,21 @@ def test_budget_presets_and_validation():
         q.with_(rescore=-1)
     with pytest.raises(ConstraintError, match="confirm"):
         q.with_(confirm="yes")
+    with pytest.raises(ConstraintError, match="screen"):
+        q.with_(screen=-2)
+    with pytest.raises(ConstraintError, match="screen_train"):
+        q.with_(screen_train=5)
+    assert q.with_(screen=12).screen_train == 6000 and q.with_(screen_train=None).screen_train is None
     for bad in (0.0, -0.1, 1.5, float("nan")):
         with pytest.raises(ConstraintError, match="mutation_rate"):
             q.with_(mutation_rate=bad)
     with pytest.raises(ConstraintError, match="mutation"):
         q.with_(mutation="flip")
     assert q.with_(mutation="reset", mutation_rate=0.25).evaluation_settings() == q.evaluation_settings()
-    old = {k: v for k, v in q.to_dict().items() if k not in ("finalists", "rescore", "confirm")}   # before them
+    old = {k: v for k, v in q.to_dict().items() if k not in ("finalists", "rescore", "confirm", "screen",
+                                                               "screen_train")}                # before them
     assert S.Budget.from_dict(old).finalists == "spread" and S.Budget.from_dict(old).rescore == 0
+    assert S.Budget.from_dict(old).screen == 0
     assert S.Budget.from_dict(old).confirm is False
 
 
@@ -479,6 +486,29 @@ def _box_area(points, err_scale, macs_scale):
     return area
 
 
+def test_distinct_keeps_one_record_per_operating_point():
+    """Records with the same accuracy, expected MACs and exit rates (networks that differ only where no image
+    goes) are one operating point: the one with the cheapest full network is kept, in the records' order;
+    other exit rates, another accuracy or an infeasible record are not merged."""
+    from nachos_tf.nas.final import distinct
+
+    def two_exit(cid, acc, rates, full, feasible=True):
+        r = CandidateRecord.measured({"id": cid}, seed=0, accuracy=acc, exit_rates=rates,
+                                     expected_macs=100 * rates[0] + full * rates[1], exit_macs=[100, full],
+                                     constraints={"accuracy": -0.01 if feasible else 0.01}, rule="max_softmax",
+                                     thresholds=[0.5], params=1)
+        r.id = cid
+        return r
+
+    a, b = two_exit("a", 0.9, [1.0, 0.0], 400), two_exit("b", 0.9, [1.0, 0.0], 300)   # same point, b cheaper
+    c = two_exit("c", 0.9, [1.0, 0.0], 300)                                            # same again, larger id
+    d = two_exit("d", 0.9, [0.5, 0.5], 100)                                            # same MACs, other rates
+    e = two_exit("e", 0.91, [1.0, 0.0], 500)                                           # more accurate
+    x = two_exit("x", 0.9, [1.0, 0.0], 200, feasible=False)
+    assert [r.id for r in distinct([a, b, c, d, e, x])] == ["b", "d", "e"]
+    assert [r.id for r in distinct([e, d])] == ["e", "d"]
+
+
 def test_finalists_fill_a_small_front_from_the_next_layers():
     from nachos_tf.nas.final import finalists
 
@@ -700,6 +730,61 @@ def test_final_stage_chooses_finalists_on_rescored_figures(tmp_path):
             pool = searched
         chosen, _ = finalists(pool, FAKE_BUDGET.max_final, 0.3, 8.0e4)
         assert [f.id for f in res.final_records][:len(chosen)] == [r.id for r in chosen]
+
+
+class ScreeningFake(RescoringFake):
+    """RescoringFake with a `screen` that re-orders the candidates again, by another hash (as a brief fine-tune
+    would), and logs the ids it screened."""
+
+    name = "fake-screening"
+
+    def screen(self, records):
+        import dataclasses
+
+        self.screened = getattr(self, "screened", []) + [r.id for r in records]
+        out = []
+        for r in records:
+            acc = min(1.0, r.metrics.accuracy + 0.4 * _u(Genome.from_dict(r.genome), "screen") - 0.2)
+            m = dataclasses.replace(r.metrics, accuracy=acc, error=1.0 - acc)
+            g = self.context.constraints.violations(acc, r.metrics.expected_macs)
+            seen = {"before_accuracy": r.metrics.accuracy, "before_expected_macs": r.metrics.expected_macs}
+            out.append(dataclasses.replace(r, metrics=m, constraints=g, feasible=all(v <= 0 for v in g.values()
+                                                                                     if v is not None),
+                                           extra=dict(r.extra, screened=seen)))
+        return out
+
+
+S.register_evaluator(ScreeningFake)
+
+
+def test_final_stage_chooses_finalists_among_the_screened_on_their_figures(tmp_path):
+    """Budget.screen: the leading candidates after re-scoring (a second path: `leading_layers` of the rescored
+    ones) are screened one at a time, and the finalists and reserves are chosen among them on the screened
+    figures; each final record keeps the screened figures and, as its search figures, those before screening.
+    screen=0 never calls the evaluator's screen."""
+    from nachos_tf.nas.final import finalists, leading_layers
+
+    cons = S.Constraints(min_accuracy=0.3, max_macs=8.0e4)
+    for n in (0, 7):
+        ev = ScreeningFake()
+        lines = []
+        res = S.search(SearchSpace.mcu((8, 8, 1), 10), synthetic(), cons, budget=FAKE_BUDGET.with_(rescore=12,
+                       screen=n), seed=4, out_dir=tmp_path / f"s{n}", evaluator=ev, progress=lines.append)
+        lead = ev.rescore(leading_layers(list(res.archive), 12))
+        if not n:
+            assert not hasattr(ev, "screened")
+            continue
+        top = leading_layers(lead, n)
+        assert ev.screened == [r.id for r in top]
+        pool = ev.screen(top)
+        chosen, reserves = finalists(pool, FAKE_BUDGET.max_final, 0.3, 8.0e4)
+        assert [f.id for f in res.final_records][:len(chosen)] == [r.id for r in chosen]
+        assert {f.id for f in res.final_records} <= {r.id for r in pool}
+        assert sum("val acc" in line and "->" in line for line in lines) == len(top) >= 3
+        by_id = {r.id: r for r in pool}
+        for f in res.final_records:
+            assert f.extra["screened"]["accuracy"] == pytest.approx(by_id[f.id].metrics.accuracy)
+            assert f.search_metrics["accuracy"] == pytest.approx(by_id[f.id].extra["screened"]["before_accuracy"])
 
 
 class ConfirmingFake(RescoringFake):

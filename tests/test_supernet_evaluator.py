@@ -293,3 +293,61 @@ def test_rescore_judges_again_on_the_whole_validation_split(small, saved_superne
     assert shared_ev.rescore(recs) == recs                           # REAL_BUDGET ranks on all 300 already
     kept = ev.rescore(again[:1] + recs[1:])                         # judged before (Budget.confirm): kept as is
     assert kept[0] is again[0] and kept[1].metrics == again[1].metrics
+
+
+def test_screen_fine_tunes_briefly_and_judges_on_the_whole_split(small, saved_supernet, shared_ev):
+    """`screen` (Budget.screen, the final stage's middle fidelity) against a second path: the extracted model,
+    BN re-estimated, trained by `train_eenn` itself (BN momentum set for its length) for one exit-phase epoch
+    on the same 200 images (teacher: the largest subnet; BN re-estimated after it), calibrated on all 300
+    validation images and held at the record's search cost; the screened figure is the better of that and the
+    inherited weights' at the same hold. Ids, sizes and the figures it replaces are kept."""
+    import copy
+    import dataclasses
+
+    from nachos_tf.nas.evaluators.common import calibrate_outputs, candidate_seed, hold_search_cost
+    from nachos_tf.nas.evaluators.proxy import set_bn_momentum
+    from nachos_tf.policy import simulate
+    from nachos_tf.supernet import reestimate_bn
+    from nachos_tf.supernet.extract import bn_images
+    from nachos_tf.train import predict_exits, train_eenn
+
+    space = tiny_space()
+    budget = REAL_BUDGET.with_(proxy_val=100, screen=2, screen_train=200)
+    ev = copy.copy(shared_ev)
+    ev.context = dataclasses.replace(shared_ev.context, budget=budget, cache={})
+    genomes = [g for g in (space.sample(s) for s in range(60, 120)) if len(g.exit_positions) >= 2][:2]
+    recs = [ev.evaluate(g) for g in genomes]
+    for i, r in enumerate(recs):
+        r.id = f"c{i:04d}"
+    again = ev.screen(recs)
+    assert [r.id for r in again] == ["c0000", "c0001"]
+    train = small.subset(train=200, val=0, test=0, seed=0)
+    ctx = ev.context
+    for r, a, g in zip(recs, again, genomes):
+        seen = a.extra["screened"]
+        assert seen["n_train"] == 200 and seen["n_val"] == 300
+        assert (seen["before_accuracy"], seen["before_expected_macs"]) == (r.metrics.accuracy, r.metrics.expected_macs)
+        model = Supernet.load(saved_supernet, space).extract(g)
+        reestimate_bn(model, bn_images(small, 256, seed=0))
+
+        def held_accuracy():
+            probs, confs = predict_exits(model, small.x_val)
+            cal = calibrate_outputs(probs, confs, a.exit_macs, small.y_val, a.rule, LOOSE)
+            th = hold_search_cost(cal, a.exit_macs, r.metrics.expected_macs, LOOSE)
+            th = cal.thresholds if th is None else th
+            sim = simulate(probs, small.y_val, th, a.exit_macs, a.rule, confs if a.rule == "confidence" else None)
+            return sim.accuracy, sim.expected_macs
+
+        inherited = held_accuracy()
+        set_bn_momentum(model, -(-200 // budget.batch_size))          # as every fine-tune: one epoch of steps
+        train_eenn(model, train, loss=ctx.loss, epochs=0, head_epochs=1, batch_size=budget.batch_size,
+                   learning_rate=budget.learning_rate / 3.0, exit_macs=a.exit_macs, seed=candidate_seed(0, g),
+                   verbose=0, teacher_logits=ev._teacher(train.x_train))
+        reestimate_bn(model, bn_images(small, 256, seed=0))
+        tuned = held_accuracy()
+        best = tuned if tuned[0] >= inherited[0] else inherited
+        assert seen["inherited_accuracy"] == pytest.approx(inherited[0], abs=1.01 / 300)
+        assert a.metrics.accuracy == pytest.approx(best[0], abs=1.01 / 300)
+        assert a.metrics.accuracy >= seen["inherited_accuracy"]
+        assert a.metrics.expected_macs <= r.metrics.expected_macs * (1 + 1e-9)     # held at its search cost
+        assert a.metrics.params == r.metrics.params

@@ -14,7 +14,8 @@ from .final_points import measure_pending_int8, reposition
 from .pool import CandidatePool, fmt_time
 from ..macs import human as _human
 
-__all__ = ["spread", "by_hypervolume", "finalists", "leading_layers", "rescored", "pareto_doc", "final_stage"]
+__all__ = ["spread", "by_hypervolume", "finalists", "leading_layers", "rescored", "distinct", "screened",
+           "pareto_doc", "final_stage"]
 
 
 def spread(front: Sequence[CandidateRecord], k: int) -> List[CandidateRecord]:
@@ -148,6 +149,52 @@ def rescored(records: Sequence[CandidateRecord], evaluator, budget, say: Callabl
     return again if front else list(records)
 
 
+def distinct(records: Sequence[CandidateRecord]) -> List[CandidateRecord]:
+    """One record per operating point: of the feasible records with the same accuracy, expected MACs and exit
+    rates (networks that differ only in parts no image reaches at their thresholds, e.g. the stages after an
+    exit every image takes), the one whose full network is cheapest (then the smaller id)."""
+    best: Dict[tuple, CandidateRecord] = {}
+    for r in records:
+        if not r.feasible:
+            continue
+        m = r.metrics
+        key = (round(float(m.accuracy), 9), round(float(m.expected_macs), 3),
+               tuple(round(float(x), 9) for x in (m.exit_rates or ())))
+        cost = (float(r.exit_macs[-1]) if r.exit_macs else 0.0, str(r.id))
+        old = best.get(key)
+        if old is None or cost < (float(old.exit_macs[-1]) if old.exit_macs else 0.0, str(old.id)):
+            best[key] = r
+    keep = {id(r) for r in best.values()}
+    return [r for r in records if id(r) in keep]
+
+
+def screened(records: Sequence[CandidateRecord], evaluator, budget, say: Callable[[str], Any]) -> List[CandidateRecord]:
+    """The candidates the finalists are chosen from at a middle fidelity: the `Budget.screen` leading ones
+    (one per operating point, `distinct`) judged by the evaluator's ``screen`` (the supernet evaluator: a brief
+    fine-tune each), one at a time with a progress line, when it has one and the budget asks for it; else
+    `records` as they are. Only the screened candidates are returned (the finalists and their reserves come
+    from them); when none of them stays feasible, `records` as they are.
+    """
+    fn = getattr(evaluator, "screen", None)
+    if not budget.screen or fn is None:
+        return list(records)
+    lead = leading_layers(distinct(records), budget.screen)
+    t0 = time.time()
+    say(f"screening the {len(lead)} leading candidates: a brief fine-tune each "
+        f"({budget.screen_train or 'all'} training images, one epoch), judged on the whole validation split")
+    out: List[CandidateRecord] = []
+    for i, r in enumerate(lead):
+        new = fn([r])[0]
+        out.append(new)
+        was = new.extra.get("screened", {})
+        before = was.get("before_accuracy", r.metrics.accuracy)
+        say(f"  [{i + 1}/{len(lead)}] {r.id}: val acc {before:.4f} -> {new.metrics.accuracy:.4f}, E[MACs] "
+            f"{_human(new.metrics.expected_macs)}{'' if new.feasible else ' (infeasible)'}")
+    front = admissible_front(out)
+    say(f"screened {len(out)} candidates in {fmt_time(time.time() - t0)}: {len(front)} on the front")
+    return out if front else list(records)
+
+
 def pareto_doc(constraints, finals: Sequence[FinalRecord]) -> Dict[str, Any]:
     """pareto.json: the kept final records, non-dominated on (val error, val expected MACs)."""
     kept = [f for f in finals if not f.dropped]
@@ -181,7 +228,7 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
         The pareto.json document.
     """
     say = progress or (lambda s: None)
-    records = rescored(pool.records, evaluator, budget, say)
+    records = screened(rescored(pool.records, evaluator, budget, say), evaluator, budget, say)
     front = admissible_front(records)
     chosen, reserves = finalists(records, budget.max_final, constraints.min_accuracy, constraints.max_macs,
                                  budget.finalists)
@@ -204,6 +251,11 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
             say(f"{tag} {rec.id}: re-trained earlier (archive)")
         else:
             fin = evaluator.finalize(rec, out_dir)
+            if rec.extra.get("screened"):      # the middle fidelity it was chosen on, next to its search figures
+                was = rec.extra["screened"]
+                fin.extra["screened"] = dict(was, accuracy=float(rec.metrics.accuracy),
+                                             expected_macs=float(rec.metrics.expected_macs))
+                fin.search_metrics = {"accuracy": was["before_accuracy"], "expected_macs": was["before_expected_macs"]}
             pool.archive.append(fin)
             if fin.dropped:
                 say(f"{tag} {rec.id}: dropped: {fin.dropped}")

@@ -146,6 +146,14 @@ class Budget:
     the algorithm ranks it, so the front NSGA-II climbs holds whole-split figures only, not the luckiest of
     many noisy subset estimates (about one candidate in ten enters the front; each re-judgement costs what
     three subset ones do). False (default): off.
+    screen: multi-fidelity choice of the finalists: after `rescore`, this many leading feasible candidates
+    (the admissible front, then the next non-dominated layers) are fine-tuned briefly from their inherited
+    weights (the evaluator's ``screen``, when it has one: the supernet evaluator's is one exit-phase epoch on
+    `screen_train` training images, about a tenth of a final fine-tune) and judged on the whole validation
+    split at no more than their search-time expected MACs; the finalists are chosen among them on those
+    figures. A supernet estimate flatters some subnets, which then gain less from fine-tuning than the others;
+    the stronger the search optimises the estimate, the more of them lead its front. 0 (default): off.
+    screen_train: training images of each screening fine-tune (None: the whole training split).
     mutation: NSGA-II's mutation operator. "pm" (default): pymoo's polynomial mutation on the integer
     encoding, rounded; on genes with two to four values its small steps mostly round back to the same value,
     so a converged population hardly moves (resolution, exits on/off). "reset": pymoo's
@@ -173,6 +181,8 @@ class Budget:
     accuracy_tolerance: float = 0.0
     rescore: int = 0
     finalists: str = "spread"
+    screen: int = 0
+    screen_train: Optional[int] = 6000
     confirm: bool = False
     mutation: str = "pm"
     mutation_rate: Optional[float] = None
@@ -184,11 +194,11 @@ class Budget:
                 raise ConstraintError(f"budget {f} must be a whole number >= 1, got {v!r}")
         if self.population < 2:
             raise ConstraintError("budget population must be >= 2 (NSGA-II needs pairs to mate)")
-        for f in ("proxy_train", "proxy_val", "final_train"):
+        for f in ("proxy_train", "proxy_val", "final_train", "screen_train"):
             v = getattr(self, f)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 10):
                 raise ConstraintError(f"budget {f} must be None (whole split) or >= 10 samples, got {v!r}")
-        for f in ("epochs", "head_epochs", "final_epochs", "final_head_epochs", "rescore"):
+        for f in ("epochs", "head_epochs", "final_epochs", "final_head_epochs", "rescore", "screen"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ConstraintError(f"budget {f} must be a whole number >= 0, got {v!r}")

@@ -14,6 +14,9 @@ An evaluator is an object with
 * optionally ``rescore(records) -> records``: judge search records again more faithfully and cheaply (the
   supernet evaluator: on the whole validation split) before the final stage chooses its finalists
   (`Budget.rescore`); an evaluator without it is never asked.
+* optionally ``screen(records) -> records``: judge records at a middle fidelity (the supernet evaluator: a brief
+  fine-tune each) before the final stage chooses its finalists among them (`Budget.screen`); an evaluator
+  without it is never asked.
 
 The search, the backends and resume know nothing else about how a candidate is judged.
 """

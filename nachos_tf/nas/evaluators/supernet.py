@@ -27,7 +27,7 @@ from ...genome import ExitGene, Genome
 from ...records import CandidateRecord, FinalRecord
 from .base import EvalContext, register_evaluator
 from .common import (CALIBRATIONS, calibrate_model, calibrate_outputs, candidate_record, candidate_seed, exit_rule,
-                     final_record, over_budget_at_first_exit)
+                     final_record, hold_search_cost, over_budget_at_first_exit)
 
 __all__ = ["SupernetEvaluator", "SUPERNET_EPOCHS", "SUPERNET_TRAIN_LIMIT", "cache_root"]
 
@@ -238,36 +238,131 @@ class SupernetEvaluator:
 
     def finalize(self, record: CandidateRecord, out_dir: Path) -> FinalRecord:
         """Fine-tune from the inherited weights, every exit distilled from the supernet's largest subnet (kept
-        only if validation improves), re-calibrate, measure."""
-        from ...macs import profile_macs
-        from ...supernet import reestimate_bn
-        from .proxy import train_built
-
+        only if validation improves: the most accurate point within the user's constraints), re-calibrate,
+        measure."""
         c = self.context
         t0 = time.time()
-        data = c.dataset()
-        genome = Genome.from_dict(record.genome)
-        seed = candidate_seed(c.seed, genome)
+        b = c.budget
+        model, exit_macs, seed = self._inherited(Genome.from_dict(record.genome))
+        train_s = 0.0
+        if self.finetune and b.final_epochs + b.final_head_epochs > 0:
+            train_s = self._finetune(model, exit_macs, seed, self._train_set(b.final_train), b.final_epochs,
+                                     b.final_head_epochs, keep_if_better=True)
+        return final_record(record, model, c.dataset(), exit_macs, exit_macs, exit_rule(c.space), c.target,
+                            self.calibration, seed, out_dir, train_s, t0, final_macs=b.final_macs,
+                            tolerance=b.accuracy_tolerance)
+
+    def screen(self, records: Sequence[CandidateRecord]) -> List[CandidateRecord]:
+        """A brief fine-tune of each record, judged on the whole validation split (`Budget.screen`).
+
+        The cheap middle fidelity between the supernet estimate and the final fine-tune: the subnet is
+        extracted and fine-tuned as `finalize` does, for one exit-phase epoch on `Budget.screen_train`
+        training images (distilled from the largest subnet; batch-norm statistics re-estimated afterwards, as for
+        every candidate, since a short run leaves those of its last few batches; the inherited weights are kept
+        when validation does not improve, as in `finalize`), then calibrated on the whole validation split and, with
+        `Budget.final_macs` "search", held at no more than the record's expected MACs. The final stage
+        chooses its finalists on these figures: shared weights flatter some subnets (often those with many
+        early exits at a low resolution), which then gain less from fine-tuning than the estimate promised.
+
+        Args:
+            records: search-stage (or re-scored) records; their ids, stage and time are kept.
+
+        Returns:
+            New records (not written to the archive), each with ``extra["screened"]``: the training images,
+            seconds, whether the fine-tuned weights were kept, and the accuracy and expected MACs it replaces.
+        """
+        from ...supernet import reestimate_bn
+
+        c = self.context
+        data, b = c.dataset(), c.budget
+        rule = exit_rule(c.space)
+        train = self._train_set(b.screen_train)
+        bounded = bool(c.constraints.max_flash or c.constraints.max_ram)
+        out = []
+        for r in records:
+            t0 = time.time()
+            genome = Genome.from_dict(r.genome)
+            model, exit_macs, seed = self._inherited(genome)
+
+            cap = float(r.metrics.expected_macs)
+            before = self._val_point(model, exit_macs, cap)
+            train_s = self._finetune(model, exit_macs, seed, train, 0, 1, keep_if_better=False)
+            reestimate_bn(model, self._bn_x())   # a short fine-tune leaves BN statistics of its last few batches
+            after = self._val_point(model, exit_macs, cap)
+            tuned = after.result.accuracy >= before.result.accuracy
+            cal = after if tuned else before
+            m = r.metrics
+            sizes = {"flash_bytes": m.flash_bytes, "arena_bytes": m.arena_bytes}
+            if bounded and None in sizes.values():          # not measured in the search: measured now
+                sizes = None
+            new = candidate_record(genome, model, cal, exit_macs, c.constraints, rule, self._bn_x()[:64], seed,
+                                   train_s, t0, sizes=sizes, params=int(model.count_params()))
+            seen = {"n_train": int(len(train.y_train)), "seconds": round(time.time() - t0, 3),
+                    "fine_tuned_kept": bool(tuned), "n_val": int(len(data.y_val)),
+                    "before_accuracy": float(m.accuracy), "before_expected_macs": float(m.expected_macs),
+                    "inherited_accuracy": float(before.result.accuracy)}
+            out.append(dataclasses.replace(new, id=r.id, stage=r.stage, time=r.time,
+                                           extra=dict(r.extra, **new.extra, screened=seen)))
+        return out
+
+    def _inherited(self, genome: Genome):
+        """The genome's subnet as a Keras model with its inherited weights, BN re-estimated; its staged exit
+        MACs (profiled) and training seed."""
+        from ...macs import profile_macs
+        from ...supernet import reestimate_bn
+
         model = self._extract(genome)
         reestimate_bn(model, self._bn_x())
-        exit_macs = [int(m) for m in profile_macs(model).exit_macs]
-        rule = exit_rule(c.space)
-        train_s = 0.0
-        b = c.budget
-        if self.finetune and b.final_epochs + b.final_head_epochs > 0:
-            def val_acc(m) -> float:
-                cal = calibrate_model(m, exit_macs, data.x_val, data.y_val, rule, c.target, self.calibration)
-                return float(cal.result.accuracy)
+        return model, [int(m) for m in profile_macs(model).exit_macs], candidate_seed(self.context.seed, genome)
 
-            before, inherited = val_acc(model), model.get_weights()
-            train = data.subset(train=b.final_train, val=0, test=0, seed=int(c.seed)) \
-                if b.final_train is not None else data
-            train_s = train_built(model, exit_macs, train, c.loss, seed, b.final_epochs, b.final_head_epochs,
-                                  b.batch_size, b.learning_rate / 3.0, teacher_logits=self._teacher(train.x_train))
-            if val_acc(model) < before:                 # model selection on validation only
-                model.set_weights(inherited)
-        return final_record(record, model, data, exit_macs, exit_macs, rule, c.target, self.calibration, seed,
-                            out_dir, train_s, t0, final_macs=b.final_macs, tolerance=b.accuracy_tolerance)
+    def _train_set(self, n: Optional[int]):
+        """The run's data with its training split cut to n images (seeded; None: all)."""
+        c = self.context
+        data = c.dataset()
+        return data.subset(train=n, val=0, test=0, seed=int(c.seed)) if n is not None else data
+
+    def _val_point(self, model, exit_macs: Sequence[int], cap: float):
+        """The calibration of `model` on the whole validation split where the final stage places a member
+        (`final_record`): the user's constraints, `Budget.accuracy_tolerance`, and with `Budget.final_macs`
+        "search" held at no more than `cap` expected MACs when the accuracy floor can be met there."""
+        from ...policy import simulate
+        from ...train import predict_exits
+
+        c = self.context
+        data, b = c.dataset(), c.budget
+        rule = exit_rule(c.space)
+        probs, confs = predict_exits(model, data.x_val)
+        cal = calibrate_outputs(probs, confs, exit_macs, data.y_val, rule, c.target, self.calibration,
+                                b.accuracy_tolerance)
+        held = hold_search_cost(cal, exit_macs, cap, c.target) if b.final_macs == "search" else None
+        if held is not None:
+            cal = dataclasses.replace(cal, thresholds=held)
+            cal.result = simulate(probs, data.y_val, held, exit_macs, rule, confs if rule == "confidence" else None)
+        return cal
+
+    def _finetune(self, model, exit_macs: Sequence[int], seed: int, train, epochs: int, head_epochs: int,
+                  keep_if_better: bool) -> float:
+        """Fine-tune in place (every exit distilled from the largest subnet, a third of the search learning
+        rate) on `train`'s training split. With `keep_if_better` the inherited weights come back when the
+        validation accuracy of the most accurate point within the user's constraints does not improve (not
+        the point a member is reported at under `Budget.final_macs` "search": a known limitation, see the
+        README). Returns the training seconds."""
+        from .proxy import train_built
+
+        c, b = self.context, self.context.budget
+        data, rule = c.dataset(), exit_rule(c.space)
+
+        def val_acc() -> float:
+            cal = calibrate_model(model, exit_macs, data.x_val, data.y_val, rule, c.target, self.calibration)
+            return float(cal.result.accuracy)
+
+        if keep_if_better:
+            before, inherited = val_acc(), model.get_weights()
+        seconds = train_built(model, exit_macs, train, c.loss, seed, epochs, head_epochs, b.batch_size,
+                              b.learning_rate / 3.0, teacher_logits=self._teacher(train.x_train))
+        if keep_if_better and val_acc() < before:       # model selection on validation only
+            model.set_weights(inherited)
+        return seconds
 
     def _teacher(self, x: np.ndarray) -> np.ndarray:
         """Final-exit logits of the supernet's largest subnet (its BN statistics re-estimated as every
