@@ -56,8 +56,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common (puts the checkout on sys.path)
 
 from _common import (ROOT, RESULTS, ResultFile, add_out, add_resume, add_threads, budget_settings,  # noqa: E402
-                     eval_context, loadavg, pin_threads, positive_float, positive_int, read_json, say, supernet_training, utc_now,
-                     write_json)
+                     eval_context, loadavg, pin_threads, positive_float, positive_int, read_json, say,
+                     supernet_training, utc_now, write_json)
 from compare_report import METHODS, plot, summarise, write_table  # noqa: E402
 
 import nachos_tf as nt  # noqa: E402

@@ -262,8 +262,7 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
                                        screen_train, confirm, mutation, mutation_rate)):
             raise click.UsageError("--threads, --final-macs, --accuracy-tolerance, --rescore, --finalists, "
                                    "--screen, --screen-train, --confirm, --mutation and --mutation-rate come from "
-                                   "the run's config.json "
-                                   "when resuming (`nachos-tf finalize` re-runs the final stage)")
+                                   "the run's config.json when resuming (`nachos-tf finalize` re-runs the final stage)")
         if board_name:
             raise click.UsageError("--target comes from the run's config.json (its max_flash / max_ram) when resuming")
         ensure_writable(resume_dir, folder=True)      # a read-only run folder: one line now, not after training

@@ -18,7 +18,8 @@ from ..explain import describe_violations
 
 __all__ = ["candidate_seed", "exit_rule", "believed_costs", "figures", "calibrate_model", "calibrate_outputs",
            "int8_sizes", "over_budget_at_first_exit",
-           "candidate_record", "hold_search_cost", "final_record", "COST_MODELS", "CALIBRATIONS", "MODELS_DIR"]
+           "candidate_record", "hold_search_cost", "place_member", "final_record", "COST_MODELS", "CALIBRATIONS",
+           "MODELS_DIR"]
 
 COST_MODELS = ("staged", "paper")
 CALIBRATIONS = ("pareto", "grid")
@@ -160,6 +161,27 @@ def hold_search_cost(cal, exit_macs: Sequence[float], cap: float, constraints) -
     return np.asarray(curve.thresholds[best], np.float64)
 
 
+def place_member(probs, confs, costs: Sequence[float], exit_macs: Sequence[float], y, rule: str, constraints,
+                 calibration: str, tolerance: float, final_macs: str, cap: float):
+    """Where the final stage puts a member on its trade-off curve: `calibrate_outputs` with the believed
+    `costs`, then with `final_macs` "search" held at no more than `cap` expected MACs (`hold_search_cost`,
+    when the accuracy floor can be met there); the result simulated at the staged `exit_macs` the device pays.
+    Returns (calibration, the cap it was held at or None)."""
+    from ...policy import simulate
+
+    cal = calibrate_outputs(probs, confs, costs, y, rule, constraints, calibration, tolerance)
+    held_at = None
+    if final_macs == "search":
+        held = hold_search_cost(cal, exit_macs, cap, constraints)
+        if held is not None:
+            cal = dataclasses.replace(cal, thresholds=held)
+            held_at = float(cap)
+    elif final_macs != "budget":
+        raise ConstraintError(f"unknown final_macs {final_macs!r}; choose search or budget")
+    cal.result = simulate(probs, y, cal.thresholds, exit_macs, rule, confs if rule == "confidence" else None)
+    return cal, held_at
+
+
 def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float], costs: Sequence[float],
                  rule: str, constraints, calibration: str, seed: Optional[int], out_dir: Path,
                  train_seconds: float, t0: float, final_macs: str = "search", tolerance: float = 0.0) -> FinalRecord:
@@ -179,19 +201,11 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
 
     conf = lambda c: c if rule == "confidence" else None  # noqa: E731
     pv, cv = predict_exits(model, data.x_val)
-    cal = calibrate_outputs(pv, cv, costs, data.y_val, rule, constraints, calibration, tolerance)
-    how = {"final_macs": final_macs, "held_at": None, "method": calibration}
+    cal, held_at = place_member(pv, cv, costs, exit_macs, data.y_val, rule, constraints, calibration, tolerance,
+                                final_macs, float(record.metrics.expected_macs))
+    how = {"final_macs": final_macs, "held_at": held_at, "method": calibration}
     if tolerance:
         how["tolerance"] = float(tolerance)
-    if final_macs == "search":
-        cap = float(record.metrics.expected_macs)
-        held = hold_search_cost(cal, exit_macs, cap, constraints)
-        if held is not None:
-            cal = dataclasses.replace(cal, thresholds=held)
-            how["held_at"] = cap
-    elif final_macs != "budget":
-        raise ConstraintError(f"unknown final_macs {final_macs!r}; choose search or budget")
-    cal.result = simulate(pv, data.y_val, cal.thresholds, exit_macs, rule, conf(cv))  # what the device pays
     probs, confs = predict_exits(model, data.x_test)
     test = simulate(probs, data.y_test, cal.thresholds, exit_macs, rule, conf(confs))
     sizes = int8_sizes(model, data.x_train[:64], constraints)

@@ -27,7 +27,7 @@ from ...genome import ExitGene, Genome
 from ...records import CandidateRecord, FinalRecord
 from .base import EvalContext, register_evaluator
 from .common import (CALIBRATIONS, calibrate_model, calibrate_outputs, candidate_record, candidate_seed, exit_rule,
-                     final_record, hold_search_cost, over_budget_at_first_exit)
+                     final_record, over_budget_at_first_exit, place_member)
 
 __all__ = ["SupernetEvaluator", "SUPERNET_EPOCHS", "SUPERNET_TRAIN_LIMIT", "cache_root"]
 
@@ -258,9 +258,10 @@ class SupernetEvaluator:
         The cheap middle fidelity between the supernet estimate and the final fine-tune: the subnet is
         extracted and fine-tuned as `finalize` does, for one exit-phase epoch on `Budget.screen_train`
         training images (distilled from the largest subnet; batch-norm statistics re-estimated afterwards, as for
-        every candidate, since a short run leaves those of its last few batches; the inherited weights are kept
-        when validation does not improve, as in `finalize`), then calibrated on the whole validation split and, with
-        `Budget.final_macs` "search", held at no more than the record's expected MACs. The final stage
+        every candidate, since a short run leaves those of its last few batches), then placed as the final stage
+        places a member (`place_member` on the whole validation split: with `Budget.final_macs` "search" held at
+        no more than the record's expected MACs); the figure is the better of the fine-tuned and the inherited
+        weights' at that point. The final stage
         chooses its finalists on these figures: shared weights flatter some subnets (often those with many
         early exits at a low resolution), which then gain less from fine-tuning than the estimate promised.
 
@@ -325,20 +326,13 @@ class SupernetEvaluator:
         """The calibration of `model` on the whole validation split where the final stage places a member
         (`final_record`): the user's constraints, `Budget.accuracy_tolerance`, and with `Budget.final_macs`
         "search" held at no more than `cap` expected MACs when the accuracy floor can be met there."""
-        from ...policy import simulate
         from ...train import predict_exits
 
         c = self.context
         data, b = c.dataset(), c.budget
-        rule = exit_rule(c.space)
         probs, confs = predict_exits(model, data.x_val)
-        cal = calibrate_outputs(probs, confs, exit_macs, data.y_val, rule, c.target, self.calibration,
-                                b.accuracy_tolerance)
-        held = hold_search_cost(cal, exit_macs, cap, c.target) if b.final_macs == "search" else None
-        if held is not None:
-            cal = dataclasses.replace(cal, thresholds=held)
-            cal.result = simulate(probs, data.y_val, held, exit_macs, rule, confs if rule == "confidence" else None)
-        return cal
+        return place_member(probs, confs, exit_macs, exit_macs, data.y_val, exit_rule(c.space), c.target,
+                            self.calibration, b.accuracy_tolerance, b.final_macs, cap)[0]
 
     def _finetune(self, model, exit_macs: Sequence[int], seed: int, train, epochs: int, head_epochs: int,
                   keep_if_better: bool) -> float:
