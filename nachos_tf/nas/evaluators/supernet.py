@@ -26,7 +26,7 @@ from ...errors import ConstraintError
 from ...genome import ExitGene, Genome
 from ...records import CandidateRecord, FinalRecord
 from .base import EvalContext, register_evaluator
-from .common import (CALIBRATIONS, calibrate_model, calibrate_outputs, candidate_record, candidate_seed, exit_rule,
+from .common import (CALIBRATIONS, calibrate_outputs, candidate_record, candidate_seed, exit_rule,
                      final_record, over_budget_at_first_exit, place_member)
 
 __all__ = ["SupernetEvaluator", "SUPERNET_EPOCHS", "SUPERNET_TRAIN_LIMIT", "cache_root"]
@@ -238,8 +238,8 @@ class SupernetEvaluator:
 
     def finalize(self, record: CandidateRecord, out_dir: Path) -> FinalRecord:
         """Fine-tune from the inherited weights, every exit distilled from the supernet's largest subnet (kept
-        only if validation improves: the most accurate point within the user's constraints), re-calibrate,
-        measure."""
+        only if validation improves where the member is reported: `place_member`, with `Budget.final_macs`
+        "search" at no more than its search-time expected MACs), re-calibrate, measure."""
         c = self.context
         t0 = time.time()
         b = c.budget
@@ -247,7 +247,7 @@ class SupernetEvaluator:
         train_s = 0.0
         if self.finetune and b.final_epochs + b.final_head_epochs > 0:
             train_s = self._finetune(model, exit_macs, seed, self._train_set(b.final_train), b.final_epochs,
-                                     b.final_head_epochs, keep_if_better=True)
+                                     b.final_head_epochs, keep_at=float(record.metrics.expected_macs))
         return final_record(record, model, c.dataset(), exit_macs, exit_macs, exit_rule(c.space), c.target,
                             self.calibration, seed, out_dir, train_s, t0, final_macs=b.final_macs,
                             tolerance=b.accuracy_tolerance)
@@ -287,7 +287,7 @@ class SupernetEvaluator:
 
             cap = float(r.metrics.expected_macs)
             before = self._val_point(model, exit_macs, cap)
-            train_s = self._finetune(model, exit_macs, seed, train, 0, 1, keep_if_better=False)
+            train_s = self._finetune(model, exit_macs, seed, train, 0, 1)
             reestimate_bn(model, self._bn_x())   # a short fine-tune leaves BN statistics of its last few batches
             after = self._val_point(model, exit_macs, cap)
             tuned = after.result.accuracy >= before.result.accuracy
@@ -335,26 +335,20 @@ class SupernetEvaluator:
                             self.calibration, b.accuracy_tolerance, b.final_macs, cap)[0]
 
     def _finetune(self, model, exit_macs: Sequence[int], seed: int, train, epochs: int, head_epochs: int,
-                  keep_if_better: bool) -> float:
+                  keep_at: Optional[float] = None) -> float:
         """Fine-tune in place (every exit distilled from the largest subnet, a third of the search learning
-        rate) on `train`'s training split. With `keep_if_better` the inherited weights come back when the
-        validation accuracy of the most accurate point within the user's constraints does not improve (not
-        the point a member is reported at under `Budget.final_macs` "search": a known limitation, see the
-        README). Returns the training seconds."""
+        rate) on `train`'s training split. With `keep_at` (a member's search-time expected MACs) the inherited
+        weights come back unless the validation accuracy improves at the point the final stage reports
+        (`_val_point`: the user's constraints, with `Budget.final_macs` "search" held at no more than
+        `keep_at`); model selection on validation only. Returns the training seconds."""
         from .proxy import train_built
 
         c, b = self.context, self.context.budget
-        data, rule = c.dataset(), exit_rule(c.space)
-
-        def val_acc() -> float:
-            cal = calibrate_model(model, exit_macs, data.x_val, data.y_val, rule, c.target, self.calibration)
-            return float(cal.result.accuracy)
-
-        if keep_if_better:
-            before, inherited = val_acc(), model.get_weights()
+        if keep_at is not None:
+            before, inherited = self._val_point(model, exit_macs, keep_at).result.accuracy, model.get_weights()
         seconds = train_built(model, exit_macs, train, c.loss, seed, epochs, head_epochs, b.batch_size,
                               b.learning_rate / 3.0, teacher_logits=self._teacher(train.x_train))
-        if keep_if_better and val_acc() < before:       # model selection on validation only
+        if keep_at is not None and self._val_point(model, exit_macs, keep_at).result.accuracy < before:
             model.set_weights(inherited)
         return seconds
 
