@@ -404,3 +404,7 @@ def test_finalize_keeps_the_better_weights_where_the_member_is_reported(small, s
         assert fin.extra["calibration"]["final_macs"] == "search" and fin.extra["calibration"]["held_at"] == cap
         assert fin.val["accuracy"] == pytest.approx(max(before, after), abs=1.01 / 300)
         assert fin.val["expected_macs"] <= cap * (1 + 1e-9)
+        tuned_info = fin.extra["fine_tune"]          # what the check saw, for the user: the same two figures
+        assert tuned_info["kept"] == (after >= before) and tuned_info["at_most_macs"] == cap
+        assert tuned_info["inherited_accuracy"] == pytest.approx(before, abs=1.01 / 300)
+        assert tuned_info["fine_tuned_accuracy"] == pytest.approx(after, abs=1.01 / 300)

@@ -262,6 +262,10 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
             else:
                 held = (fin.extra.get("calibration") or {}).get("held_at")
                 at = f" (held at its search cost, {_human(held)})" if held else ""
+                tuned = fin.extra.get("fine_tune") or {}
+                if tuned and not tuned.get("kept"):
+                    at += (f"; inherited weights kept (fine-tuned: val acc {tuned['fine_tuned_accuracy']:.4f} "
+                           f"< {tuned['inherited_accuracy']:.4f})")
                 say(f"{tag} {rec.id}: val acc {fin.val['accuracy']:.4f}, "
                     f"E[MACs] {_human(fin.val['expected_macs'])}{at}; test acc {fin.test['accuracy']:.4f}, "
                     f"E[MACs] {_human(fin.test['expected_macs'])} ({fmt_time(fin.seconds)})")

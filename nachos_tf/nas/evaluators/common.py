@@ -7,7 +7,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -184,7 +184,8 @@ def place_member(probs, confs, costs: Sequence[float], exit_macs: Sequence[float
 
 def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float], costs: Sequence[float],
                  rule: str, constraints, calibration: str, seed: Optional[int], out_dir: Path,
-                 train_seconds: float, t0: float, final_macs: str = "search", tolerance: float = 0.0) -> FinalRecord:
+                 train_seconds: float, t0: float, final_macs: str = "search", tolerance: float = 0.0,
+                 extra: Optional[Mapping[str, Any]] = None) -> FinalRecord:
     """Re-calibrate a finally trained model on validation, measure it on test, check the (true) constraints,
     and save it; a member that misses a constraint is `dropped`. Its int8 staged export is measured on TFLM
     later, by the final stage, and only if it ends in the final Pareto set (``int8_pending``; see
@@ -194,7 +195,8 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
     use the staged `exit_macs` the device pays. `final_macs` (`Budget.final_macs`): "search" keeps the
     member at no more than its search-time expected MACs when the accuracy floor can be met there
     (`hold_search_cost`), "budget" takes the most accurate thresholds within max MACs; the record's
-    `calibration` field says which one was used.
+    `calibration` field says which one was used. `extra` adds entries to the record's `extra` (the supernet
+    evaluator's ``fine_tune``: whether the fine-tuned weights were kept).
     """
     from ...policy import simulate, thresholds_to_json
     from ...train import predict_exits
@@ -218,7 +220,7 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
                       val=figures(cal.result), test=figures(test), constraints=g, metrics=metrics,
                       feasible=not failed, search_metrics={"accuracy": record.metrics.accuracy,
                                                            "expected_macs": record.metrics.expected_macs},
-                      train_seconds=round(float(train_seconds), 3), extra={"calibration": how})
+                      train_seconds=round(float(train_seconds), 3), extra={"calibration": how, **(extra or {})})
     if failed:
         fin.dropped = "after re-training, validation misses " + describe_violations(metrics, g, constraints, failed)
     else:

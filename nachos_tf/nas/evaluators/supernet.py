@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -244,13 +244,13 @@ class SupernetEvaluator:
         t0 = time.time()
         b = c.budget
         model, exit_macs, seed = self._inherited(Genome.from_dict(record.genome))
-        train_s = 0.0
+        train_s, tuned = 0.0, None
         if self.finetune and b.final_epochs + b.final_head_epochs > 0:
-            train_s = self._finetune(model, exit_macs, seed, self._train_set(b.final_train), b.final_epochs,
-                                     b.final_head_epochs, keep_at=float(record.metrics.expected_macs))
+            train_s, tuned = self._finetune(model, exit_macs, seed, self._train_set(b.final_train), b.final_epochs,
+                                            b.final_head_epochs, keep_at=float(record.metrics.expected_macs))
         return final_record(record, model, c.dataset(), exit_macs, exit_macs, exit_rule(c.space), c.target,
                             self.calibration, seed, out_dir, train_s, t0, final_macs=b.final_macs,
-                            tolerance=b.accuracy_tolerance)
+                            tolerance=b.accuracy_tolerance, extra={"fine_tune": tuned} if tuned else None)
 
     def screen(self, records: Sequence[CandidateRecord]) -> List[CandidateRecord]:
         """A brief fine-tune of each record, judged on the whole validation split (`Budget.screen`).
@@ -287,7 +287,7 @@ class SupernetEvaluator:
 
             cap = float(r.metrics.expected_macs)
             before = self._val_point(model, exit_macs, cap)
-            train_s = self._finetune(model, exit_macs, seed, train, 0, 1)
+            train_s = self._finetune(model, exit_macs, seed, train, 0, 1)[0]
             reestimate_bn(model, self._bn_x())   # a short fine-tune leaves BN statistics of its last few batches
             after = self._val_point(model, exit_macs, cap)
             tuned = after.result.accuracy >= before.result.accuracy
@@ -335,12 +335,14 @@ class SupernetEvaluator:
                             self.calibration, b.accuracy_tolerance, b.final_macs, cap)[0]
 
     def _finetune(self, model, exit_macs: Sequence[int], seed: int, train, epochs: int, head_epochs: int,
-                  keep_at: Optional[float] = None) -> float:
+                  keep_at: Optional[float] = None) -> Tuple[float, Optional[Dict[str, Any]]]:
         """Fine-tune in place (every exit distilled from the largest subnet, a third of the search learning
         rate) on `train`'s training split. With `keep_at` (a member's search-time expected MACs) the inherited
         weights come back unless the validation accuracy improves at the point the final stage reports
         (`_val_point`: the user's constraints, with `Budget.final_macs` "search" held at no more than
-        `keep_at`); model selection on validation only. Returns the training seconds."""
+        `keep_at`); model selection on validation only. Returns the training seconds and, with `keep_at`, what
+        the check saw: ``{"kept", "inherited_accuracy", "fine_tuned_accuracy", "at_most_macs"}`` (None
+        without)."""
         from .proxy import train_built
 
         c, b = self.context, self.context.budget
@@ -348,9 +350,14 @@ class SupernetEvaluator:
             before, inherited = self._val_point(model, exit_macs, keep_at).result.accuracy, model.get_weights()
         seconds = train_built(model, exit_macs, train, c.loss, seed, epochs, head_epochs, b.batch_size,
                               b.learning_rate / 3.0, teacher_logits=self._teacher(train.x_train))
-        if keep_at is not None and self._val_point(model, exit_macs, keep_at).result.accuracy < before:
+        if keep_at is None:
+            return seconds, None
+        after = self._val_point(model, exit_macs, keep_at).result.accuracy
+        if after < before:
             model.set_weights(inherited)
-        return seconds
+        return seconds, {"kept": bool(after >= before), "inherited_accuracy": float(before),
+                         "fine_tuned_accuracy": float(after),
+                         "at_most_macs": float(keep_at) if b.final_macs == "search" else None}
 
     def _teacher(self, x: np.ndarray) -> np.ndarray:
         """Final-exit logits of the supernet's largest subnet (its BN statistics re-estimated as every
