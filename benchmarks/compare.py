@@ -176,7 +176,7 @@ class Bench:
                               final_train=a.final_train, final_epochs=0, final_head_epochs=a.final_epochs,
                               max_final=a.max_final, final_macs=a.final_macs,
                               accuracy_tolerance=a.accuracy_tolerance, rescore=a.rescore, finalists=a.finalists,
-                              screen=a.screen, screen_train=a.screen_train, confirm=a.confirm,
+                              screen=a.screen, screen_train=a.screen_train, confirm=a.confirm, crossfit=a.crossfit,
                               mutation=a.mutation, mutation_rate=a.mutation_rate)
         self.outs: Dict[tuple, List[Outputs]] = {}
 
@@ -592,6 +592,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "chosen on those figures (default 0: off)")
     p.add_argument("--screen-train", type=positive_int, default=6000,
                    help="Budget.screen_train: training images of each screening fine-tune (6000)")
+    p.add_argument("--crossfit", type=int, default=0,
+                   help="Budget.crossfit of every run: candidates ranked on k-fold cross-fitted validation figures "
+                        "(default 0: off, in-sample, as the runs before it existed)")
     p.add_argument("--refinalize-from", nargs="+", type=Path, metavar="PART", default=None,
                    help="do not search: run the final stage of these result files' runs again (nachos_tf.refinalize) "
                         "with this command's final budget (--max-final, --final-epochs, --rescore, ...) into "

@@ -243,6 +243,9 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
 @click.option("--confirm/--no-confirm", default=None,
               help="Judge every candidate that enters the admissible front during the search again on the whole "
                    "validation split before NSGA-II ranks it (budgets that rank on a subset; default: off).")
+@click.option("--crossfit", type=click.IntRange(min=0), default=None,
+              help="Rank candidates on K-fold cross-fitted validation figures: each fold scored with exit "
+                   "thresholds calibrated on the others (K >= 2; default 0: in-sample figures).")
 @click.option("--mutation", type=click.Choice(["pm", "reset"]), default=None,
               help="NSGA-II's mutation: pm (polynomial, rounded; the default) or reset (a mutated gene is drawn "
                    "anew from all its values).")
@@ -251,7 +254,7 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board_name, budget, generations, population,
            seed, algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir, evaluator, final_macs,
-           accuracy_tolerance, rescore, finalists, screen, screen_train, confirm, mutation, mutation_rate):
+           accuracy_tolerance, rescore, finalists, screen, screen_train, confirm, crossfit, mutation, mutation_rate):
     """Joint backbone + exit NAS under accuracy / expected-MAC constraints; prints the admissible set."""
     from .fsio import ensure_writable
     from .nas import Constraints, DataRef, resume_search, search as run_search
@@ -259,10 +262,10 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
 
     if resume_dir:
         if any(v is not None for v in (threads, final_macs, accuracy_tolerance, rescore, finalists, screen,
-                                       screen_train, confirm, mutation, mutation_rate)):
+                                       screen_train, confirm, crossfit, mutation, mutation_rate)):
             raise click.UsageError("--threads, --final-macs, --accuracy-tolerance, --rescore, --finalists, "
-                                   "--screen, --screen-train, --confirm, --mutation and --mutation-rate come from "
-                                   "the run's config.json when resuming (`nachos-tf finalize` re-runs the final stage)")
+                                   "--screen, --screen-train, --confirm, --crossfit, --mutation and --mutation-rate "
+                                   "come from the run's config.json when resuming (`nachos-tf finalize` re-runs the final stage)")
         if board_name:
             raise click.UsageError("--target comes from the run's config.json (its max_flash / max_ram) when resuming")
         ensure_writable(resume_dir, folder=True)      # a read-only run folder: one line now, not after training
@@ -283,7 +286,7 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
         space = SearchSpace.mcu(data.input_shape, data.num_classes)
         changes = {k: v for k, v in (("final_macs", final_macs), ("accuracy_tolerance", accuracy_tolerance),
                                      ("rescore", rescore), ("finalists", finalists), ("screen", screen),
-                                     ("screen_train", screen_train), ("confirm", confirm),
+                                     ("screen_train", screen_train), ("confirm", confirm), ("crossfit", crossfit),
                                      ("mutation", mutation), ("mutation_rate", mutation_rate)) if v is not None}
         if changes:
             from .nas import Budget

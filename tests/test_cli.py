@@ -76,6 +76,9 @@ def test_profile_of_a_file_that_is_not_a_model(runner, tmp_path):
     (["--min-accuracy", "0.8", "--max-macs", "1M", "--screen", "8", "--screen-train", "5"], "screen-train"),
     (["--resume", "somewhere", "--screen", "8"], "screen"),
     (["--resume", "somewhere", "--screen-train", "3000"], "screen-train"),
+    (["--resume", "somewhere", "--crossfit", "2"], "crossfit"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--crossfit", "1"], "crossfit"),
+    (["--min-accuracy", "0.8", "--max-macs", "1M", "--crossfit", "-2"], "crossfit"),
 ])
 def test_search_rejects_bad_arguments_with_one_line(runner, tmp_path, args, needle):
     res = runner.invoke(main, ["search", "--out", str(tmp_path / "run")] + args)

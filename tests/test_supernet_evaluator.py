@@ -69,6 +69,44 @@ def test_record_equals_extract_then_simulate(small, saved_supernet, shared_ev):
     assert rec.metrics.params == model.count_params()
 
 
+def test_crossfit_budget_ranks_on_out_of_fold_figures(small, saved_supernet, shared_ev):
+    """`Budget.crossfit`: the record's figures are the out-of-fold ones of the extracted model's outputs
+    (second path: extract, BN re-estimated, `policy.crossfit_calibrate` split by the run seed); its thresholds
+    stay the in-sample calibration's, those of the record without cross-fitting."""
+    import copy
+    import dataclasses
+
+    from nachos_tf.policy import crossfit_calibrate
+    from nachos_tf.supernet import reestimate_bn
+    from nachos_tf.supernet.extract import bn_images
+    from nachos_tf.train import predict_exits
+
+    space = tiny_space()
+    ev = copy.copy(shared_ev)
+    ev.context = dataclasses.replace(shared_ev.context, budget=REAL_BUDGET.with_(crossfit=3))
+    sub = small.subset(train=REAL_BUDGET.proxy_train, val=REAL_BUDGET.proxy_val, test=0, seed=0)
+    n, seen, moved = len(sub.y_val), 0, 0
+    for g in (space.sample(s) for s in range(40, 80)):
+        if len(g.exit_positions) < 2:
+            continue
+        rec, plain = ev.evaluate(g), shared_ev.evaluate(g)
+        assert rec.thresholds == plain.thresholds
+        model = Supernet.load(saved_supernet, space).extract(g)
+        reestimate_bn(model, bn_images(small, 256, seed=0))
+        probs, confs = predict_exits(model, sub.x_val)
+        cf = crossfit_calibrate(probs, sub.y_val, rec.exit_macs, folds=3, seed=0, rule=rec.rule,
+                                confidences=confs if rec.rule == "confidence" else None,
+                                max_macs=LOOSE.max_macs, min_accuracy=LOOSE.min_accuracy)
+        # float rounding of the supernet's graph (~1e-5) may move an image across a threshold in a fold
+        assert rec.metrics.accuracy == pytest.approx(cf.result.accuracy, abs=2.01 / n)
+        assert rec.metrics.expected_macs == pytest.approx(cf.result.expected_macs, abs=2.01 * max(rec.exit_macs) / n)
+        moved += abs(rec.metrics.accuracy - plain.metrics.accuracy) > 2.01 / n   # not the in-sample figure
+        seen += 1
+        if seen == 3:
+            break
+    assert seen == 3 and moved >= 1
+
+
 def test_accuracy_tolerance_places_the_candidate_at_the_knee_of_its_curve(small, shared_ev):
     """Budget.accuracy_tolerance reaches the evaluator's calibration: the record moves to the cheapest point of
     the candidate's own curve within the tolerance of its most accurate one (checked against `calibrate` on the

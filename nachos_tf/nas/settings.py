@@ -154,6 +154,11 @@ class Budget:
     figures. A supernet estimate flatters some subnets, which then gain less from fine-tuning than the others;
     the stronger the search optimises the estimate, the more of them lead its front. 0 (default): off.
     screen_train: training images of each screening fine-tune (None: the whole training split).
+    crossfit: the figures a candidate is ranked on in the search, k-fold cross-fitted
+    (`policy.crossfit_calibrate`): each fold of the validation images scored with thresholds calibrated on the
+    others. The most accurate point of a curve fitted on the same images it is read on is optimistic, the
+    more so the more exits it has thresholds for, so the search otherwise favours many-exit candidates that
+    fall back after re-training. 0 (default): off (in-sample figures); k >= 2: k folds.
     mutation: NSGA-II's mutation operator. "pm" (default): pymoo's polynomial mutation on the integer
     encoding, rounded; on genes with two to four values its small steps mostly round back to the same value,
     so a converged population hardly moves (resolution, exits on/off). "reset": pymoo's
@@ -184,6 +189,7 @@ class Budget:
     screen: int = 0
     screen_train: Optional[int] = 6000
     confirm: bool = False
+    crossfit: int = 0
     mutation: str = "pm"
     mutation_rate: Optional[float] = None
 
@@ -210,6 +216,9 @@ class Budget:
             raise ConstraintError(f"budget accuracy_slack must be in [0, 1), got {self.accuracy_slack!r}")
         if not 0.0 <= _number("accuracy_tolerance", self.accuracy_tolerance) < 1.0:
             raise ConstraintError(f"budget accuracy_tolerance must be in [0, 1), got {self.accuracy_tolerance!r}")
+        if isinstance(self.crossfit, bool) or not isinstance(self.crossfit, (int, np.integer)) \
+                or self.crossfit < 0 or self.crossfit == 1:
+            raise ConstraintError(f"budget crossfit must be 0 (off) or a number of folds >= 2, got {self.crossfit!r}")
         if not isinstance(self.confirm, (bool, np.bool_)):
             raise ConstraintError(f"budget confirm must be true or false, got {self.confirm!r}")
         if self.mutation_rate is not None and not 0.0 < _number("mutation_rate", self.mutation_rate) <= 1.0:

@@ -14,15 +14,18 @@ Pure numpy (no TensorFlow), so the same code scores outputs from Keras, TFLite o
 
 The package, one job per module: ``rules`` (RULES, scores, thresholds JSON), ``simulation``
 (ExitTable, SimResult, simulate), ``calibration`` (Calibration, calibrate) with its two methods in
-``pareto`` and ``grid``, and ``checks`` (input validation).
+``pareto`` and ``grid``, ``crossfit`` (crossfit_calibrate: out-of-fold figures of a calibration) and
+``checks`` (input validation).
 """
 from __future__ import annotations
 
 from .calibration import METHODS, NACHOS_GRID, Calibration, ParetoCurve, calibrate
+from .crossfit import crossfit_calibrate
 from .rules import RULES, exit_scores, softmax, thresholds_from_json, thresholds_to_json
 from .simulation import ExitTable, SimResult, simulate
 
 __all__ = [
     "RULES", "METHODS", "NACHOS_GRID", "SimResult", "ExitTable", "ParetoCurve", "Calibration",
-    "softmax", "exit_scores", "simulate", "calibrate", "thresholds_to_json", "thresholds_from_json",
+    "softmax", "exit_scores", "simulate", "calibrate", "crossfit_calibrate", "thresholds_to_json",
+    "thresholds_from_json",
 ]

@@ -79,7 +79,12 @@ class ExitTable:
     def simulate(self, thresholds: Sequence[float]) -> SimResult:
         """Accuracy, exit rates and expected MACs of these thresholds on the table's samples."""
         t = check_thresholds(thresholds, self.n_early)
-        idx = self.exit_index(t)
+        return self.result(self.exit_index(t), t)
+
+    def result(self, idx: np.ndarray, thresholds: np.ndarray) -> SimResult:
+        """The SimResult of given per-sample exits `idx` ((N,) ints in 0..E); `thresholds` is recorded as is
+        (what `simulate` used, or what a caller reports for exits chosen otherwise, as `crossfit` does)."""
+        t = np.asarray(thresholds, np.float64)
         correct = self.correct[idx, np.arange(self.n)]
         counts = np.bincount(idx, minlength=self.n_early + 1)
         right = np.bincount(idx, weights=correct, minlength=self.n_early + 1)

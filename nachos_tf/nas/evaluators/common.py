@@ -56,26 +56,29 @@ def figures(sim) -> Dict[str, Any]:
 
 
 def calibrate_model(model, exit_macs: Sequence[float], x, y, rule: str, constraints, method: str = "pareto",
-                    eager: bool = False, tolerance: float = 0.0):
+                    eager: bool = False, tolerance: float = 0.0, crossfit: int = 0, seed: int = 0):
     """Thresholds on (x, y) by `policy.calibrate`: with "pareto" (ours) the most accurate admissible
     point of the exact trade-off curve (with `tolerance` > 0, `Budget.accuracy_tolerance`: the cheapest
     point at most that much less accurate); "grid" is the NACHOS grid + repair (for ablations). `eager`:
-    see `train.predict_exits` (no graph tracing, for a model used once)."""
+    see `train.predict_exits` (no graph tracing, for a model used once). `crossfit` >= 2
+    (`Budget.crossfit`): the figures are out-of-fold (`policy.crossfit_calibrate`, split seeded by `seed`)."""
     from ...train import predict_exits
 
     probs, confs = predict_exits(model, x, batch_size=1000, eager=True) if eager else predict_exits(model, x)
-    return calibrate_outputs(probs, confs, exit_macs, y, rule, constraints, method, tolerance)
+    return calibrate_outputs(probs, confs, exit_macs, y, rule, constraints, method, tolerance, crossfit, seed)
 
 
 def calibrate_outputs(probs, confs, exit_macs: Sequence[float], y, rule: str, constraints, method: str = "pareto",
-                      tolerance: float = 0.0):
+                      tolerance: float = 0.0, crossfit: int = 0, seed: int = 0):
     """`calibrate_model` on outputs already computed: softmax probabilities per exit (final last) and the
     early exits' confidences (or None)."""
-    from ...policy import calibrate
+    from ...policy import calibrate, crossfit_calibrate
 
-    return calibrate(probs, y, exit_macs, rule=rule, confidences=confs if rule == "confidence" else None,
-                     max_macs=constraints.max_macs, min_accuracy=constraints.min_accuracy, method=method,
-                     tolerance=tolerance)
+    kw = dict(rule=rule, confidences=confs if rule == "confidence" else None, max_macs=constraints.max_macs,
+              min_accuracy=constraints.min_accuracy, method=method, tolerance=tolerance)
+    if crossfit and crossfit > 1:
+        return crossfit_calibrate(probs, y, exit_macs, folds=int(crossfit), seed=int(seed), **kw)
+    return calibrate(probs, y, exit_macs, **kw)
 
 
 def int8_sizes(model, x_repr, constraints) -> Dict[str, Optional[int]]:

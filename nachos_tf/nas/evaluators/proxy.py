@@ -145,7 +145,7 @@ class ProxyEvaluator:
         model, costs, train_s = self._train(model, exit_macs, data, seed, final=False)
         rule = exit_rule(c.space)
         cal = calibrate_model(model, costs, data.x_val, data.y_val, rule, c.constraints, self.calibration,
-                              tolerance=c.budget.accuracy_tolerance)
+                              tolerance=c.budget.accuracy_tolerance, crossfit=c.budget.crossfit, seed=c.seed)
         return candidate_record(genome, model, cal, exit_macs, c.constraints, rule, data.x_train[:64], seed,
                                 train_s, t0)
 

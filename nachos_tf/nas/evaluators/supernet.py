@@ -201,7 +201,7 @@ class SupernetEvaluator:
         probs, confs = exit_outputs(outs, layout_of_names(contract_names(n_early, c.space.confidence)))
         rule = exit_rule(c.space)
         cal = calibrate_outputs(probs, confs, exit_macs, y_val, rule, c.constraints, self.calibration,
-                                c.budget.accuracy_tolerance)
+                                c.budget.accuracy_tolerance, c.budget.crossfit, c.seed)
         sizes = known_sizes
         misses = not c.constraints.meets_accuracy_and_macs(cal.result.accuracy, cal.result.expected_macs)
         if not (c.constraints.max_flash or c.constraints.max_ram) or misses:
