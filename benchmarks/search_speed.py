@@ -21,6 +21,11 @@ weight-sharing supernet, batch norm re-estimated, no training), set up as a `qui
    about 2 minutes per epoch and genome on one core; resumable per genome), and ``--repeat-full-training
    RUN_SEED`` trains the reference again with another seed: its own rank noise, the ceiling of any estimate's.
 
+``--proxy-val N`` (0: the whole 6,000-image validation split) and ``--crossfit K`` change the estimate the way
+the same `Budget` fields change the search's (images ranked on; K-fold cross-fitted figures instead of the
+in-sample ones); with ``--no-full-training`` and a ``--reference`` holding a longer training (its settings equal
+to ``--full-epochs`` / ``--full-head-epochs``) they are compared with that reference without training it again.
+
 The evaluators' final-exit accuracy is read from the probabilities they hand to `nachos_tf.policy.calibrate`
 (a pass-through wrapper installed in this process only; it adds no work).
 
@@ -35,6 +40,10 @@ Run:
     nohup .venv/bin/python benchmarks/search_speed.py --evaluators supernet --full-epochs 6 --full-head-epochs 4 \
         --supernet-dir nachos_tf/supernet/presets/fashion_mnist --threads 1 --resume \
         --out runs/bench/search_speed_ref10.json > runs/bench/search_speed_ref10.log 2>&1 &
+    # the same supernet estimate, 2-fold cross-fitted, on the whole validation split, against that reference:
+    .venv/bin/python benchmarks/search_speed.py --evaluators supernet --full-epochs 6 --full-head-epochs 4 \
+        --reference benchmarks/results/search_speed_ref10.json --no-full-training --proxy-val 0 --crossfit 2 \
+        --supernet-dir nachos_tf/supernet/presets/fashion_mnist --threads 1 --out runs/bench/ss_ref10_xf.json
     # smoke test (tiny supernet trained here, 3 genomes, figures meaningless):
     .venv/bin/python benchmarks/search_speed.py --smoke --candidates 3 --out /tmp/ss.json --work-dir /tmp/ss
 """
@@ -77,19 +86,21 @@ FULL_SETTINGS = {"train_samples": 54000, "epochs": 1, "head_epochs": 1, "batch_s
 # --------------------------------------------------------------------------------------------------
 
 class Capture:
-    """Wraps `nachos_tf.policy.calibrate` (which the evaluators' `calibrate_model` imports at call time) so
-    that the per-exit validation accuracies of the model being calibrated can be read afterwards."""
+    """Wraps `nachos_tf.policy.calibrate` and `crossfit_calibrate` (which the evaluators' `calibrate_model`
+    imports at call time) so that the per-exit validation accuracies of the model being calibrated (on all
+    the samples it is given) can be read afterwards."""
 
     def __init__(self) -> None:
         self.exit_acc: Optional[List[float]] = None
-        orig = P.calibrate
+        for name in ("calibrate", "crossfit_calibrate"):
+            setattr(P, name, self._wrap(getattr(P, name)))
 
-        def calibrate(probs, labels, *args, **kwargs):
+    def _wrap(self, orig):
+        def wrapped(probs, labels, *args, **kwargs):
             y = np.asarray(labels).reshape(-1)
             self.exit_acc = [float((np.asarray(p).argmax(axis=1) == y).mean()) for p in probs]
             return orig(probs, labels, *args, **kwargs)
-
-        P.calibrate = calibrate
+        return wrapped
 
     def take(self) -> Optional[List[float]]:
         out, self.exit_acc = self.exit_acc, None
@@ -266,6 +277,10 @@ class Bench:
         b = Budget.preset("quick")
         if a.smoke:
             b = b.with_(proxy_train=500, proxy_val=500, epochs=1, head_epochs=1)
+        if a.proxy_val is not None:                # 0: the whole validation split
+            b = b.with_(proxy_val=a.proxy_val or None)
+        if a.crossfit:
+            b = b.with_(crossfit=a.crossfit)
         self.budget = b
         self.search_constraints = self.constraints.relaxed(b.accuracy_slack)   # what a quick search hands them
         self.work = Path(a.work_dir)
@@ -360,6 +375,9 @@ class Bench:
             genomes, skipped = sample_genomes(self.space, a.candidates, a.first_sample_seed or 0,
                                               self.constraints.max_macs)
         genomes = dict(list(genomes.items())[:a.candidates])
+        unknown = sorted(set(a.train_only or ()) - set(genomes))
+        if unknown:
+            raise SystemExit(f"--train-only: not among the benchmark's genomes: {', '.join(unknown)}")
         prev = read_json(a.out) if a.resume else None
         resume = prev is not None and "evaluators" in prev       # the issue-4 file is read above, then replaced
         res = ResultFile(a.out, "search_speed", self.settings(genomes), resume)
@@ -372,7 +390,7 @@ class Bench:
         ref_full = (ref_doc or {}).get("full_training", {}).get("settings") or \
             ((ref_doc or {}).get("settings") or {}).get("full")
         fs = self.full_settings()
-        if fs != FULL_SETTINGS:                   # a longer reference: the reference file's results do not apply
+        if fs != FULL_SETTINGS and ref_full != fs:  # another reference training: the file's results do not apply
             full, ref_full = {}, None
         ft = d.setdefault("full_training", {"settings": ref_full if full else fs, "order": list(genomes),
                                             "results": {}})
@@ -409,7 +427,7 @@ class Bench:
                 self.summarise(d)
                 res.save()
         # 2. missing stand-alone full-training results (none for the committed 20 genomes)
-        missing = [g for g in genomes if g not in ft["results"]]
+        missing = [g for g in genomes if g not in ft["results"] and (not a.train_only or g in a.train_only)]
         if missing and not a.no_full_training:
             train = self.data if not a.smoke else self.data.subset(train=1000, val=None, test=None, seed=a.seed)
             for i, gid in enumerate(missing):
@@ -551,6 +569,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "runs here: ~6 min per genome)")
     p.add_argument("--no-full-training", action="store_true",
                    help="never train a genome stand-alone (genomes without a result get no correlation)")
+    p.add_argument("--train-only", nargs="+", default=None, metavar="ID",
+                   help="train only these genomes' missing references in this process (two processes on two cores "
+                        "with disjoint sets and their own --out; then --resume one with --reference the other and "
+                        "--no-full-training to join them)")
     p.add_argument("--repeat-full-training", type=int, default=None, metavar="RUN_SEED",
                    help="train every genome's reference again with this run seed (other initialisation and data "
                         "order) and report how well the two references rank alike (the reference's own noise)")
@@ -559,6 +581,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "another value trains a new reference for every genome (use another --out)")
     p.add_argument("--full-head-epochs", type=positive_int, default=None,
                    help="exit-phase (NACHOS loss) epochs of the reference training (default 1)")
+    p.add_argument("--proxy-val", type=int, default=None, metavar="N",
+                   help="validation images each estimate is computed on (default: the quick budget's 2000; "
+                        "0: the whole validation split)")
+    p.add_argument("--crossfit", type=int, default=0, metavar="K",
+                   help="estimate = K-fold cross-fitted figures (Budget.crossfit, nachos-tf search --crossfit K); "
+                        "default 0: in-sample, as the search ranks by default")
     p.add_argument("--supernet-dir", default=None, help="use this trained supernet folder as is")
     p.add_argument("--supernet-epochs", type=positive_int, default=None,
                    help="train a supernet here with this many epochs (timed) instead of the one a quick search finds")
@@ -578,6 +606,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.candidates < 3:
         p.error("--candidates must be >= 3 for a rank correlation")
+    if a.train_only and a.no_full_training:
+        p.error("give --train-only or --no-full-training, not both")
+    if a.crossfit < 0 or a.crossfit == 1:
+        p.error("--crossfit must be 0 (off) or a number of folds >= 2")
+    if a.proxy_val is not None and a.proxy_val < 0:
+        p.error("--proxy-val must be >= 0")
     if a.supernet_dir and a.supernet_epochs:
         p.error("give --supernet-dir or --supernet-epochs, not both")
     if a.smoke and not a.supernet_dir and not a.supernet_epochs:
