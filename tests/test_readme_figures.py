@@ -801,6 +801,57 @@ for _src, _label in (("compare.json", ""),):
             lambda m=_method, f=_src, t=_label: _cmp12_row(m, f, t)[1])
 
 
+# the 10-epoch reference (search_speed_ref10.json) and the estimate variants against both references
+R10 = "search_speed_ref10.json"
+_XF = (("in-sample (the search objective)", "2,000", "search_speed_supernet21.json", R10),
+       ("2-fold cross-fitted", "2,000", "search_speed_xf2.json", "search_speed_ref10_xf2.json"),
+       ("in-sample", "6,000", "search_speed_v6.json", "search_speed_ref10_v6.json"),
+       ("2-fold cross-fitted", "6,000", "search_speed_v6xf2.json", "search_speed_ref10_v6xf2.json"))
+
+
+def _th(name):
+    return J(name)["summary"]["evaluators"]["supernet"]["rank_correlation"]["thresholded"]
+
+
+def _ref_agreement():
+    """Spearman between the 2-epoch and the 10-epoch reference's test accuracies over the same genomes."""
+    from scipy.stats import spearmanr
+    a, b = J("search_speed.json")["full_training"]["results"], J(R10)["full_training"]["results"]
+    ids = [g for g in b if g in a]
+    assert len(ids) == 20
+    return spearmanr([a[g]["test"]["accuracy"] for g in ids], [b[g]["test"]["accuracy"] for g in ids]).statistic
+
+
+for _label, _imgs, _f2, _f10 in _XF:
+    tie(SPD, f"| {_label} | {_imgs} | {{}} ({{}}) | {{}} | {{}} ({{}}) | {{}} |", _f10,
+        lambda f2=_f2, f10=_f10: [_th(f2)["spearman"], _th(f2)["spearman_p"], _th(f2)["kendall"],
+                                  _th(f10)["spearman"], _th(f10)["spearman_p"], _th(f10)["kendall"]])
+tie(SPD, "| naive: total MACs of the network | – | {} ({}) | {} | {} ({}) | {} |", R10,
+    lambda: [J(f)["summary"]["baselines"]["total_macs"][k] for f in ("search_speed_supernet21.json", R10)
+             for k in ("spearman", "spearman_p", "kendall")])
+tie(SPD, "54,000 training images (schedule, calibration and run seed as above; {} hours in all", R10,
+    lambda: [sum(r["seconds"] for r in J(R10)["full_training"]["results"].values()) / 3600])
+tie(SPD, "Its test accuracies span {}-{}, and it ranks the genomes like the 2-epoch reference only at Spearman {}.",
+    R10, lambda: [*J(R10)["summary"]["full_accuracy_range"], _ref_agreement()])
+tie(SPD, "ranks the genomes at all (Spearman between {} and {} over {}; goal", R10,
+    lambda: [min(_th(f)["spearman"] for *_, f in _XF), max(_th(f)["spearman"] for *_, f in _XF), _th(R10)["n"]])
+tie(SPD, "against that the estimate ranks finalists at {} (the", "screen_fidelity.json",
+    lambda: [J("screen_fidelity.json")["summary"]["all"]["estimate"]["spearman"]])
+tie(SPD, "on these two cores {} epochs took {} hours.", "search_speed_supernet21.json",
+    lambda: [_s21()["one_time_cost"]["supernet_epochs"], _s21()["one_time_cost"]["supernet_training_seconds"] / 3600])
+
+# compare_crossfit.json (seed 0, --crossfit 2), against seed 0 of compare.json
+tie(CMP, "nachos reached a test hypervolume of {} against random search's {} (nachos / random {}; without "
+         "cross-fitting {} and {}), with {} and {} candidates", "compare_crossfit.json",
+    lambda: [_cmp_runs("compare_crossfit.json", "nachos")[0]["hypervolume"],
+             _cmp_runs("compare_crossfit.json", "random")[0]["hypervolume"],
+             J("compare_crossfit.json")["summary"]["hv_nachos_vs_random"]["per_seed"][0],
+             _cmp_runs("compare.json", "nachos")[0]["hypervolume"],
+             _cmp_runs("compare.json", "random")[0]["hypervolume"],
+             _cmp_runs("compare_crossfit.json", "nachos")[0]["candidates"],
+             _cmp_runs("compare_crossfit.json", "random")[0]["candidates"]])
+
+
 # --------------------------------------------------------------------------------------------- the checks
 
 @pytest.mark.parametrize("t", TIES, ids=[f"{t.source}:{t.template[:50]}" for t in TIES])
@@ -852,3 +903,4 @@ def test_the_rounding_rule_itself():
     assert matches("0.020", 0.0201) and matches("-0.00", -0.0045) and matches("0.98", 0.977)
     assert not matches("0.8696", 0.8604) and not matches("911,558", 798245.1)
     assert matches("82.81", 82.8067) and not matches("82.8", 82.86)
+
