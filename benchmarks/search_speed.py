@@ -27,7 +27,7 @@ in-sample ones); with ``--no-full-training`` and a ``--reference`` holding a lon
 to ``--full-epochs`` / ``--full-head-epochs``) they are compared with that reference without training it again.
 
 The evaluators' final-exit accuracy is read from the probabilities they hand to `nachos_tf.policy.calibrate`
-(a pass-through wrapper installed in this process only; it adds no work).
+or `crossfit_calibrate` (pass-through wrappers installed in this process only; they add no work).
 
 Results go to ``--out`` (JSON, rewritten after every evaluation with ``complete: false`` until all are done;
 ``--resume`` continues it in a later session). Timings are wall clock on whatever else runs on the machine:

@@ -914,4 +914,3 @@ def test_the_rounding_rule_itself():
     assert matches("0.020", 0.0201) and matches("-0.00", -0.0045) and matches("0.98", 0.977)
     assert not matches("0.8696", 0.8604) and not matches("911,558", 798245.1)
     assert matches("82.81", 82.8067) and not matches("82.8", 82.86)
-
