@@ -26,6 +26,10 @@ the same `Budget` fields change the search's (images ranked on; K-fold cross-fit
 in-sample ones); with ``--no-full-training`` and a ``--reference`` holding a longer training (its settings equal
 to ``--full-epochs`` / ``--full-head-epochs``) they are compared with that reference without training it again.
 
+``--screen-train N`` (supernet evaluator) replaces the estimate with the middle fidelity `Budget.screen` gives the
+final stage: each candidate's subnet fine-tuned from its inherited weights for one exit-phase epoch on N training
+images (`SupernetEvaluator.screen`), judged on the whole validation split; its seconds count in the speed.
+
 The evaluators' final-exit accuracy is read from the probabilities they hand to `nachos_tf.policy.calibrate`
 or `crossfit_calibrate` (pass-through wrappers installed in this process only; they add no work).
 
@@ -281,6 +285,8 @@ class Bench:
             b = b.with_(proxy_val=a.proxy_val or None)
         if a.crossfit:
             b = b.with_(crossfit=a.crossfit)
+        if a.screen_train:
+            b = b.with_(screen_train=a.screen_train)
         self.budget = b
         self.search_constraints = self.constraints.relaxed(b.accuracy_slack)   # what a quick search hands them
         self.work = Path(a.work_dir)
@@ -352,6 +358,8 @@ class Bench:
         lb = loadavg()
         t0 = time.perf_counter()
         rec = ev.evaluate(genome)
+        if self.a.screen_train and not (rec.pruned or rec.error):
+            rec = ev.screen([rec])[0]             # the middle fidelity (Budget.screen) as the estimate
         secs = time.perf_counter() - t0
         exit_acc = self.capture.take()
         m = rec.metrics
@@ -587,6 +595,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crossfit", type=int, default=0, metavar="K",
                    help="estimate = K-fold cross-fitted figures (Budget.crossfit, nachos-tf search --crossfit K); "
                         "default 0: in-sample, as the search ranks by default")
+    p.add_argument("--screen-train", type=positive_int, default=None, metavar="N",
+                   help="estimate = the supernet candidate screened as Budget.screen does (one exit-phase epoch "
+                        "on N training images from its inherited weights, judged on the whole validation split)")
     p.add_argument("--supernet-dir", default=None, help="use this trained supernet folder as is")
     p.add_argument("--supernet-epochs", type=positive_int, default=None,
                    help="train a supernet here with this many epochs (timed) instead of the one a quick search finds")
@@ -612,6 +623,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--crossfit must be 0 (off) or a number of folds >= 2")
     if a.proxy_val is not None and a.proxy_val < 0:
         p.error("--proxy-val must be >= 0")
+    if a.screen_train and "proxy" in a.evaluators:
+        p.error("--screen-train applies to the supernet evaluator only: give --evaluators supernet")
     if a.supernet_dir and a.supernet_epochs:
         p.error("give --supernet-dir or --supernet-epochs, not both")
     if a.smoke and not a.supernet_dir and not a.supernet_epochs:

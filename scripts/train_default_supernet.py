@@ -19,6 +19,13 @@ Stage 1: 12 epochs (2 of them largest-subnet warm-up) on 30,000 training images,
 learning rate (about 35 minutes). `--init-from` also accepts a supernet folder. The result is copied in float16 (< 3 MB) to nachos_tf/supernet/presets/fashion_mnist/,
 then the largest and smallest subnets are extracted (BN re-estimated on 2000 training images) and
 evaluated on the validation split; figures go to <preset>/evaluation.json.
+
+Measuring the estimate as training goes on: `--snapshots` also saves the supernet after every epoch as a
+float16 folder `<work>/epochs/eN` (what the preset would be if training stopped there), to be given to
+`benchmarks/search_speed.py --supernet-dir`. `--export-checkpoint WEIGHTS_H5 --out DIR` makes such a folder
+from a checkpoint's `weights.h5` (or a copy of it taken after some epoch, with its `state.json` beside it
+under the same prefix, e.g. `epoch3.weights.h5` and `epoch3.state.json`) and stops without touching the
+preset.
 """
 from __future__ import annotations
 
@@ -30,7 +37,10 @@ from pathlib import Path
 import numpy as np
 
 import nachos_tf as nt
+import keras
+
 from nachos_tf.supernet import Supernet, train_supernet
+from nachos_tf.supernet.store import assign_weights, read_weights
 
 PRESET = Path(__file__).resolve().parents[1] / "nachos_tf" / "supernet" / "presets" / "fashion_mnist"
 
@@ -59,6 +69,37 @@ def evaluate(sn: Supernet, data, n_val: int = 5000) -> dict:
     return out
 
 
+class Snapshots(keras.callbacks.Callback):
+    """After every epoch, the supernet being trained saved as a float16 folder `root/eN` (N: epochs of this
+    call), as the shipped preset is saved."""
+
+    def __init__(self, root: Path, space):
+        super().__init__()
+        self.root, self.space = root, space
+
+    def on_epoch_end(self, epoch, logs=None):
+        Supernet(self.space, net=self.model.net, info={"snapshot_epoch": epoch + 1}).save(
+            self.root / f"e{epoch + 1}", dtype="float16")
+
+
+def export_checkpoint(weights: Path, out: Path, space, data, base: Path = PRESET) -> Path:
+    """A float16 supernet folder holding the weights of a training checkpoint (`save_checkpoint`'s
+    weights.h5): the manifest record of `base` (the supernet that training continued: the shipped preset),
+    with these weights (checked name by name, shape by shape, against the supernet of `space`) and, when the
+    checkpoint's state.json is beside them, its settings, epochs and history (`base` under "init_from")."""
+    sn = Supernet.load(base, space, data)
+    assign_weights(sn.net, read_weights(weights), str(weights))
+    sn.info["exported_from_checkpoint"] = str(weights)
+    state = weights.with_name(weights.name.replace("weights.h5", "state.json"))
+    if state.is_file():
+        st = json.loads(state.read_text())
+        prior = {k: sn.info[k] for k in ("settings", "epochs_done", "history", "command", "init_from")
+                 if k in sn.info}                    # the preset it continued (as train_supernet records it)
+        sn.info.update({"settings": st.get("settings"), "epochs_done": st.get("epochs_done"),
+                        "history": st.get("history"), "init_from": prior})
+    return sn.save(out, dtype="float16")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="runs/supernet_fm12")
@@ -72,9 +113,21 @@ def main() -> None:
                     help="continue from a trained supernet: 'preset' (the shipped one) or a supernet folder")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--evaluate-only", action="store_true")
+    ap.add_argument("--snapshots", action="store_true",
+                    help="also save the supernet after every epoch as a float16 folder <work>/epochs/eN "
+                         "(to measure the estimate as training goes on)")
+    ap.add_argument("--export-checkpoint", metavar="WEIGHTS_H5", default=None,
+                    help="only convert checkpoint weights (<work>/checkpoint/weights.h5, or a copy of it taken "
+                         "after some epoch) into a float16 supernet folder --out, then stop")
+    ap.add_argument("--out", default=None, help="folder written by --export-checkpoint")
     a = ap.parse_args()
     data = nt.data.load("fashion_mnist")
     space = nt.SearchSpace.mcu(data.input_shape, data.num_classes)
+    if a.export_checkpoint:
+        if not a.out:
+            ap.error("--export-checkpoint needs --out")
+        print(f"[nachos-tf] written {export_checkpoint(Path(a.export_checkpoint), Path(a.out), space, data)}")
+        return
     if a.evaluate_only:
         sn = Supernet.load(PRESET, space, data)
     else:
@@ -83,7 +136,8 @@ def main() -> None:
             init = Supernet.load(PRESET if a.init_from == "preset" else a.init_from, space, data)
         sn = train_supernet(space, data, epochs=a.epochs, warmup_epochs=a.warmup_epochs, folder=a.work,
                             batch_size=a.batch_size, n_random=a.n_random, train_limit=a.train_limit or None,
-                            learning_rate=a.learning_rate, seed=a.seed, verbose=2, init_from=init)
+                            learning_rate=a.learning_rate, seed=a.seed, verbose=2, init_from=init,
+                            callbacks=[Snapshots(Path(a.work) / "epochs", space)] if a.snapshots else None)
         sn.info["command"] = "scripts/train_default_supernet.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v is not None and v is not False)
         sn.save(PRESET, dtype="float16")

@@ -863,6 +863,61 @@ def test_crossfit_comparison_claims():
     assert {g["backbone"]["resolution"] for g in fin} == {20, 24}
 
 
+# supernet_epochs.json (stage-4 snapshots against the 10-epoch reference) and the screened estimates
+_SE = "supernet_epochs.json"
+
+
+def _snaps():
+    return J(_SE)["snapshots"]
+
+
+def _snap_label(r) -> str:
+    return {"stage2": "stage-2 preset", "fashion_mnist": "shipped preset (stage 3)"}.get(
+        r["name"], "stage 4, epoch " + r["name"].rsplit("_e", 1)[-1])
+
+
+for _i, _r in enumerate(_snaps()):
+    _ag = _r.get("agreement_with_previous")
+    tie(SPD, f"| {_snap_label(_r)} | {{}} | {{}} ({{}}) | {{}} | {{}} | {{}} | {'{}' if _ag else '–'} |", _SE,
+        lambda i=_i: (lambda r: [r["training"]["epochs_done"], r["thresholded"]["spearman"], r["thresholded"]["spearman_p"],
+                                 r["thresholded"]["kendall"], r["final_exit"]["spearman"], r["mean_estimate"]]
+                      + ([r["agreement_with_previous"]["spearman"]] if r.get("agreement_with_previous") else []))(_snaps()[i]))
+tie(SPD, "Adam at 0.001 with cosine decay; {} s of training,", _SE,
+    lambda: [_snaps()[-1]["training"]["epoch_seconds"] - _snaps()[1]["training"]["epoch_seconds"]])
+tie(SPD, "raised the mean estimate over the 20 genomes from {} to {}, and", _SE,
+    lambda: [_snaps()[1]["mean_estimate"], _snaps()[-1]["mean_estimate"]])
+tie(SPD, "(Spearman {} between the last two)", _SE, lambda: [_snaps()[-1]["agreement_with_previous"]["spearman"]])
+tie(SPD, "every snapshot, {} to {} epochs, ranks the reference between {} and {}, below the network's total MACs ({}).",
+    _SE, lambda: [_snaps()[0]["training"]["epochs_done"], _snaps()[-1]["training"]["epochs_done"],
+                  min(r["thresholded"]["spearman"] for r in _snaps()), max(r["thresholded"]["spearman"] for r in _snaps()),
+                  J(R10)["summary"]["baselines"]["total_macs"]["spearman"]])
+
+
+def _scr(n):
+    return J(f"search_speed_ref10_screen{n}.json")["summary"]["evaluators"]["supernet"]
+
+
+for _n, _l in (("6k", "6,000"), ("20k", "20,000")):
+    tie(SPD, f"| screened, one epoch on {_l} images | {{}} ({{}}) | {{}} ({{}}) | {{}} | {{}} |",
+        f"search_speed_ref10_screen{_n}.json",
+        lambda n=_n: [_scr(n)["speed"]["seconds_mean"], _scr(n)["speed"]["load_avg_1min_mean"]]
+        + [_scr(n)["rank_correlation"]["thresholded"][k] for k in ("spearman", "spearman_p", "kendall")]
+        + [_scr(n)["rank_correlation"]["final_exit"]["spearman"]])
+tie(SPD, "Both stay near zero (the in-sample estimate: {}), at about {} and {} s per candidate instead of about {} s",
+    R10, lambda: [_th(R10)["spearman"], _scr("6k")["speed"]["seconds_mean"], _scr("20k")["speed"]["seconds_mean"],
+                  J(R10)["summary"]["evaluators"]["supernet"]["speed"]["seconds_mean"]])
+
+
+def test_supernet_epochs_covers_the_training_in_order():
+    """The snapshots are consecutive epochs after the stage-2 and stage-3 presets, all against the 10-epoch
+    reference, each over the same 20 genomes."""
+    snaps = _snaps()
+    assert J(_SE)["complete"] and J(_SE)["reference"].endswith(R10)
+    assert [r["training"]["epochs_done"] for r in snaps] == [17] + list(range(21, 32))
+    assert all(r["thresholded"]["n"] == 20 and len(r["estimates"]) == 20 for r in snaps)
+    assert snaps[1]["estimates"] == {r["id"]: r["accuracy"] for r in J(R10)["evaluators"]["supernet"]["rows"]}
+
+
 # --------------------------------------------------------------------------------------------- the checks
 
 @pytest.mark.parametrize("t", TIES, ids=[f"{t.source}:{t.template[:50]}" for t in TIES])

@@ -49,3 +49,35 @@ def test_preset_subnets_classify_real_images(fmnist):
         outs = sn.subnet_predict(sn.extreme_genome(largest), x, bn_x=fmnist.x_train[:500])
         acc = float(np.mean(np.argmax(outs[-1], -1) == y))
         assert acc > 0.7, (largest, acc)
+
+
+def test_checkpoint_export_holds_the_checkpoint_weights(fmnist, tmp_path):
+    """`scripts/train_default_supernet.py --export-checkpoint`: a checkpoint's weights (here the preset's,
+    shifted) become a loadable supernet folder holding exactly them in float16, with the checkpoint's epochs
+    and the preset's record under init_from; weights of another layout are refused."""
+    import importlib.util
+
+    from nachos_tf.errors import SupernetError
+    from nachos_tf.supernet.store import read_weights, write_weights
+
+    spec = importlib.util.spec_from_file_location("train_default_supernet",
+                                                  REPO / "scripts" / "train_default_supernet.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    space = nt.SearchSpace.mcu(fmnist.input_shape, fmnist.num_classes)
+    w = {k: v.astype(np.float32) + 0.25 for k, v in read_weights(preset_folder() / WEIGHTS_FILE).items()}
+    write_weights(tmp_path / "epoch3.weights.h5", w)
+    (tmp_path / "epoch3.state.json").write_text(json.dumps({"epochs_done": 3, "history": [{"epoch": 1}] * 3,
+                                                            "settings": {"epochs": 10}}))
+    out = script.export_checkpoint(tmp_path / "epoch3.weights.h5", tmp_path / "e3", space, fmnist)
+    got = read_weights(out / WEIGHTS_FILE)
+    assert set(got) == set(w) and all(np.array_equal(got[k], w[k].astype(np.float16)) for k in w)
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    preset = json.loads((preset_folder() / MANIFEST_FILE).read_text())
+    assert manifest["epochs_done"] == 3 and manifest["weights_dtype"] == "float16"
+    assert manifest["init_from"]["epochs_done"] == preset["epochs_done"]
+    Supernet.load(out, space, fmnist)
+    del w[sorted(w)[0]]
+    write_weights(tmp_path / "bad.weights.h5", w)
+    with pytest.raises(SupernetError):
+        script.export_checkpoint(tmp_path / "bad.weights.h5", tmp_path / "bad", space, fmnist)
