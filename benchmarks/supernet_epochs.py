@@ -29,18 +29,18 @@ from _common import (ROOT, RESULTS, add_out, add_threads, correlation, environme
                      supernet_training, utc_now, write_json)
 
 
-def measure(folder: Path, out: Path, reference: Path, a: argparse.Namespace) -> Dict[str, Any]:
-    """search_speed's supernet estimate with `folder`, written to `out` (kept when already complete)."""
+def measure(folder: Path, out: Path, reference: Path, full: Dict[str, Any], threads: int) -> Dict[str, Any]:
+    """search_speed's supernet estimate with `folder`, written to `out` (kept when already complete);
+    `full`: the reference's full-training settings (its epochs are passed on)."""
     done = read_json(out)
     if not (done and done.get("complete")):
-        full = read_json(reference)["settings"].get("full", {})
         cmd = [sys.executable, str(ROOT / "benchmarks" / "search_speed.py"), "--evaluators", "supernet",
                "--supernet-dir", str(folder), "--no-full-training", "--reference", str(reference),
                "--out", str(out), "--work-dir", str(out.with_suffix(""))]
         if full:
             cmd += ["--full-epochs", str(full["epochs"]), "--full-head-epochs", str(full["head_epochs"])]
-        if a.threads:
-            cmd += ["--threads", str(a.threads)]
+        if threads:
+            cmd += ["--threads", str(threads)]
         say(f"measuring {folder} -> {out}")
         subprocess.run(cmd, check=True)
         done = read_json(out)
@@ -89,7 +89,7 @@ def main(argv: List[str] = None) -> int:
     prev: Dict[str, float] = {}
     for f in a.supernets:
         name = f"{f.parent.parent.name}_{f.name}" if f.parent.name == "epochs" else f.name
-        res = measure(f, a.work_dir / f"{name}.json", a.reference, a)
+        res = measure(f, a.work_dir / f"{name}.json", a.reference, ref["settings"].get("full", {}), a.threads)
         row = summarise(name, f, res, prev)
         prev = row["estimates"]
         doc["snapshots"].append(row)

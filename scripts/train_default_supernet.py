@@ -34,12 +34,12 @@ import json
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 
 import nachos_tf as nt
-import keras
-
 from nachos_tf.supernet import Supernet, train_supernet
+from nachos_tf.supernet.fitting import prior_record
 from nachos_tf.supernet.store import assign_weights, read_weights
 
 PRESET = Path(__file__).resolve().parents[1] / "nachos_tf" / "supernet" / "presets" / "fashion_mnist"
@@ -88,13 +88,12 @@ def export_checkpoint(weights: Path, out: Path, space, data, base: Path = PRESET
     with these weights (checked name by name, shape by shape, against the supernet of `space`) and, when the
     checkpoint's state.json is beside them, its settings, epochs and history (`base` under "init_from")."""
     sn = Supernet.load(base, space, data)
+    prior = prior_record(sn, space, data)              # the supernet training continued, as train_supernet keeps it
     assign_weights(sn.net, read_weights(weights), str(weights))
     sn.info["exported_from_checkpoint"] = str(weights)
     state = weights.with_name(weights.name.replace("weights.h5", "state.json"))
     if state.is_file():
         st = json.loads(state.read_text())
-        prior = {k: sn.info[k] for k in ("settings", "epochs_done", "history", "command", "init_from")
-                 if k in sn.info}                    # the preset it continued (as train_supernet records it)
         sn.info.update({"settings": st.get("settings"), "epochs_done": st.get("epochs_done"),
                         "history": st.get("history"), "init_from": prior})
     return sn.save(out, dtype="float16")

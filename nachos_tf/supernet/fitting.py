@@ -76,8 +76,22 @@ def _subset(x: np.ndarray, y: np.ndarray, limit: Optional[int], seed: int):
     return x[idx], y[idx]
 
 
-def _prior_record(init_from: Optional[Supernet], space: Any, data: Any) -> Optional[Dict[str, Any]]:
-    """The training record of the supernet a run continues from (checked against `space` and `data`)."""
+def prior_record(init_from: Optional[Supernet], space: Any, data: Any) -> Optional[Dict[str, Any]]:
+    """The training record of the supernet a run continues from, as kept under ``info["init_from"]``.
+
+    Args:
+        init_from: the trained supernet being continued (None: a fresh run).
+        space: the search space of the run.
+        data: the run's dataset.
+
+    Returns:
+        Its settings, epochs, history, command and own ``init_from`` (whatever of these it holds), plus the
+        sha256 of its weights; None without `init_from`.
+
+    Raises:
+        SupernetError: `init_from` is not a Supernet.
+        SupernetMismatchError: it was made for another space or trained on other data.
+    """
     if init_from is None:
         return None
     if not isinstance(init_from, Supernet):
@@ -139,7 +153,7 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
         raise SupernetError("epochs >= 0, batch_size >= 1 and n_random >= 0 are required")
     warm = (max(1, round(0.2 * epochs)) if epochs >= 2 else 0) if warmup_epochs is None else int(warmup_epochs)
     warm = min(warm, epochs)
-    prior = _prior_record(init_from, space, data)
+    prior = prior_record(init_from, space, data)
     settings = _settings(epochs=int(epochs), warmup_epochs=warm, batch_size=int(batch_size), n_random=int(n_random),
                          learning_rate=float(learning_rate), kd_temperature=float(kd_temperature),
                          head_weight=float(head_weight), conf_weight=float(conf_weight), loss=loss,
