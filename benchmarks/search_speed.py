@@ -19,7 +19,8 @@ weight-sharing supernet, batch norm re-estimated, no training), set up as a `qui
    (``--reference``, either the issue-4 format or this one); only a genome without one is trained here.
    ``--full-epochs E --full-head-epochs H`` train a longer reference for every genome instead (E + H epochs,
    about 2 minutes per epoch and genome on one core; resumable per genome), and ``--repeat-full-training
-   RUN_SEED`` trains the reference again with another seed: its own rank noise, the ceiling of any estimate's.
+   RUN_SEED`` trains the reference again with another seed: its own rank noise, the ceiling of any estimate's
+   (with ``--train-only`` split over two processes, then joined by ``--resume`` with ``--reference`` the other's file).
 
 ``--proxy-val N`` (0: the whole 6,000-image validation split) and ``--crossfit K`` change the estimate the way
 the same `Budget` fields change the search's (images ranked on; K-fold cross-fitted figures instead of the
@@ -453,8 +454,16 @@ class Bench:
                                                         "settings": ft["settings"]})
             if rep["run_seed"] != a.repeat_full_training:
                 raise SystemExit(f"{a.out} repeats the full training with run seed {rep['run_seed']}")
+            other = (ref_doc or {}).get("full_training_repeat") or {}   # a second process's share (--train-only)
+            if other.get("run_seed") == rep["run_seed"] and other.get("settings") == rep["settings"]:
+                joined = [g for g in other.get("results") or {} if g in genomes and g not in rep["results"]]
+                for gid in joined:
+                    rep["results"][gid] = dict(other["results"][gid], source=f"{a.reference} (joined)")
+                if joined:
+                    rep.setdefault("joined", []).append({"file": str(a.reference), "genomes": joined,
+                                                         "sessions": ref_doc.get("sessions", [])})
             train = self.data if not a.smoke else self.data.subset(train=1000, val=None, test=None, seed=a.seed)
-            for gid in [g for g in genomes if g not in rep["results"]]:
+            for gid in [g for g in genomes if g not in rep["results"] and (not a.train_only or g in a.train_only)]:
                 r = full_training(self.space, self.data, nt.Genome.from_dict(genomes[gid]["genome"]), self.constraints,
                                   a.repeat_full_training, train, self.capture, rep["settings"])
                 rep["results"][gid] = r
@@ -536,6 +545,15 @@ class Bench:
                 what="test accuracy of the full training, run seed of the reference vs run seed "
                      f"{d['full_training_repeat']['run_seed']} (other initialisation and data order): the ceiling "
                      "any estimate's rank correlation with one training can reach")
+            rr = out["reference_repeatability"]["spearman"]
+            out["reference_repeatability"]["attenuation_ceiling"] = dict(
+                value=None if rr is None else round(float(np.sqrt(max(rr, 0.0))), 4),
+                what="sqrt(Spearman between the two trainings): by the attenuation formula, about the correlation "
+                     "with one training that an estimate ranking the genomes' expected accuracy perfectly would get")
+            macs = [full[g]["total_macs"] for g in both]
+            out["baselines_vs_mean_reference"] = {"total_macs": dict(
+                correlation(macs, [mean[g] for g in both]),
+                what="naive predictor: total MACs vs the mean test accuracy of the two trainings")}
             for name, entry in d["evaluators"].items():
                 rows = [r for r in entry["rows"] if r["id"] in mean and r.get("accuracy") is not None]
                 if len(rows) >= 3:
@@ -578,9 +596,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-full-training", action="store_true",
                    help="never train a genome stand-alone (genomes without a result get no correlation)")
     p.add_argument("--train-only", nargs="+", default=None, metavar="ID",
-                   help="train only these genomes' missing references in this process (two processes on two cores "
-                        "with disjoint sets and their own --out; then --resume one with --reference the other and "
-                        "--no-full-training to join them)")
+                   help="train only these genomes' missing references (or, with --repeat-full-training, their "
+                        "repeats) in this process (two processes on two cores with disjoint sets and their own --out; "
+                        "then --resume one with --reference the other and --no-full-training to join them)")
     p.add_argument("--repeat-full-training", type=int, default=None, metavar="RUN_SEED",
                    help="train every genome's reference again with this run seed (other initialisation and data "
                         "order) and report how well the two references rank alike (the reference's own noise)")

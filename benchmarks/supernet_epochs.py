@@ -8,7 +8,8 @@ stand-alone results reused) into ``--work-dir/<name>.json``; a file that is alre
 command resumes. The summary holds, per snapshot: its total training epochs and seconds (its manifest, over
 every stage it continued), Spearman / Kendall of the thresholded estimate (the search objective) and of the
 final-exit accuracy against the reference, the mean estimate, and how the snapshot ranks the 20 genomes like
-the snapshot before it (are the estimates noise, or a consistent judgement?).
+the snapshot before it (are the estimates noise, or a consistent judgement?); with a reference trained twice
+(`search_speed.py --repeat-full-training`), also against the mean of the two trainings.
 
 Run (stage-2 preset, shipped preset = stage 3, then the stage-4 snapshots):
 
@@ -47,7 +48,10 @@ def measure(folder: Path, out: Path, reference: Path, full: Dict[str, Any], thre
     return done
 
 
-def summarise(name: str, folder: Path, res: Dict[str, Any], prev: Dict[str, float]) -> Dict[str, Any]:
+def summarise(name: str, folder: Path, res: Dict[str, Any], prev: Dict[str, float],
+              mean: Dict[str, float]) -> Dict[str, Any]:
+    """One snapshot's row; `mean`: the mean test accuracy of the reference's two trainings by genome (empty when
+    the reference was trained once)."""
     ids = res["settings"]["genome_ids"]
     ref = res["full_training"]["results"]
     rows = {r["id"]: r for r in res["evaluators"]["supernet"]["rows"]}
@@ -60,6 +64,9 @@ def summarise(name: str, folder: Path, res: Dict[str, Any], prev: Dict[str, floa
                                      [ref[i]["test"]["final_exit_accuracy"] for i in keep]),
            "mean_estimate": round(sum(est[i] for i in keep) / len(keep), 4),
            "estimates": {i: est[i] for i in keep}}
+    both = [i for i in keep if i in mean]
+    if len(both) >= 3:
+        out["vs_mean_reference"] = correlation([est[i] for i in both], [mean[i] for i in both])
     if prev:
         common = [i for i in keep if i in prev]
         out["agreement_with_previous"] = correlation([est[i] for i in common], [prev[i] for i in common])
@@ -70,8 +77,9 @@ def main(argv: List[str] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--supernets", nargs="+", type=Path, required=True,
                    help="supernet folders, in training order (each holds supernet.json)")
-    p.add_argument("--reference", type=Path, default=RESULTS / "search_speed_ref10.json",
-                   help="complete search_speed results holding the stand-alone reference (default: %(default)s)")
+    p.add_argument("--reference", type=Path, default=RESULTS / "search_speed_refnoise10.json",
+                   help="complete search_speed results holding the stand-alone reference (default: %(default)s, "
+                        "the 10-epoch reference of search_speed_ref10.json and its repeat with run seed 1)")
     p.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "supernet_epochs",
                    help="one search_speed result per snapshot (default: %(default)s)")
     add_threads(p)
@@ -87,10 +95,16 @@ def main(argv: List[str] = None) -> int:
                            "reference": str(a.reference), "reference_full": ref["settings"].get("full"),
                            **environment(), "snapshots": [], "complete": False}
     prev: Dict[str, float] = {}
+    first = ref["full_training"]["results"]
+    again = (ref.get("full_training_repeat") or {}).get("results") or {}
+    mean = {i: (first[i]["test"]["accuracy"] + again[i]["test"]["accuracy"]) / 2 for i in again if i in first}
+    if mean:
+        seeds = [ref["settings"].get("run_seed"), ref["full_training_repeat"]["run_seed"]]
+        doc["reference_trainings"] = {"run_seeds": seeds, "genomes_trained_twice": len(mean)}
     for f in a.supernets:
         name = f"{f.parent.parent.name}_{f.name}" if f.parent.name == "epochs" else f.name
         res = measure(f, a.work_dir / f"{name}.json", a.reference, ref["settings"].get("full", {}), a.threads)
-        row = summarise(name, f, res, prev)
+        row = summarise(name, f, res, prev, mean)
         prev = row["estimates"]
         doc["snapshots"].append(row)
         t = row["thresholded"]
@@ -99,13 +113,14 @@ def main(argv: List[str] = None) -> int:
         write_json(a.out, doc)
     doc.update(complete=True, finished=utc_now())
     write_json(a.out, doc)
-    print("| supernet | epochs | training s | Spearman (p) | Kendall | final exit | mean estimate | agrees with previous |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| supernet | epochs | training s | Spearman (p) | Kendall | final exit | mean estimate | agrees with previous "
+          "| vs mean of two trainings |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in doc["snapshots"]:
         t, fe, ag = r["thresholded"], r["final_exit"], r.get("agreement_with_previous", {})
         print(f"| {r['name']} | {r['training']['epochs_done']} | {r['training']['epoch_seconds']:.0f} | "
               f"{t['spearman']} ({t['spearman_p']}) | {t['kendall']} | {fe['spearman']} | {r['mean_estimate']} | "
-              f"{ag.get('spearman', '-')} |")
+              f"{ag.get('spearman', '-')} | {r.get('vs_mean_reference', {}).get('spearman', '-')} |")
     return 0
 
 

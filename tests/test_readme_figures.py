@@ -907,14 +907,69 @@ tie(SPD, "Both stay near zero (the in-sample estimate: {}), at about {} and {} s
     R10, lambda: [_th(R10)["spearman"], _scr("6k")["speed"]["seconds_mean"], _scr("20k")["speed"]["seconds_mean"],
                   J(R10)["summary"]["evaluators"]["supernet"]["speed"]["seconds_mean"]])
 
+# search_speed_refnoise10.json: the 10-epoch reference trained again with run seed 1 (its own noise)
+RN10 = "search_speed_refnoise10.json"
+
+
+def _rep10():
+    return J(RN10)["summary"]["reference_repeatability"]
+
+
+def _vm(name):
+    return J(name)["summary"]["evaluators"]["supernet"]["vs_mean_reference"]
+
+
+tie(SPD, "and run seed 1 (other initialisation and data order): {} hours of training,", RN10,
+    lambda: [sum(r["seconds"] for r in J(RN10)["full_training_repeat"]["results"].values()) / 3600])
+tie(SPD, "The two trainings rank the genomes alike at Spearman {} (p {}; Kendall {}); their test accuracies differ by {} "
+         "points on average and by {} at most (the 2-epoch reference: {}, {} and {}, above).", RN10,
+    lambda: [_rep10()["spearman"], _rep10()["spearman_p"], _rep10()["kendall"], 100 * _rep10()["mean_abs_difference"],
+             100 * _rep10()["max_abs_difference"], J(RN)["summary"]["reference_repeatability"]["spearman"],
+             100 * J(RN)["summary"]["reference_repeatability"]["mean_abs_difference"],
+             100 * J(RN)["summary"]["reference_repeatability"]["max_abs_difference"]])
+tie(SPD, "would reach about {} (the square root of {}) against one training", RN10,
+    lambda: [_rep10()["attenuation_ceiling"]["value"], _rep10()["spearman"]])
+tie(SPD, "| shipped preset, in-sample (the search objective) | {} | {} ({}) | {} |", RN10,
+    lambda: [_th(RN10)["spearman"], _vm(RN10)["spearman"], _vm(RN10)["spearman_p"], _vm(RN10)["kendall"]])
+tie(SPD, "| stage-4 snapshots, {}-{} epochs (range over the ten) | {} .. {} | {} .. {} | – |", _SE,
+    lambda: [_snaps()[2]["training"]["epochs_done"], _snaps()[-1]["training"]["epochs_done"],
+             min(r["thresholded"]["spearman"] for r in _snaps()[2:]), max(r["thresholded"]["spearman"] for r in _snaps()[2:]),
+             min(r["vs_mean_reference"]["spearman"] for r in _snaps()[2:]),
+             max(r["vs_mean_reference"]["spearman"] for r in _snaps()[2:])])
+for _n, _l in (("6k", "6,000"), ("20k", "20,000")):
+    tie(SPD, f"| screened, one epoch on {_l} images | {{}} | {{}} ({{}}) | {{}} |", f"search_speed_ref10_screen{_n}.json",
+        lambda n=_n: [_scr(n)["rank_correlation"]["thresholded"]["spearman"]]
+        + [_scr(n)["vs_mean_reference"][k] for k in ("spearman", "spearman_p", "kendall")])
+tie(SPD, "| naive: total MACs of the network | {} | {} ({}) | {} |", RN10,
+    lambda: [J(RN10)["summary"]["baselines"]["total_macs"]["spearman"]]
+    + [J(RN10)["summary"]["baselines_vs_mean_reference"]["total_macs"][k] for k in ("spearman", "spearman_p", "kendall")])
+tie(SPD, "and the network's total MACs does ({} against the mean)", RN10,
+    lambda: [J(RN10)["summary"]["baselines_vs_mean_reference"]["total_macs"]["spearman"]])
+
+
+def test_refnoise10_repeats_the_10_epoch_reference():
+    """The repeat holds all 20 genomes, trained with the 10-epoch reference's settings and another run seed; its
+    first training is the 10-epoch reference itself, and the screened files were measured against it."""
+    d = J(RN10)
+    rep = d["full_training_repeat"]
+    assert d["complete"] and rep["run_seed"] != d["settings"]["run_seed"]
+    assert rep["settings"] == J(R10)["full_training"]["settings"]
+    assert set(rep["results"]) == set(J(R10)["genomes"]) and len(rep["results"]) == 20
+    assert {g: r["test"] for g, r in d["full_training"]["results"].items()} == \
+        {g: r["test"] for g, r in J(R10)["full_training"]["results"].items()}
+    assert all(r["test"] != J(R10)["full_training"]["results"][g]["test"] for g, r in rep["results"].items())
+    for n in ("6k", "20k"):
+        assert _scr(n)["vs_mean_reference"]["n"] == 20
+
 
 def test_supernet_epochs_covers_the_training_in_order():
     """The snapshots are consecutive epochs after the stage-2 and stage-3 presets, all against the 10-epoch
-    reference, each over the same 20 genomes."""
+    reference (trained twice), each over the same 20 genomes."""
     snaps = _snaps()
-    assert J(_SE)["complete"] and J(_SE)["reference"].endswith(R10)
+    assert J(_SE)["complete"] and J(_SE)["reference"].endswith(RN10)   # first training: the 10-epoch reference
     assert [r["training"]["epochs_done"] for r in snaps] == [17] + list(range(21, 32))
     assert all(r["thresholded"]["n"] == 20 and len(r["estimates"]) == 20 for r in snaps)
+    assert all(r["vs_mean_reference"]["n"] == 20 for r in snaps)
     assert snaps[1]["estimates"] == {r["id"]: r["accuracy"] for r in J(R10)["evaluators"]["supernet"]["rows"]}
 
 
