@@ -277,6 +277,14 @@ def _clean(v: float) -> Optional[float]:
     return None if not np.isfinite(v) else round(v, 4)
 
 
+def two_training_mean(doc: Dict[str, Any]) -> Dict[str, float]:
+    """Mean test accuracy of a search_speed result's two stand-alone trainings (``full_training`` and
+    ``full_training_repeat``), by genome id, for the genomes trained twice (empty when none is)."""
+    first = doc["full_training"]["results"]
+    again = (doc.get("full_training_repeat") or {}).get("results") or {}
+    return {g: (first[g]["test"]["accuracy"] + r["test"]["accuracy"]) / 2 for g, r in again.items() if g in first}
+
+
 def correlation(x: Sequence[Optional[float]], y: Sequence[Optional[float]]) -> Dict[str, Any]:
     """Spearman rho and Kendall tau-b (`scipy.stats`, two-sided p-values) over the pairs where both are known."""
     from scipy import stats

@@ -69,7 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common 
 
 from _common import (ROOT, RESULTS, ResultFile, add_out, add_resume, add_threads, budget_settings,  # noqa: E402
                      correlation, eval_context, loadavg, pin_threads, positive_int, read_json, say,
-                     supernet_training, utc_now)
+                     supernet_training, two_training_mean, utc_now)
 
 import nachos_tf as nt  # noqa: E402
 from nachos_tf import policy as P  # noqa: E402
@@ -533,11 +533,11 @@ class Bench:
                                                "what": "candidates after which the supernet's one-time cost plus "
                                                        "its evaluations take less time than proxy evaluations"})
         rep = (d.get("full_training_repeat") or {}).get("results") or {}
-        both = [g for g in ids if g in rep]
+        mean = two_training_mean(d)
+        both = [g for g in ids if g in mean]
         if len(both) >= 3:
             a_acc = [full[g]["test"]["accuracy"] for g in both]
             b_acc = [rep[g]["test"]["accuracy"] for g in both]
-            mean = {g: (x + y) / 2 for g, x, y in zip(both, a_acc, b_acc)}
             diff = np.abs(np.subtract(a_acc, b_acc))
             out["reference_repeatability"] = dict(
                 correlation(a_acc, b_acc), mean_abs_difference=round(float(diff.mean()), 4),

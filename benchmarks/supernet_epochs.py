@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from _common import (ROOT, RESULTS, add_out, add_threads, correlation, environment, read_json, say,
-                     supernet_training, utc_now, write_json)
+                     supernet_training, two_training_mean, utc_now, write_json)
 
 
 def measure(folder: Path, out: Path, reference: Path, full: Dict[str, Any], threads: int) -> Dict[str, Any]:
@@ -95,9 +95,7 @@ def main(argv: List[str] = None) -> int:
                            "reference": str(a.reference), "reference_full": ref["settings"].get("full"),
                            **environment(), "snapshots": [], "complete": False}
     prev: Dict[str, float] = {}
-    first = ref["full_training"]["results"]
-    again = (ref.get("full_training_repeat") or {}).get("results") or {}
-    mean = {i: (first[i]["test"]["accuracy"] + again[i]["test"]["accuracy"]) / 2 for i in again if i in first}
+    mean = two_training_mean(ref)
     if mean:
         seeds = [ref["settings"].get("run_seed"), ref["full_training_repeat"]["run_seed"]]
         doc["reference_trainings"] = {"run_seeds": seeds, "genomes_trained_twice": len(mean)}
