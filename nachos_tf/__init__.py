@@ -31,7 +31,7 @@ from .policy import Calibration, SimResult, calibrate, crossfit_calibrate, exit_
 from .units import parse_size  # noqa: E402
 from .results import SearchResult, Solution, load_run  # noqa: E402
 from .report import report  # noqa: E402
-from .supernet import Supernet, train_supernet  # noqa: E402
+from .supernet import ShrinkStage, Supernet, train_progressive, train_supernet  # noqa: E402
 from .nas import (BUDGETS, Budget, Constraints, DataRef, EvalContext, Evaluator, ProxyEvaluator,  # noqa: E402
                   SupernetEvaluator, refinalize, register_evaluator, resume_search, search)
 

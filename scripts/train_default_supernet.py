@@ -20,6 +20,16 @@ learning rate (about 35 minutes). `--init-from` also accepts a supernet folder. 
 then the largest and smallest subnets are extracted (BN re-estimated on 2000 training images) and
 evaluated on the validation split; figures go to <preset>/evaluation.json.
 
+Progressive shrinking (Once-For-All's schedule, `nachos_tf.supernet.DEFAULT_STAGES`: the largest subnet
+alone, then elastic kernel and resolution, depth, expansion, and last every gene), from random weights:
+
+    nohup nice -n 10 .venv/bin/python scripts/train_default_supernet.py --progressive --work runs/supernet_ps \
+        --train-limit 0 --n-random 2 --preset-out runs/supernet_ps/preset > runs/supernet_ps.log 2>&1 &
+
+Every stage trains in `<work>/<i>_<name>/` (resumable; measurable with `benchmarks/search_speed.py
+--supernet-dir <work>/<i>_<name>` once finished). `--preset-out` writes the float16 result elsewhere than
+the shipped preset.
+
 Measuring the estimate as training goes on: `--snapshots` also saves the supernet after every epoch as a
 float16 folder `<work>/epochs/eN` (what the preset would be if training stopped there), to be given to
 `benchmarks/search_speed.py --supernet-dir`. `--export-checkpoint WEIGHTS_H5 --out DIR` makes such a folder
@@ -38,7 +48,7 @@ import keras
 import numpy as np
 
 import nachos_tf as nt
-from nachos_tf.supernet import Supernet, train_supernet
+from nachos_tf.supernet import DEFAULT_STAGES, ShrinkStage, Supernet, train_progressive, train_supernet
 from nachos_tf.supernet.fitting import prior_record
 from nachos_tf.supernet.store import assign_weights, read_weights
 
@@ -119,6 +129,14 @@ def main() -> None:
                     help="only convert checkpoint weights (<work>/checkpoint/weights.h5, or a copy of it taken "
                          "after some epoch) into a float16 supernet folder --out, then stop")
     ap.add_argument("--out", default=None, help="folder written by --export-checkpoint")
+    ap.add_argument("--progressive", action="store_true",
+                    help="progressive shrinking with nachos_tf.supernet.DEFAULT_STAGES (ignores --epochs, "
+                         "--warmup-epochs and --learning-rate)")
+    ap.add_argument("--stages", default=None, metavar="JSON_FILE",
+                    help="with --progressive: the schedule, a JSON list of ShrinkStage fields (name, elastic, "
+                         "epochs, learning_rate, sort_channels); default nachos_tf.supernet.DEFAULT_STAGES")
+    ap.add_argument("--preset-out", default=None,
+                    help="write the float16 result and evaluation.json here instead of the shipped preset")
     a = ap.parse_args()
     data = nt.data.load("fashion_mnist")
     space = nt.SearchSpace.mcu(data.input_shape, data.num_classes)
@@ -127,22 +145,30 @@ def main() -> None:
             ap.error("--export-checkpoint needs --out")
         print(f"[nachos-tf] written {export_checkpoint(Path(a.export_checkpoint), Path(a.out), space, data)}")
         return
+    preset = Path(a.preset_out) if a.preset_out else PRESET
     if a.evaluate_only:
-        sn = Supernet.load(PRESET, space, data)
+        sn = Supernet.load(preset, space, data)
     else:
-        init = None
-        if a.init_from:
-            init = Supernet.load(PRESET if a.init_from == "preset" else a.init_from, space, data)
-        sn = train_supernet(space, data, epochs=a.epochs, warmup_epochs=a.warmup_epochs, folder=a.work,
-                            batch_size=a.batch_size, n_random=a.n_random, train_limit=a.train_limit or None,
-                            learning_rate=a.learning_rate, seed=a.seed, verbose=2, init_from=init,
-                            callbacks=[Snapshots(Path(a.work) / "epochs", space)] if a.snapshots else None)
+        init = Supernet.load(PRESET if a.init_from == "preset" else a.init_from, space, data) if a.init_from else None
+        if a.progressive:
+            stages = DEFAULT_STAGES
+            if a.stages:
+                stages = tuple(ShrinkStage(**{**d, "elastic": tuple(d.get("elastic", ()))})
+                               for d in json.loads(Path(a.stages).read_text()))
+            sn = train_progressive(space, data, a.work, stages=stages, batch_size=a.batch_size,
+                                   n_random=a.n_random, train_limit=a.train_limit or None, seed=a.seed,
+                                   init_from=init, verbose=2)
+        else:
+            sn = train_supernet(space, data, epochs=a.epochs, warmup_epochs=a.warmup_epochs, folder=a.work,
+                                batch_size=a.batch_size, n_random=a.n_random, train_limit=a.train_limit or None,
+                                learning_rate=a.learning_rate, seed=a.seed, verbose=2, init_from=init,
+                                callbacks=[Snapshots(Path(a.work) / "epochs", space)] if a.snapshots else None)
         sn.info["command"] = "scripts/train_default_supernet.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v is not None and v is not False)
-        sn.save(PRESET, dtype="float16")
-        print(f"[nachos-tf] preset written to {PRESET}", flush=True)
+        sn.save(preset, dtype="float16")
+        print(f"[nachos-tf] preset written to {preset}", flush=True)
     res = evaluate(sn, data)
-    (PRESET / "evaluation.json").write_text(json.dumps(res, indent=1))
+    (preset / "evaluation.json").write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

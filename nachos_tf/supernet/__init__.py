@@ -5,15 +5,19 @@ Public API:
 * `Supernet(space, seed=0)`; `.extract(genome, bn_data=None, bn_images=2000) -> keras.Model`;
   `.subnet_predict(genome, x) -> [arrays]`; `.save(folder)`; `Supernet.load(folder, space, data=None)`.
 * `train_supernet(space, data, epochs=..., ...) -> Supernet` (sandwich rule, in-place distillation,
-  resumable epoch checkpoints, seeded).
+  resumable epoch checkpoints, seeded; `elastic=` restricts the sampled gene groups).
+* `train_progressive(space, data, folder, stages=DEFAULT_STAGES) -> Supernet`: Once-For-All's progressive
+  shrinking, one `train_supernet` stage per `ShrinkStage` (largest first, then kernel, depth, expansion...).
 * `SupernetSpec` (static sizes, genome <-> code), `reestimate_bn(model, x)`, `space_fingerprint(space)`,
   `data_fingerprint(data)`.
 """
 from .api import Supernet
 from .extract import reestimate_bn, subnet_weights
 from .fitting import train_supernet
-from .gates import SupernetSpec, window_offset
+from .gates import ELASTIC_GROUPS, SupernetSpec, window_offset
+from .progressive import DEFAULT_STAGES, ShrinkStage, train_progressive
 from .store import SupernetMismatchError, data_fingerprint, space_fingerprint
 
-__all__ = ["Supernet", "SupernetSpec", "SupernetMismatchError", "train_supernet", "reestimate_bn",
+__all__ = ["Supernet", "SupernetSpec", "SupernetMismatchError", "train_supernet", "train_progressive",
+           "ShrinkStage", "DEFAULT_STAGES", "ELASTIC_GROUPS", "reestimate_bn",
            "subnet_weights", "window_offset", "space_fingerprint", "data_fingerprint"]

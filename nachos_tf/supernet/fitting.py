@@ -5,7 +5,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from ..errors import SupernetError
 from .api import Supernet
+from .gates import ELASTIC_GROUPS
 from .store import (SupernetMismatchError, assign_weights, data_fingerprint, read_weights, space_fingerprint,
                     weights_fingerprint, write_weights)
 from .training import SupernetTrainer, TwoPhaseSchedule, epoch_plan, make_dataset, sort_channels
@@ -113,7 +114,8 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
                    augment: Optional[str] = None, train_limit: Optional[int] = None, val_limit: int = 2000,
                    seed: int = 0, verbose: Union[int, str] = 1,
                    callbacks: Optional[List[keras.callbacks.Callback]] = None,
-                   init_from: Optional[Supernet] = None) -> Supernet:
+                   init_from: Optional[Supernet] = None, elastic: Optional[Sequence[str]] = None,
+                   sort_channels_first: bool = False) -> Supernet:
     """Train a weight-sharing supernet for `space` on `data` (largest-first warm-up, then sandwich).
 
     Args:
@@ -140,17 +142,29 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
             random initialisation, with a fresh optimizer and LR schedule (e.g. more epochs on more
             images; use `warmup_epochs=0`). Its training record is kept under `info["init_from"]`, so
             the cost of the result counts both trainings; the settings record its weights' sha256.
+        elastic: gene groups (names from `ELASTIC_GROUPS`) the sandwich phase samples; the others stay at
+            their largest value in every subnet (one stage of OFA's progressive shrinking, see
+            `train_progressive`). None: every gene is elastic.
+        sort_channels_first: sort expanded channels by importance before the first epoch of this call
+            (with `init_from`: before expansion becomes elastic, as progressive shrinking does).
 
     Returns:
         The trained `Supernet` (also saved in `folder` when given).
 
     Raises:
         SupernetMismatchError: `folder` holds a checkpoint made with other settings, space or data.
-        SupernetError, DataError: malformed inputs.
+        SupernetError, DataError: malformed inputs (also an unknown elastic gene group).
     """
     t_start = time.time()
     if epochs < 0 or batch_size < 1 or n_random < 0:
         raise SupernetError("epochs >= 0, batch_size >= 1 and n_random >= 0 are required")
+    if elastic is not None:
+        if isinstance(elastic, str):
+            raise SupernetError("elastic must be a sequence of gene group names, not a string")
+        bad = [g for g in elastic if g not in ELASTIC_GROUPS]
+        if bad:
+            raise SupernetError(f"unknown elastic gene group(s) {bad}; choose from {list(ELASTIC_GROUPS)}")
+        elastic = tuple(g for g in ELASTIC_GROUPS if g in elastic)
     warm = (max(1, round(0.2 * epochs)) if epochs >= 2 else 0) if warmup_epochs is None else int(warmup_epochs)
     warm = min(warm, epochs)
     prior = prior_record(init_from, space, data)
@@ -161,6 +175,10 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
                          val_limit=int(val_limit), seed=int(seed))
     if prior is not None:
         settings["init_from"] = prior["weights_sha256"]
+    if elastic is not None:                 # recorded only when set, so older checkpoints still resume
+        settings["elastic"] = list(elastic)
+    if sort_channels_first:
+        settings["sort_channels_first"] = True
     x, y = _subset(np.asarray(data.x_train), np.asarray(data.y_train).reshape(-1), train_limit, seed)
     if len(y) < batch_size:
         raise SupernetError(f"{len(y)} training images, fewer than one batch of {batch_size}")
@@ -193,8 +211,12 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
     if val_limit and getattr(data, "x_val", None) is not None and len(data.y_val):
         xv, yv = np.asarray(data.x_val[:val_limit]), np.asarray(data.y_val[:val_limit]).reshape(-1)
         vb = min(500, len(yv))
-        plan = epoch_plan(spec, len(yv), 10**6, seed, vb, n_random)  # a fixed plan, not a training epoch
+        plan = epoch_plan(spec, len(yv), 10**6, seed, vb, n_random, elastic)  # fixed, not a training epoch
         val = make_dataset(tf.constant(xv, tf.float32), tf.constant(yv, tf.int32), [plan])
+    if sort_channels_first and not state["sorted"] and state["epochs_done"] == 0:
+        sort_channels(sn.net, optimizer)
+        state["sorted"] = True
+        save_checkpoint(ckpt, sn, optimizer, state)
     for phase, start, end in (("largest", 0, warm), ("sandwich", warm, epochs)):
         if state["epochs_done"] >= end or end == start:
             continue
@@ -204,10 +226,10 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
             state["sorted"] = True
             save_checkpoint(ckpt, sn, optimizer, state)
         trainer = SupernetTrainer(sn.net, phase, n_random=n_random, kd_temperature=kd_temperature,
-                                  head_weight=head_weight, conf_weight=conf_weight, loss=loss)
+                                  head_weight=head_weight, conf_weight=conf_weight, loss=loss, elastic=elastic)
         trainer.compile(optimizer=optimizer, jit_compile=False)
         first = max(start, state["epochs_done"])
-        plans = [epoch_plan(spec, len(y), e, seed, batch_size, n_random) for e in range(first, end)]
+        plans = [epoch_plan(spec, len(y), e, seed, batch_size, n_random, elastic) for e in range(first, end)]
         ds = make_dataset(x_t, y_t, plans, augment=augment, seed=seed)
         if verbose:
             print(f"[nachos-tf] supernet phase {phase}: epochs {first + 1}..{end} of {epochs}, {steps} steps each")

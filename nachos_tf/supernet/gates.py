@@ -24,6 +24,8 @@ from ..errors import SupernetError
 
 STAGE_GENES = ("depth", "kernel", "expand", "width", "se", "act")
 ACTS = ("relu", "hard_swish")
+#: Gene groups a training stage can make elastic (progressive shrinking): the rest stay at their largest.
+ELASTIC_GROUPS = ("resolution", "stem") + STAGE_GENES + ("heads",)
 
 
 def same_pad_before(n: int, k: int, stride: int) -> int:
@@ -218,6 +220,38 @@ class SupernetSpec:
         for _ in range(self.n_points):
             ex += [int(rng.integers(2)), int(rng.integers(len(self.variants)))]
         return self._code(c(self.stem_widths), stages, hw, ex, int(rng.integers(len(self.resolutions))))
+
+    def elastic_positions(self, groups: Sequence[str]) -> List[int]:
+        """Code positions of the gene groups `groups` (names from `ELASTIC_GROUPS`).
+
+        Raises:
+            SupernetError: an unknown group name.
+        """
+        bad = [g for g in groups if g not in ELASTIC_GROUPS]
+        if bad:
+            raise SupernetError(f"unknown elastic gene group(s) {bad}; choose from {list(ELASTIC_GROUPS)}")
+        pos: List[int] = []
+        if "stem" in groups:
+            pos.append(0)
+        for s in range(self.n_stages):
+            pos += [1 + len(STAGE_GENES) * s + i for i, g in enumerate(STAGE_GENES) if g in groups]
+        hb = 1 + len(STAGE_GENES) * self.n_stages
+        if "heads" in groups:
+            pos += list(range(hb, hb + self.n_head_widths))
+        if "resolution" in groups:
+            pos.append(self.code_length - 1)
+        return sorted(pos)
+
+    def restrict(self, code: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+        """`code` with every gene outside the elastic `groups` set to the largest subnet's value.
+
+        The exit configuration (the NACHOS loss option's genes) is kept as it is in `code`.
+        """
+        out = self.extreme_code(True)
+        hb = 1 + len(STAGE_GENES) * self.n_stages + self.n_head_widths
+        keep = self.elastic_positions(groups) + list(range(hb, hb + 2 * self.n_points))
+        out[keep] = np.asarray(code, np.int32)[keep]
+        return out
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -20,7 +20,7 @@ an uninterrupted run does.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import keras
 import numpy as np
@@ -65,7 +65,8 @@ class SupernetTrainer(keras.Model):
     """Keras trainer of a `SupernetNet`; `phase` "largest" or "sandwich" (fixed per instance)."""
 
     def __init__(self, net: SupernetNet, phase: str, n_random: int = 2, kd_temperature: float = 1.0,
-                 head_weight: float = 1.0, conf_weight: float = 0.5, loss: Any = None):
+                 head_weight: float = 1.0, conf_weight: float = 0.5, loss: Any = None,
+                 elastic: Optional[Sequence[str]] = None):
         super().__init__(name=f"supernet_trainer_{phase}")
         self.net = net
         sp: SupernetSpec = net.spec
@@ -75,6 +76,8 @@ class SupernetTrainer(keras.Model):
         object.__setattr__(self, "nachos", loss if (loss is not None and loss.kind == "nachos") else None)
         self._largest = sp.extreme_code(True)
         self._smallest = sp.extreme_code(False)
+        if elastic is not None:  # progressive shrinking: the smallest subnet of the elastic genes only
+            self._smallest = sp.restrict(self._smallest, elastic)
         self._n_exit_genes = 2 * sp.n_points
         names = ["loss", "acc_largest"] + (["acc_smallest", "acc_random"] if phase == "sandwich" else [])
         self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
@@ -192,14 +195,17 @@ class SupernetTrainer(keras.Model):
 
 
 # ---------------------------------------------------------------------- data pipeline
-def epoch_plan(spec: SupernetSpec, n: int, epoch: int, seed: int, batch_size: int, n_random: int):
+def epoch_plan(spec: SupernetSpec, n: int, epoch: int, seed: int, batch_size: int, n_random: int,
+               elastic: Optional[Sequence[str]] = None):
     """(batch indices (steps, batch), subnet codes (steps, k, L)) of one epoch; seeded by (seed, epoch)
-    alone, so resuming at any epoch repeats the same plan."""
+    alone, so resuming at any epoch repeats the same plan. With `elastic` (gene groups), the random codes
+    keep only those genes random and the others at the largest subnet's values."""
     rng = np.random.default_rng([int(seed), int(epoch)])
     steps = n // batch_size
     order = rng.permutation(n)[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
     k = max(1, n_random)
-    codes = np.stack([np.stack([spec.random_code(rng) for _ in range(k)]) for _ in range(steps)]).astype(np.int32)
+    draw = spec.random_code if elastic is None else (lambda r: spec.restrict(spec.random_code(r), elastic))
+    codes = np.stack([np.stack([draw(rng) for _ in range(k)]) for _ in range(steps)]).astype(np.int32)
     return order, codes
 
 

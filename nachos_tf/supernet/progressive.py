@@ -1,0 +1,123 @@
+"""Progressive shrinking (Once-For-All, Cai et al. 2020): train the largest network first, then open the
+elastic genes stage by stage, each stage continuing from the previous one's weights.
+
+A stage is one `train_supernet` call (`init_from` the previous stage) with its own epochs, learning rate
+and elastic gene groups; every stage trains in its own sub-folder, so a stopped run resumes in the stage
+it was in, and finished stages are loaded rather than trained again. The result's training record chains
+every stage (`info["init_from"]`), so its cost counts all of them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import keras
+
+from ..errors import SupernetError
+from .api import Supernet
+from .fitting import train_supernet
+from .gates import ELASTIC_GROUPS
+
+
+@dataclass(frozen=True)
+class ShrinkStage:
+    """One stage of progressive shrinking.
+
+    Attributes:
+        name: folder-safe stage name (letters, digits, "_" and "-").
+        elastic: gene groups sampled in this stage (empty: the largest subnet alone).
+        epochs: epochs of the stage.
+        learning_rate: its peak learning rate (cosine decay inside a sandwich stage).
+        sort_channels: sort expanded channels by importance before the stage (before expansion opens).
+    """
+
+    name: str
+    elastic: Tuple[str, ...]
+    epochs: int
+    learning_rate: float
+    sort_channels: bool = False
+
+
+_KDE = ("resolution", "kernel", "depth", "expand")
+
+#: OFA's order: the largest network, then elastic kernel (with elastic resolution, as OFA samples it from
+#: the start), depth, expansion (channels sorted first), and last the genes OFA does not have (stem and stage
+#: widths, squeeze-excite, activation, exit-head widths).
+DEFAULT_STAGES: Tuple[ShrinkStage, ...] = (
+    ShrinkStage("largest", (), 5, 2e-3),
+    ShrinkStage("kernel", _KDE[:2], 2, 1e-3),
+    ShrinkStage("depth", _KDE[:3], 2, 1e-3),
+    ShrinkStage("expand", _KDE, 2, 1e-3, sort_channels=True),
+    ShrinkStage("all", ELASTIC_GROUPS, 4, 1e-3),
+)
+
+
+def _check(stages: Sequence[ShrinkStage]) -> None:
+    if not stages:
+        raise SupernetError("progressive shrinking needs at least one stage")
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise SupernetError(f"stage names must be unique, got {names}")
+    for s in stages:
+        if not isinstance(s, ShrinkStage):
+            raise SupernetError(f"stages must be ShrinkStage, got {type(s).__name__}")
+        if not s.name or not all(c.isalnum() or c in "_-" for c in s.name):
+            raise SupernetError(f"stage name {s.name!r}: use letters, digits, '_' and '-'")
+        if s.epochs < 1 or s.learning_rate <= 0:
+            raise SupernetError(f"stage {s.name!r}: epochs >= 1 and learning_rate > 0 are required")
+        bad = [g for g in s.elastic if g not in ELASTIC_GROUPS]
+        if bad:
+            raise SupernetError(f"stage {s.name!r}: unknown elastic gene group(s) {bad}")
+
+
+def train_progressive(space: Any, data: Any, folder: Union[str, Path],
+                      stages: Sequence[ShrinkStage] = DEFAULT_STAGES, batch_size: int = 128,
+                      n_random: int = 2, train_limit: Optional[int] = None, seed: int = 0,
+                      init_from: Optional[Supernet] = None, verbose: Union[int, str] = 1,
+                      callbacks: Optional[List[keras.callbacks.Callback]] = None, **kwargs: Any) -> Supernet:
+    """Train a supernet for `space` by progressive shrinking, one `train_supernet` call per stage.
+
+    Args:
+        space: a `SearchSpace.mcu` space.
+        data: a `nachos_tf.data.Dataset`.
+        folder: run folder; stage i trains in `folder/<i>_<name>/` (resumable there), the result is also
+            saved in `folder` itself.
+        stages: the schedule (default `DEFAULT_STAGES`, 15 epochs). A stage with no elastic genes trains
+            the largest subnet alone; the others follow the sandwich rule on their elastic genes.
+        batch_size, n_random, train_limit, seed: as `train_supernet`, for every stage.
+        init_from: start the first stage from this trained supernet instead of random weights.
+        verbose: Keras progress verbosity.
+        callbacks: extra Keras callbacks, given to every stage.
+        **kwargs: other `train_supernet` settings (kd_temperature, head_weight, conf_weight, loss, augment,
+            val_limit), the same for every stage.
+
+    Returns:
+        The supernet after the last stage (`info["stages"]` lists the schedule).
+
+    Raises:
+        SupernetError: a malformed schedule or setting.
+        SupernetMismatchError: a stage folder holds a checkpoint made with other settings, space or data.
+    """
+    _check(stages)
+    clash = {"epochs", "warmup_epochs", "learning_rate", "elastic", "sort_channels_first", "folder"} & set(kwargs)
+    if clash:
+        raise SupernetError(f"{sorted(clash)} are set per stage (ShrinkStage), not for the whole run")
+    folder = Path(folder)
+    sn = init_from
+    for i, st in enumerate(stages):
+        sub = folder / f"{i}_{st.name}"
+        if verbose:
+            print(f"[nachos-tf] progressive shrinking stage {i + 1}/{len(stages)} {st.name!r}: "
+                  f"{st.epochs} epochs, elastic {list(st.elastic) or 'none (largest subnet)'}", flush=True)
+        largest_only = not st.elastic
+        sn = train_supernet(space, data, epochs=st.epochs, warmup_epochs=st.epochs if largest_only else 0,
+                            folder=sub, batch_size=batch_size, n_random=n_random,
+                            learning_rate=st.learning_rate, train_limit=train_limit, seed=seed,
+                            verbose=verbose, callbacks=callbacks, init_from=sn,
+                            elastic=None if largest_only else st.elastic,
+                            sort_channels_first=st.sort_channels,
+                            sort_channels_after_warmup=False, **kwargs)
+    sn.info["stages"] = [asdict(s) for s in stages]
+    sn.save(folder)
+    return sn
