@@ -26,7 +26,10 @@ alone, then elastic kernel and resolution, depth, expansion, and last every gene
     nohup nice -n 10 .venv/bin/python scripts/train_default_supernet.py --progressive --work runs/supernet_ps \
         --train-limit 0 --n-random 2 --preset-out runs/supernet_ps/preset > runs/supernet_ps.log 2>&1 &
 
-Every stage trains in `<work>/<i>_<name>/` (resumable; measurable with `benchmarks/search_speed.py
+Other schedules: `--stages benchmarks/schedules/ps_split.json` (the last stage split in three: widths, then SE and
+activation, then every gene; re-uses the first four stages of the run above when given the same --work) and
+`--stages benchmarks/schedules/ps_long.json --train-limit 0` (34 epochs on all images, several hours: a run that
+spans sessions). Every stage trains in `<work>/<i>_<name>/` (resumable; measurable with `benchmarks/search_speed.py
 --supernet-dir <work>/<i>_<name>` once finished). `--preset-out` writes the float16 result elsewhere than
 the shipped preset.
 

@@ -947,6 +947,47 @@ tie(SPD, "and the network's total MACs does ({} against the mean)", RN10,
     lambda: [J(RN10)["summary"]["baselines_vs_mean_reference"]["total_macs"]["spearman"]])
 
 
+# search_speed_ref10_ps*.json: supernets trained by progressive shrinking, against the 10-epoch reference
+PS_RUNS = (("progressive, 5 stages (`DEFAULT_STAGES`)", "search_speed_ref10_ps.json"),
+           ("progressive, 7 stages (`benchmarks/schedules/ps_split.json`)", "search_speed_ref10_ps_split.json"),
+           ("shipped preset (2 largest-only epochs, then every gene elastic)", RN10))
+
+
+def _ps(name):
+    return J(name)["summary"]["evaluators"]["supernet"]
+
+
+for _label, _name in PS_RUNS:
+    tie(SPD, f"| {_label} | {{}} / {{}} | {{}}-{{}} | {{}} ({{}}) | {{}} ({{}}) | {{}} |", _name,
+        lambda n=_name: [_ps(n)["one_time_cost"]["supernet_epochs"], _ps(n)["one_time_cost"]["supernet_training_seconds"]]
+        + _ps(n)["estimate_accuracy_range"] + [_th(n)["spearman"], _th(n)["spearman_p"], _vm(n)["spearman"],
+                                               _vm(n)["spearman_p"], _ps(n)["rank_correlation"]["final_exit"]["spearman"]])
+
+for _label, _name in (("shipped preset", "search_speed_supernet21.json"), ("progressive, 5 stages", "search_speed_ps.json"),
+                      ("progressive, 7 stages", "search_speed_ps_split.json")):
+    tie(SPD, f"| {_label} (`{_name}`) | {{}} ({{}}) | {{}} | {{}} ({{}}) |", _name,
+        lambda n=_name: [_th(n)["spearman"], _th(n)["spearman_p"], _th(n)["kendall"],
+                         _ps(n)["rank_correlation"]["final_exit"]["spearman"],
+                         _ps(n)["rank_correlation"]["final_exit"]["spearman_p"]])
+
+def test_progressive_supernets_were_measured_like_the_shipped_one():
+    """Same 20 genomes, same reference trainings (both), the last stage with every gene group elastic."""
+    def tests(doc, key):
+        return {g: r["test"] for g, r in doc[key]["results"].items()}
+
+    for name in ("search_speed_ref10_ps.json", "search_speed_ref10_ps_split.json"):
+        d = J(name)
+        assert d["complete"] and set(d["genomes"]) == set(J(RN10)["genomes"])
+        assert tests(d, "full_training") == tests(J(RN10), "full_training")
+        assert tests(d, "full_training_repeat") == tests(J(RN10), "full_training_repeat")
+        assert _ps(name)["one_time_cost"]["supernet_settings"]["elastic"] == [
+            "resolution", "stem", "depth", "kernel", "expand", "width", "se", "act", "heads"]
+        assert _ps(name)["vs_mean_reference"]["n"] == 20
+        two = name.replace("_ref10", "")               # the same supernet against the 2-epoch reference
+        assert J(two)["complete"] and set(J(two)["genomes"]) == set(J(RN10)["genomes"])
+        assert tests(J(two), "full_training") == tests(J("search_speed.json"), "full_training")
+        assert _ps(two)["one_time_cost"]["supernet_settings"] == _ps(name)["one_time_cost"]["supernet_settings"]
+
 def test_refnoise10_repeats_the_10_epoch_reference():
     """The repeat holds all 20 genomes, trained with the 10-epoch reference's settings and another run seed; its
     first training is the 10-epoch reference itself, and the screened files were measured against it."""

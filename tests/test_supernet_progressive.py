@@ -1,5 +1,6 @@
 """Progressive shrinking: elastic gene groups (restricted subnet codes) and the staged schedule."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +8,8 @@ import pytest
 import nachos_tf as nt
 from nachos_tf.errors import SupernetError
 from nachos_tf.genome import ExitGene, Genome
-from nachos_tf.supernet import ELASTIC_GROUPS, ShrinkStage, Supernet, train_progressive, train_supernet
+from nachos_tf.supernet import DEFAULT_STAGES, ELASTIC_GROUPS, ShrinkStage, Supernet, train_progressive, train_supernet
+from nachos_tf.supernet.progressive import _check
 from nachos_tf.supernet.training import SupernetTrainer, epoch_plan
 from test_supernet import SHAPE, _tiny_data
 
@@ -125,3 +127,18 @@ def test_progressive_stages_chain_resume_and_sort_once(sn, tmp_path):
     assert len(b.info["history"]) == 1
     loaded = Supernet.load(tmp_path / "ps", space)
     assert [s["name"] for s in loaded.info["stages"]] == ["largest", "kernel", "expand"]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "schedules").glob("*.json")),
+                         ids=lambda p: p.name)
+def test_committed_schedules_are_valid_and_only_open_genes(path):
+    """Every committed schedule (the script's --stages) is valid, starts with the largest subnet alone, never
+    closes a gene group it opened, and ends with every group elastic; DEFAULT_STAGES likewise."""
+    for stages in (tuple(ShrinkStage(**{**d, "elastic": tuple(d["elastic"])}) for d in json.loads(path.read_text())),
+                   DEFAULT_STAGES):
+        _check(stages)
+        assert stages[0].elastic == () and set(stages[-1].elastic) == set(ELASTIC_GROUPS)
+        assert all(set(a.elastic) <= set(b.elastic) for a, b in zip(stages, stages[1:]))
+        assert sum(s.sort_channels for s in stages) == 1
+        first_expand = next(s for s in stages if "expand" in s.elastic)
+        assert first_expand.sort_channels                # channels sorted before expansion opens
