@@ -224,6 +224,12 @@ class SupernetSpec:
     def elastic_positions(self, groups: Sequence[str]) -> List[int]:
         """Code positions of the gene groups `groups` (names from `ELASTIC_GROUPS`).
 
+        Args:
+            groups: gene group names.
+
+        Returns:
+            The sorted positions in a subnet code that those groups' genes occupy.
+
         Raises:
             SupernetError: an unknown group name.
         """
@@ -245,7 +251,16 @@ class SupernetSpec:
     def restrict(self, code: np.ndarray, groups: Sequence[str]) -> np.ndarray:
         """`code` with every gene outside the elastic `groups` set to the largest subnet's value.
 
-        The exit configuration (the NACHOS loss option's genes) is kept as it is in `code`.
+        Args:
+            code: a subnet code (`code_length` int values).
+            groups: the elastic gene groups (names from `ELASTIC_GROUPS`).
+
+        Returns:
+            A new code: the exit configuration (the NACHOS loss option's genes) and the elastic genes as in
+            `code`, every other gene at its largest value.
+
+        Raises:
+            SupernetError: an unknown group name.
         """
         out = self.extreme_code(True)
         hb = 1 + len(STAGE_GENES) * self.n_stages + self.n_head_widths
