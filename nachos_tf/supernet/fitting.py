@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from ..errors import SupernetError
 from .api import Supernet
-from .gates import ELASTIC_GROUPS
+from .gates import elastic_groups
 from .store import (SupernetMismatchError, assign_weights, data_fingerprint, read_weights, space_fingerprint,
                     weights_fingerprint, write_weights)
 from .training import SupernetTrainer, TwoPhaseSchedule, epoch_plan, make_dataset, sort_channels
@@ -159,12 +159,7 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
     if epochs < 0 or batch_size < 1 or n_random < 0:
         raise SupernetError("epochs >= 0, batch_size >= 1 and n_random >= 0 are required")
     if elastic is not None:
-        if isinstance(elastic, str):
-            raise SupernetError("elastic must be a sequence of gene group names, not a string")
-        bad = [g for g in elastic if g not in ELASTIC_GROUPS]
-        if bad:
-            raise SupernetError(f"unknown elastic gene group(s) {bad}; choose from {list(ELASTIC_GROUPS)}")
-        elastic = tuple(g for g in ELASTIC_GROUPS if g in elastic)
+        elastic = elastic_groups(elastic)
     warm = (max(1, round(0.2 * epochs)) if epochs >= 2 else 0) if warmup_epochs is None else int(warmup_epochs)
     warm = min(warm, epochs)
     prior = prior_record(init_from, space, data)

@@ -28,6 +28,20 @@ ACTS = ("relu", "hard_swish")
 ELASTIC_GROUPS = ("resolution", "stem") + STAGE_GENES + ("heads",)
 
 
+def elastic_groups(groups: Sequence[str]) -> Tuple[str, ...]:
+    """The gene groups `groups`, checked and in `ELASTIC_GROUPS` order.
+
+    Raises:
+        SupernetError: a string instead of a sequence, or an unknown group name.
+    """
+    if isinstance(groups, str):
+        raise SupernetError("elastic must be a sequence of gene group names, not a string")
+    bad = [g for g in groups if g not in ELASTIC_GROUPS]
+    if bad:
+        raise SupernetError(f"unknown elastic gene group(s) {bad}; choose from {list(ELASTIC_GROUPS)}")
+    return tuple(g for g in ELASTIC_GROUPS if g in groups)
+
+
 def same_pad_before(n: int, k: int, stride: int) -> int:
     """Rows TF's "same" padding adds before the input (kernel k, stride, input size n)."""
     out = math.ceil(n / stride)
@@ -233,9 +247,7 @@ class SupernetSpec:
         Raises:
             SupernetError: an unknown group name.
         """
-        bad = [g for g in groups if g not in ELASTIC_GROUPS]
-        if bad:
-            raise SupernetError(f"unknown elastic gene group(s) {bad}; choose from {list(ELASTIC_GROUPS)}")
+        groups = elastic_groups(groups)
         pos: List[int] = []
         if "stem" in groups:
             pos.append(0)

@@ -17,7 +17,7 @@ import keras
 from ..errors import SupernetError
 from .api import Supernet
 from .fitting import train_supernet
-from .gates import ELASTIC_GROUPS
+from .gates import ELASTIC_GROUPS, elastic_groups
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,10 @@ def _check(stages: Sequence[ShrinkStage]) -> None:
             raise SupernetError(f"stage name {s.name!r}: use letters, digits, '_' and '-'")
         if s.epochs < 1 or s.learning_rate <= 0:
             raise SupernetError(f"stage {s.name!r}: epochs >= 1 and learning_rate > 0 are required")
-        bad = [g for g in s.elastic if g not in ELASTIC_GROUPS]
-        if bad:
-            raise SupernetError(f"stage {s.name!r}: unknown elastic gene group(s) {bad}")
+        try:
+            elastic_groups(s.elastic)
+        except SupernetError as e:
+            raise SupernetError(f"stage {s.name!r}: {e}") from None
 
 
 def train_progressive(space: Any, data: Any, folder: Union[str, Path],
