@@ -28,8 +28,9 @@ alone, then elastic kernel and resolution, depth, expansion, and last every gene
 
 Other schedules: `--stages benchmarks/schedules/ps_split.json` (the last stage split in three: widths, then SE and
 activation, then every gene; re-uses the first four stages of the run above when given the same --work) and
-`--stages benchmarks/schedules/ps_long.json --train-limit 0` (34 epochs on all images, several hours: a run that
-spans sessions). Every stage trains in `<work>/<i>_<name>/` (resumable; measurable with `benchmarks/search_speed.py
+`--stages benchmarks/schedules/ps_long.json --train-limit 0` (34 epochs: the largest subnet alone for 10 on all
+54,000 images, then 24 sandwich epochs on 30,000 (the stages' own `train_limit`), the stem and stage output
+channels sorted by importance as widths open (`sort_widths`), about 2.5 hours). Every stage trains in `<work>/<i>_<name>/` (resumable; measurable with `benchmarks/search_speed.py
 --supernet-dir <work>/<i>_<name>` once finished). `--preset-out` writes the float16 result elsewhere than
 the shipped preset.
 
@@ -137,7 +138,7 @@ def main() -> None:
                          "--warmup-epochs and --learning-rate)")
     ap.add_argument("--stages", default=None, metavar="JSON_FILE",
                     help="with --progressive: the schedule, a JSON list of ShrinkStage fields (name, elastic, "
-                         "epochs, learning_rate, sort_channels); default nachos_tf.supernet.DEFAULT_STAGES")
+                         "epochs, learning_rate, sort_channels, sort_widths, train_limit); default nachos_tf.supernet.DEFAULT_STAGES")
     ap.add_argument("--preset-out", default=None,
                     help="write the float16 result and evaluation.json here instead of the shipped preset")
     a = ap.parse_args()

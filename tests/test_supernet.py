@@ -27,17 +27,21 @@ def space():
     return nt.SearchSpace.mcu(SHAPE, 4)
 
 
-@pytest.fixture(scope="module")
-def randomized(space):
+def randomized_supernet(space, seed=0):
     """A supernet with random (non-trivial) BN statistics, BN affine weights and biases."""
-    sn = Supernet(space, seed=0)
-    rng = np.random.default_rng(1)
+    sn = Supernet(space, seed=seed)
+    rng = np.random.default_rng(seed + 1)
     for k, v in sn.net.vars.items():
         if k.endswith(("moving_mean", "beta", "bias")):
             v.assign(rng.normal(0, 0.3, v.shape).astype("float32"))
         elif k.endswith(("moving_variance", "gamma")):
             v.assign(rng.uniform(0.5, 1.5, v.shape).astype("float32"))
     return sn
+
+
+@pytest.fixture(scope="module")
+def randomized(space):
+    return randomized_supernet(space)
 
 
 def test_window_offset_reproduces_a_same_conv():
@@ -246,7 +250,7 @@ def test_shipped_preset_matches_the_default_space():
 
 
 def test_channel_sorting_preserves_the_largest_subnet(space, randomized):
-    from nachos_tf.supernet.training import sort_channels
+    from nachos_tf.supernet.sorting import sort_channels
 
     g = randomized.extreme_genome(True)
     x = np.random.default_rng(5).uniform(0, 255, (4,) + SHAPE).astype("float32")

@@ -91,7 +91,8 @@ def test_bad_schedules_and_groups_are_refused(sn, tmp_path):
     space, data = sn.space, _tiny_data()
     bad = [(), (ShrinkStage("a", (), 1, 1e-3), ShrinkStage("a", ("kernel",), 1, 1e-3)),
            (ShrinkStage("a/b", (), 1, 1e-3),), (ShrinkStage("a", ("kernels",), 1, 1e-3),),
-           (ShrinkStage("a", (), 0, 1e-3),), (ShrinkStage("a", (), 1, 0.0),)]
+           (ShrinkStage("a", (), 0, 1e-3),), (ShrinkStage("a", (), 1, 0.0),),
+           (ShrinkStage("a", (), 1, 1e-3, train_limit=0),), (ShrinkStage("a", (), 1, 1e-3, train_limit=2.5),)]
     for stages in bad:
         with pytest.raises(SupernetError):
             train_progressive(space, data, tmp_path / "p", stages=stages, verbose=0)
@@ -106,8 +107,9 @@ def test_bad_schedules_and_groups_are_refused(sn, tmp_path):
 @pytest.mark.slow  # three stages, each traces the training step (minutes on 2 shared cores)
 def test_progressive_stages_chain_resume_and_sort_once(sn, tmp_path):
     space, data = sn.space, _tiny_data(64)
-    stages = (ShrinkStage("largest", (), 1, 2e-3), ShrinkStage("kernel", ("resolution", "kernel"), 1, 1e-3),
-              ShrinkStage("expand", ("kernel", "expand"), 1, 1e-3, sort_channels=True))
+    stages = (ShrinkStage("largest", (), 1, 2e-3),
+              ShrinkStage("kernel", ("resolution", "kernel"), 1, 1e-3, train_limit=32),
+              ShrinkStage("expand", ("kernel", "expand", "width"), 1, 1e-3, sort_channels=True, sort_widths=True))
     kw = dict(stages=stages, batch_size=16, n_random=1, seed=2, verbose=0, val_limit=0)
     a = train_progressive(space, data, tmp_path / "ps", **kw)
     # every stage continued the previous one: the record chains three trainings, last first
@@ -115,11 +117,15 @@ def test_progressive_stages_chain_resume_and_sort_once(sn, tmp_path):
     while rec:
         phases.append((rec["settings"].get("elastic"), [h["phase"] for h in rec["history"]]))
         rec = rec.get("init_from")
-    assert phases == [(["kernel", "expand"], ["sandwich"]), (["resolution", "kernel"], ["sandwich"]),
+    assert phases == [(["kernel", "expand", "width"], ["sandwich"]), (["resolution", "kernel"], ["sandwich"]),
                       (None, ["largest"])]
     st = json.loads((tmp_path / "ps" / "2_expand" / "checkpoint" / "state.json").read_text())
     assert st["sorted"] is True and st["settings"]["sort_channels_first"] is True
-    assert json.loads((tmp_path / "ps" / "1_kernel" / "checkpoint" / "state.json").read_text())["sorted"] is False
+    assert st["widths_sorted"] is True and st["settings"]["sort_widths_first"] is True
+    k = json.loads((tmp_path / "ps" / "1_kernel" / "checkpoint" / "state.json").read_text())
+    assert k["sorted"] is False and "widths_sorted" not in k and "sort_widths_first" not in k["settings"]
+    # a stage's own train_limit replaces the run's (None: every image) for that stage only
+    assert k["settings"]["train_limit"] == 32 and st["settings"]["train_limit"] is None
     # a second call trains nothing more and gives the same weights (finished stages are reloaded)
     b = train_progressive(space, data, tmp_path / "ps", **kw)
     wa, wb = a.net.numpy_weights(), b.net.numpy_weights()
@@ -142,3 +148,6 @@ def test_committed_schedules_are_valid_and_only_open_genes(path):
         assert sum(s.sort_channels for s in stages) == 1
         first_expand = next(s for s in stages if "expand" in s.elastic)
         assert first_expand.sort_channels                # channels sorted before expansion opens
+        assert sum(s.sort_widths for s in stages) <= 1   # widths sorted, if at all, once, as they open
+        assert all(not s.sort_widths or s is next(t for t in stages if {"width", "stem"} & set(t.elastic))
+                   for s in stages)

@@ -16,7 +16,8 @@ from .api import Supernet
 from .gates import elastic_groups
 from .store import (SupernetMismatchError, assign_weights, data_fingerprint, read_weights, space_fingerprint,
                     weights_fingerprint, write_weights)
-from .training import SupernetTrainer, TwoPhaseSchedule, epoch_plan, make_dataset, sort_channels
+from .sorting import sort_channels, sort_widths
+from .training import SupernetTrainer, TwoPhaseSchedule, epoch_plan, make_dataset
 
 CKPT_DIR = "checkpoint"
 
@@ -115,7 +116,7 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
                    seed: int = 0, verbose: Union[int, str] = 1,
                    callbacks: Optional[List[keras.callbacks.Callback]] = None,
                    init_from: Optional[Supernet] = None, elastic: Optional[Sequence[str]] = None,
-                   sort_channels_first: bool = False) -> Supernet:
+                   sort_channels_first: bool = False, sort_widths_first: bool = False) -> Supernet:
     """Train a weight-sharing supernet for `space` on `data` (largest-first warm-up, then sandwich).
 
     Args:
@@ -147,6 +148,8 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
             `train_progressive`). None: every gene is elastic.
         sort_channels_first: sort expanded channels by importance before the first epoch of this call
             (with `init_from`: before expansion becomes elastic, as progressive shrinking does).
+        sort_widths_first: likewise sort the stem's and stages' output channels (`sort_widths`), before the
+            stem and stage widths become elastic.
 
     Returns:
         The trained `Supernet` (also saved in `folder` when given).
@@ -174,6 +177,8 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
         settings["elastic"] = list(elastic)
     if sort_channels_first:
         settings["sort_channels_first"] = True
+    if sort_widths_first:
+        settings["sort_widths_first"] = True
     x, y = _subset(np.asarray(data.x_train), np.asarray(data.y_train).reshape(-1), train_limit, seed)
     if len(y) < batch_size:
         raise SupernetError(f"{len(y)} training images, fewer than one batch of {batch_size}")
@@ -185,7 +190,8 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
     folder = None if folder is None else Path(folder)
     ckpt = None if folder is None else folder / CKPT_DIR
     fp = {"space_fingerprint": space_fingerprint(space), "data_fingerprint": data_fingerprint(data)}
-    state: Dict[str, Any] = {"settings": settings, **fp, "epochs_done": 0, "sorted": False, "history": [],
+    state: Dict[str, Any] = {"settings": settings, **fp, "epochs_done": 0, "sorted": False,
+                             **({"widths_sorted": False} if sort_widths_first else {}), "history": [],
                              "phase": "largest", **({"init_from": prior} if prior is not None else {})}
     steps = len(y) // batch_size
     total_steps = steps * epochs
@@ -198,7 +204,7 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
                 raise SupernetMismatchError(f"{ckpt}: checkpoint made with other {key.replace('_', ' ')}; "
                                             "use another folder or delete it")
         _load_checkpoint(ckpt, sn, optimizer)
-        state.update({k: old[k] for k in ("epochs_done", "sorted", "history", "phase")})
+        state.update({k: old[k] for k in ("epochs_done", "sorted", "history", "phase", "widths_sorted") if k in old})
         if verbose:
             print(f"[nachos-tf] supernet: resuming from {ckpt} after {state['epochs_done']} epochs")
     x_t, y_t = tf.constant(x, tf.float32), tf.constant(y, tf.int32)
@@ -208,9 +214,13 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
         vb = min(500, len(yv))
         plan = epoch_plan(spec, len(yv), 10**6, seed, vb, n_random, elastic)  # fixed, not a training epoch
         val = make_dataset(tf.constant(xv, tf.float32), tf.constant(yv, tf.int32), [plan])
-    if sort_channels_first and not state["sorted"] and state["epochs_done"] == 0:
-        sort_channels(sn.net, optimizer)
-        state["sorted"] = True
+    sorts = [(key, fn) for flag, key, fn in ((sort_channels_first, "sorted", sort_channels),
+                                             (sort_widths_first, "widths_sorted", sort_widths))
+             if flag and not state[key]]
+    if sorts and state["epochs_done"] == 0:
+        for key, fn in sorts:
+            fn(sn.net, optimizer)
+            state[key] = True
         save_checkpoint(ckpt, sn, optimizer, state)
     for phase, start, end in (("largest", 0, warm), ("sandwich", warm, epochs)):
         if state["epochs_done"] >= end or end == start:
@@ -234,6 +244,7 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
                     verbose=verbose, shuffle=False)
         sn.info["traces"] = trainer.traces
     sn.info.update({"settings": settings, **fp, "epochs_done": state["epochs_done"], "sorted": state["sorted"],
+                    **({"widths_sorted": state["widths_sorted"]} if "widths_sorted" in state else {}),
                     "history": state["history"], "seconds_this_call": round(time.time() - t_start, 1),
                     **({"init_from": prior} if prior is not None else {})})
     if folder is not None:

@@ -30,6 +30,11 @@ class ShrinkStage:
         epochs: epochs of the stage.
         learning_rate: its peak learning rate (cosine decay inside a sandwich stage).
         sort_channels: sort expanded channels by importance before the stage (before expansion opens).
+        sort_widths: sort the stem's and stages' output channels by importance before the stage (before
+            the stem and stage widths open; `nachos_tf.supernet.sorting.sort_widths`).
+        train_limit: train this stage on a seeded subset of that many images (None: the run's
+            `train_limit`), e.g. the largest network on every image and the sandwich stages, which cost
+            about twice as much per image, on fewer.
     """
 
     name: str
@@ -37,6 +42,8 @@ class ShrinkStage:
     epochs: int
     learning_rate: float
     sort_channels: bool = False
+    sort_widths: bool = False
+    train_limit: Optional[int] = None
 
 
 _KDE = ("resolution", "kernel", "depth", "expand")
@@ -66,6 +73,10 @@ def _check(stages: Sequence[ShrinkStage]) -> None:
             raise SupernetError(f"stage name {s.name!r}: use letters, digits, '_' and '-'")
         if s.epochs < 1 or s.learning_rate <= 0:
             raise SupernetError(f"stage {s.name!r}: epochs >= 1 and learning_rate > 0 are required")
+        if s.train_limit is not None and (isinstance(s.train_limit, bool) or not isinstance(s.train_limit, int)
+                                          or s.train_limit < 1):
+            raise SupernetError(f"stage {s.name!r}: train_limit must be a positive number of images or None, "
+                                f"got {s.train_limit!r}")
         try:
             elastic_groups(s.elastic)
         except SupernetError as e:
@@ -86,7 +97,8 @@ def train_progressive(space: Any, data: Any, folder: Union[str, Path],
             saved in `folder` itself.
         stages: the schedule (default `DEFAULT_STAGES`, 15 epochs). A stage with no elastic genes trains
             the largest subnet alone; the others follow the sandwich rule on their elastic genes.
-        batch_size, n_random, train_limit, seed: as `train_supernet`, for every stage.
+        batch_size, n_random, seed: as `train_supernet`, for every stage.
+        train_limit: as `train_supernet`, for every stage that does not set its own.
         init_from: start the first stage from this trained supernet instead of random weights.
         verbose: Keras progress verbosity.
         callbacks: extra Keras callbacks, given to every stage.
@@ -101,7 +113,8 @@ def train_progressive(space: Any, data: Any, folder: Union[str, Path],
         SupernetMismatchError: a stage folder holds a checkpoint made with other settings, space or data.
     """
     _check(stages)
-    clash = {"epochs", "warmup_epochs", "learning_rate", "elastic", "sort_channels_first", "folder"} & set(kwargs)
+    clash = {"epochs", "warmup_epochs", "learning_rate", "elastic", "sort_channels_first", "sort_widths_first",
+             "folder"} & set(kwargs)
     if clash:
         raise SupernetError(f"{sorted(clash)} are set per stage (ShrinkStage), not for the whole run")
     folder = Path(folder)
@@ -114,10 +127,11 @@ def train_progressive(space: Any, data: Any, folder: Union[str, Path],
         largest_only = not st.elastic
         sn = train_supernet(space, data, epochs=st.epochs, warmup_epochs=st.epochs if largest_only else 0,
                             folder=sub, batch_size=batch_size, n_random=n_random,
-                            learning_rate=st.learning_rate, train_limit=train_limit, seed=seed,
+                            learning_rate=st.learning_rate, seed=seed,
+                            train_limit=train_limit if st.train_limit is None else st.train_limit,
                             verbose=verbose, callbacks=callbacks, init_from=sn,
                             elastic=None if largest_only else st.elastic,
-                            sort_channels_first=st.sort_channels,
+                            sort_channels_first=st.sort_channels, sort_widths_first=st.sort_widths,
                             sort_channels_after_warmup=False, **kwargs)
     sn.info["stages"] = [asdict(s) for s in stages]
     sn.save(folder)

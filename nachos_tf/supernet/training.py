@@ -3,7 +3,7 @@ distillation.
 
 Phase "largest" (warm-up epochs): only the largest subnet (max resolution), cross-entropy on the labels
 at the final classifier and every exit-head variant, plus the class-balanced BCE of the confidences.
-Then the expanded channels of every block are sorted by importance (L1 norm of the projection
+Then the expanded channels of every block are sorted by importance (`sorting.py`: L1 norm of the projection
 weights, as OFA does; function-preserving for the largest subnet). Phase "sandwich": every step
 trains the largest (labels), the smallest (min resolution) and `n_random` random subnets (one random
 resolution per step), the others distilled from the largest at every exit (KL on temperature-softened
@@ -237,40 +237,3 @@ def _shift(x, seed: int, step):
     xp = tf.pad(x, [[0, 0], [dh, dh], [dw, dw], [0, 0]])
     x = tf.gather(xp, oy[:, None] + tf.range(h)[None, :], axis=1, batch_dims=1)
     return tf.gather(x, ox[:, None] + tf.range(w)[None, :], axis=2, batch_dims=1)
-
-
-# ---------------------------------------------------------------------- channel sorting
-def sort_channels(net: SupernetNet, optimizer: Any = None) -> int:
-    """Sort every block's expanded channels by importance (L1 norm of the projection weights, largest
-    first), permuting every weight that touches them and the optimizer's slots. Function-preserving
-    for the largest subnet. Returns the number of blocks permuted."""
-    sp, v = net.spec, net.vars
-    n_blocks = 0
-    for s in range(sp.n_stages):
-        for b in range(sp.depth_max(s)):
-            n = f"s{s + 1}_b{b}"
-            imp = np.abs(v[f"{n}_project/kernel"].numpy()).sum(axis=(0, 1, 3))
-            perm = np.argsort(-imp, kind="stable")
-            axes = {f"{n}_expand/kernel": 3, f"{n}_dw/kernel": 2, f"{n}_se_reduce/kernel": 2,
-                    f"{n}_se_expand/kernel": 3, f"{n}_se_expand/bias": 0, f"{n}_project/kernel": 2}
-            axes.update({f"{n}_{bn}/{k}": 0 for bn in ("expand_bn", "dw_bn")
-                         for k in ("gamma", "beta", "moving_mean", "moving_variance")})
-            for name, ax in axes.items():
-                var = v[name]
-                var.assign(np.take(var.numpy(), perm, axis=ax))
-                for slot in _slots(optimizer, var):
-                    slot.assign(np.take(slot.numpy(), perm, axis=ax))
-            n_blocks += 1
-    return n_blocks
-
-
-def _slots(optimizer: Any, var: Any) -> List[Any]:
-    """Adam-style per-variable slots (momentums, velocities) of `var`, if the optimizer has them."""
-    if optimizer is None or not getattr(optimizer, "built", False):
-        return []
-    try:
-        i = optimizer._get_variable_index(var)
-    except (KeyError, AttributeError):
-        return []
-    return [getattr(optimizer, a)[i] for a in ("_momentums", "_velocities") if hasattr(optimizer, a)]
-
