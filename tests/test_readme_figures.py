@@ -970,6 +970,24 @@ for _label, _name in (("shipped preset", "search_speed_supernet21.json"), ("prog
                          _ps(n)["rank_correlation"]["final_exit"]["spearman"],
                          _ps(n)["rank_correlation"]["final_exit"]["spearman_p"]])
 
+SWE = "sort_widths_effect_ps.json"
+for _label, _key in (("largest", "largest"), ("largest but random stem and stage widths (20)", "widths_only"),
+                     ("drawn from the whole space (20)", "whole_space")):
+    tie(SPD, f"| {_label} | {{}} % | {{}} % | {{}} / {{}} |", SWE,
+        lambda k=_key: [100 * J(SWE)["summary"][k]["mean_before"], 100 * J(SWE)["summary"][k]["mean_after"],
+                        J(SWE)["summary"][k]["improved"], J(SWE)["summary"][k]["worse"]])
+tie(SPD, "(here the stem alone, stages 1-{}, stages {}-{})", SWE,
+    lambda: [J(SWE)["width_groups"][1][-1] + 1, J(SWE)["width_groups"][2][0] + 1, J(SWE)["width_groups"][2][-1] + 1])
+
+
+def test_sort_widths_probe_ran_on_the_expansion_stage_and_kept_the_largest_subnet():
+    d = J(SWE)
+    assert d["complete"] and d["supernet"].endswith("3_expand") and d["val_images"] == 2000
+    assert d["before"]["largest"] == d["after"]["largest"]          # function-preserving for the largest
+    assert set(d["supernet_record"]["settings"]["elastic"]) == {"resolution", "kernel", "depth", "expand"}
+    assert all(len(d["before"][k]) == 20 for k in ("widths_only", "whole_space"))
+
+
 def test_progressive_supernets_were_measured_like_the_shipped_one():
     """Same 20 genomes, same reference trainings (both), the last stage with every gene group elastic."""
     def tests(doc, key):
