@@ -970,22 +970,26 @@ for _label, _name in (("shipped preset", "search_speed_supernet21.json"), ("prog
                          _ps(n)["rank_correlation"]["final_exit"]["spearman"],
                          _ps(n)["rank_correlation"]["final_exit"]["spearman_p"]])
 
-SWE = "sort_widths_effect_ps.json"
-for _label, _key in (("largest", "largest"), ("largest but random stem and stage widths (20)", "widths_only"),
-                     ("drawn from the whole space (20)", "whole_space")):
-    tie(SPD, f"| {_label} | {{}} % | {{}} % | {{}} / {{}} |", SWE,
-        lambda k=_key: [100 * J(SWE)["summary"][k]["mean_before"], 100 * J(SWE)["summary"][k]["mean_after"],
-                        J(SWE)["summary"][k]["improved"], J(SWE)["summary"][k]["worse"]])
-tie(SPD, "(here the stem alone, stages 1-{}, stages {}-{})", SWE,
-    lambda: [J(SWE)["width_groups"][1][-1] + 1, J(SWE)["width_groups"][2][0] + 1, J(SWE)["width_groups"][2][-1] + 1])
+SWE = ("sort_widths_effect_ps.json", "sort_widths_effect_ps_long.json")
+for _snl, _swe in zip(("5 stages", "`ps_long.json`"), SWE):
+    for _label, _key in (("largest", "largest"), ("largest but random stem and stage widths (20)", "widths_only"),
+                         ("drawn from the whole space (20)", "whole_space")):
+        tie(SPD, f"| {_snl} | {_label} | {{}} % | {{}} % | {{}} / {{}} |", _swe,
+            lambda k=_key, f=_swe: [100 * J(f)["summary"][k]["mean_before"], 100 * J(f)["summary"][k]["mean_after"],
+                                  J(f)["summary"][k]["improved"], J(f)["summary"][k]["worse"]])
+tie(SPD, "(here the stem alone, stages 1-{}, stages {}-{})", SWE[0],
+    lambda: [J(SWE[0])["width_groups"][1][-1] + 1, J(SWE[0])["width_groups"][2][0] + 1,
+             J(SWE[0])["width_groups"][2][-1] + 1])
+tie(SPD, "within the sample's noise on the longer-trained supernet ({} better, {} worse)", SWE[1],
+    lambda: [J(SWE[1])["summary"]["widths_only"]["improved"], J(SWE[1])["summary"]["widths_only"]["worse"]])
 
 
 def test_sort_widths_probe_ran_on_the_expansion_stage_and_kept_the_largest_subnet():
-    d = J(SWE)
-    assert d["complete"] and d["supernet"].endswith("3_expand") and d["val_images"] == 2000
-    assert d["before"]["largest"] == d["after"]["largest"]          # function-preserving for the largest
-    assert set(d["supernet_record"]["settings"]["elastic"]) == {"resolution", "kernel", "depth", "expand"}
-    assert all(len(d["before"][k]) == 20 for k in ("widths_only", "whole_space"))
+    for d in map(J, SWE):
+        assert d["complete"] and d["supernet"].endswith("3_expand") and d["val_images"] == 2000
+        assert d["before"]["largest"] == d["after"]["largest"]          # function-preserving for the largest
+        assert set(d["supernet_record"]["settings"]["elastic"]) == {"resolution", "kernel", "depth", "expand"}
+        assert all(len(d["before"][k]) == 20 for k in ("widths_only", "whole_space"))
 
 
 def test_progressive_supernets_were_measured_like_the_shipped_one():
