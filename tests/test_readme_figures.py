@@ -950,6 +950,7 @@ tie(SPD, "and the network's total MACs does ({} against the mean)", RN10,
 # search_speed_ref10_ps*.json: supernets trained by progressive shrinking, against the 10-epoch reference
 PS_RUNS = (("progressive, 5 stages (`DEFAULT_STAGES`)", "search_speed_ref10_ps.json"),
            ("progressive, 7 stages (`benchmarks/schedules/ps_split.json`)", "search_speed_ref10_ps_split.json"),
+           ("progressive, 7 stages, longer (`benchmarks/schedules/ps_long.json`)", "search_speed_ref10_ps_long.json"),
            ("shipped preset (2 largest-only epochs, then every gene elastic)", RN10))
 
 
@@ -964,7 +965,8 @@ for _label, _name in PS_RUNS:
                                                _vm(n)["spearman_p"], _ps(n)["rank_correlation"]["final_exit"]["spearman"]])
 
 for _label, _name in (("shipped preset", "search_speed_supernet21.json"), ("progressive, 5 stages", "search_speed_ps.json"),
-                      ("progressive, 7 stages", "search_speed_ps_split.json")):
+                      ("progressive, 7 stages", "search_speed_ps_split.json"),
+                      ("progressive, 7 stages, longer", "search_speed_ps_long.json")):
     tie(SPD, f"| {_label} (`{_name}`) | {{}} ({{}}) | {{}} | {{}} ({{}}) |", _name,
         lambda n=_name: [_th(n)["spearman"], _th(n)["spearman_p"], _th(n)["kendall"],
                          _ps(n)["rank_correlation"]["final_exit"]["spearman"],
@@ -984,6 +986,12 @@ tie(SPD, "within the sample's noise on the longer-trained supernet ({} better, {
     lambda: [J(SWE[1])["summary"]["widths_only"]["improved"], J(SWE[1])["summary"]["widths_only"]["worse"]])
 
 
+tie(SPD, "lifts the estimates ({}-{}) towards the shipped preset's but ranks no better than the short schedules ({} and {},",
+    "search_speed_ref10_ps_long.json",
+    lambda: _ps("search_speed_ref10_ps_long.json")["estimate_accuracy_range"]
+    + [_th("search_speed_ref10_ps_long.json")["spearman"], _th("search_speed_ps_long.json")["spearman"]])
+
+
 def test_sort_widths_probe_ran_on_the_expansion_stage_and_kept_the_largest_subnet():
     for d in map(J, SWE):
         assert d["complete"] and d["supernet"].endswith("3_expand") and d["val_images"] == 2000
@@ -997,7 +1005,7 @@ def test_progressive_supernets_were_measured_like_the_shipped_one():
     def tests(doc, key):
         return {g: r["test"] for g, r in doc[key]["results"].items()}
 
-    for name in ("search_speed_ref10_ps.json", "search_speed_ref10_ps_split.json"):
+    for name in ("search_speed_ref10_ps.json", "search_speed_ref10_ps_split.json", "search_speed_ref10_ps_long.json"):
         d = J(name)
         assert d["complete"] and set(d["genomes"]) == set(J(RN10)["genomes"])
         assert tests(d, "full_training") == tests(J(RN10), "full_training")
