@@ -30,9 +30,9 @@ Other schedules: `--stages benchmarks/schedules/ps_split.json` (the last stage s
 activation, then every gene; re-uses the first four stages of the run above when given the same --work) and
 `--stages benchmarks/schedules/ps_long.json --train-limit 0` (34 epochs: the largest subnet alone for 10 on all
 54,000 images, then 24 sandwich epochs on 30,000 (the stages' own `train_limit`), the stem and stage output
-channels sorted by importance as widths open (`sort_widths`); 7,835 s of training here). Every stage trains in `<work>/<i>_<name>/` (resumable; measurable with `benchmarks/search_speed.py
---supernet-dir <work>/<i>_<name>` once finished). `--preset-out` writes the float16 result elsewhere than
-the shipped preset.
+channels sorted by importance as widths open (`sort_widths`); 7,835 s of training here). Every stage trains in
+`<work>/<i>_<name>/` (resumable; measurable with `benchmarks/search_speed.py --supernet-dir <work>/<i>_<name>` once
+finished). `--preset-out` writes the float16 result elsewhere than the shipped preset.
 
 Measuring the estimate as training goes on: `--snapshots` also saves the supernet after every epoch as a
 float16 folder `<work>/epochs/eN` (what the preset would be if training stopped there), to be given to

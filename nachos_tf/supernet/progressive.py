@@ -8,6 +8,7 @@ every stage (`info["init_from"]`), so its cost counts all of them.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
@@ -73,8 +74,8 @@ def _check(stages: Sequence[ShrinkStage]) -> None:
             raise SupernetError(f"stage name {s.name!r}: use letters, digits, '_' and '-'")
         if s.epochs < 1 or s.learning_rate <= 0:
             raise SupernetError(f"stage {s.name!r}: epochs >= 1 and learning_rate > 0 are required")
-        if s.train_limit is not None and (isinstance(s.train_limit, bool) or not isinstance(s.train_limit, int)
-                                          or s.train_limit < 1):
+        if s.train_limit is not None and (isinstance(s.train_limit, bool)
+                                          or not isinstance(s.train_limit, numbers.Integral) or s.train_limit < 1):
             raise SupernetError(f"stage {s.name!r}: train_limit must be a positive number of images or None, "
                                 f"got {s.train_limit!r}")
         try:
@@ -128,7 +129,7 @@ def train_progressive(space: Any, data: Any, folder: Union[str, Path],
         sn = train_supernet(space, data, epochs=st.epochs, warmup_epochs=st.epochs if largest_only else 0,
                             folder=sub, batch_size=batch_size, n_random=n_random,
                             learning_rate=st.learning_rate, seed=seed,
-                            train_limit=train_limit if st.train_limit is None else st.train_limit,
+                            train_limit=train_limit if st.train_limit is None else int(st.train_limit),
                             verbose=verbose, callbacks=callbacks, init_from=sn,
                             elastic=None if largest_only else st.elastic,
                             sort_channels_first=st.sort_channels, sort_widths_first=st.sort_widths,
