@@ -52,7 +52,7 @@ import keras
 import numpy as np
 
 import nachos_tf as nt
-from nachos_tf.supernet import DEFAULT_STAGES, ShrinkStage, Supernet, train_progressive, train_supernet
+from nachos_tf.supernet import DEFAULT_STAGES, Supernet, load_schedule, train_progressive, train_supernet
 from nachos_tf.supernet.fitting import prior_record
 from nachos_tf.supernet.store import assign_weights, read_weights
 
@@ -155,10 +155,7 @@ def main() -> None:
     else:
         init = Supernet.load(PRESET if a.init_from == "preset" else a.init_from, space, data) if a.init_from else None
         if a.progressive:
-            stages = DEFAULT_STAGES
-            if a.stages:
-                stages = tuple(ShrinkStage(**{**d, "elastic": tuple(d.get("elastic", ()))})
-                               for d in json.loads(Path(a.stages).read_text()))
+            stages = load_schedule(a.stages) if a.stages else DEFAULT_STAGES
             sn = train_progressive(space, data, a.work, stages=stages, batch_size=a.batch_size,
                                    n_random=a.n_random, train_limit=a.train_limit or None, seed=a.seed,
                                    init_from=init, verbose=2)

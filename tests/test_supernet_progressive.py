@@ -9,7 +9,7 @@ import nachos_tf as nt
 from nachos_tf.errors import SupernetError
 from nachos_tf.genome import ExitGene, Genome
 from nachos_tf.supernet import DEFAULT_STAGES, ELASTIC_GROUPS, ShrinkStage, Supernet, train_progressive, train_supernet
-from nachos_tf.supernet.progressive import _check
+from nachos_tf.supernet.progressive import _check, load_schedule
 from nachos_tf.supernet.training import SupernetTrainer, epoch_plan
 from test_supernet import SHAPE, _tiny_data
 
@@ -104,6 +104,22 @@ def test_bad_schedules_and_groups_are_refused(sn, tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def test_a_bad_schedule_file_is_one_clear_error(tmp_path):
+    good = {"name": "a", "elastic": [], "epochs": 1, "learning_rate": 1e-3}
+    for text, match in (("nope", "schedule"), ("{}", "list of stage objects"),
+                        (json.dumps([{**good, "lr": 1}]), "unknown fields \\['lr'\\]"),
+                        (json.dumps([{"name": "a"}]), "stage 0"),
+                        (json.dumps([{**good, "elastic": ["kernels"]}]), "unknown elastic")):
+        f = tmp_path / "s.json"
+        f.write_text(text)
+        with pytest.raises(SupernetError, match=match):
+            load_schedule(f)
+    with pytest.raises(SupernetError):
+        load_schedule(tmp_path / "missing.json")
+    f.write_text(json.dumps([good, {**good, "name": "b", "elastic": ["kernel"], "train_limit": 64}]))
+    assert load_schedule(f) == (ShrinkStage("a", (), 1, 1e-3), ShrinkStage("b", ("kernel",), 1, 1e-3, train_limit=64))
+
+
 @pytest.mark.slow  # three stages, each traces the training step (minutes on 2 shared cores)
 def test_progressive_stages_chain_resume_and_sort_once(sn, tmp_path):
     space, data = sn.space, _tiny_data(64)
@@ -140,8 +156,7 @@ def test_progressive_stages_chain_resume_and_sort_once(sn, tmp_path):
 def test_committed_schedules_are_valid_and_only_open_genes(path):
     """Every committed schedule (the script's --stages) is valid, starts with the largest subnet alone, never
     closes a gene group it opened, and ends with every group elastic; DEFAULT_STAGES likewise."""
-    for stages in (tuple(ShrinkStage(**{**d, "elastic": tuple(d["elastic"])}) for d in json.loads(path.read_text())),
-                   DEFAULT_STAGES):
+    for stages in (load_schedule(path), DEFAULT_STAGES):
         _check(stages)
         assert stages[0].elastic == () and set(stages[-1].elastic) == set(ELASTIC_GROUPS)
         assert all(set(a.elastic) <= set(b.elastic) for a, b in zip(stages, stages[1:]))

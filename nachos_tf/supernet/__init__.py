@@ -15,9 +15,9 @@ from .api import Supernet
 from .extract import reestimate_bn, subnet_weights
 from .fitting import train_supernet
 from .gates import ELASTIC_GROUPS, SupernetSpec, window_offset
-from .progressive import DEFAULT_STAGES, ShrinkStage, train_progressive
+from .progressive import DEFAULT_STAGES, ShrinkStage, load_schedule, train_progressive
 from .store import SupernetMismatchError, data_fingerprint, space_fingerprint
 
 __all__ = ["Supernet", "SupernetSpec", "SupernetMismatchError", "train_supernet", "train_progressive",
-           "ShrinkStage", "DEFAULT_STAGES", "ELASTIC_GROUPS", "reestimate_bn",
+           "ShrinkStage", "DEFAULT_STAGES", "ELASTIC_GROUPS", "load_schedule", "reestimate_bn",
            "subnet_weights", "window_offset", "space_fingerprint", "data_fingerprint"]

@@ -8,8 +8,9 @@ every stage (`info["init_from"]`), so its cost counts all of them.
 """
 from __future__ import annotations
 
+import json
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -82,6 +83,40 @@ def _check(stages: Sequence[ShrinkStage]) -> None:
             elastic_groups(s.elastic)
         except SupernetError as e:
             raise SupernetError(f"stage {s.name!r}: {e}") from None
+
+
+def load_schedule(path: Union[str, Path]) -> Tuple[ShrinkStage, ...]:
+    """A progressive-shrinking schedule from a JSON file: a list of `ShrinkStage` fields per stage.
+
+    Args:
+        path: the JSON file (e.g. `benchmarks/schedules/ps_long.json`).
+
+    Returns:
+        The stages, checked as `train_progressive` checks them.
+
+    Raises:
+        SupernetError: the file is missing, not JSON, not a list of objects, has unknown or missing fields,
+            or describes an invalid schedule.
+    """
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SupernetError(f"schedule {path}: {e}") from None
+    if not isinstance(raw, list) or not all(isinstance(d, dict) for d in raw):
+        raise SupernetError(f"schedule {path}: expected a JSON list of stage objects")
+    known = {f.name for f in fields(ShrinkStage)}
+    stages = []
+    for i, d in enumerate(raw):
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SupernetError(f"schedule {path}, stage {i}: unknown fields {unknown}; use {sorted(known)}")
+        try:
+            stages.append(ShrinkStage(**{**d, "elastic": tuple(d.get("elastic", ()))}))
+        except TypeError as e:
+            raise SupernetError(f"schedule {path}, stage {i}: {e}") from None
+    stages = tuple(stages)
+    _check(stages)
+    return stages
 
 
 def train_progressive(space: Any, data: Any, folder: Union[str, Path],
