@@ -30,8 +30,10 @@ int8 TFLM accuracy of the most accurate solution; candidates evaluated; search a
 
 Resumable across sessions: the JSON (``--out``) is rewritten as each run finishes with ``complete: false``
 until every (method, seed) is done; ``--resume`` skips finished runs, continues a half-trained supernet
-from its checkpoint and restarts an unfinished search run from scratch (a resumed search would get its
-time limit twice). Table (``.md``) and plot (``.png``) next to it.
+from its checkpoint and resumes an unfinished search run (`nt.search(..., resume=True)`: the archive is
+replayed and the time limit counts the search seconds of the earlier sessions, ``search_clock.json``; the
+row's ``search_s`` sums them, ``wall_s`` adds them to the last session's wall time). Table (``.md``) and plot
+(``.png``) next to it.
 
     for s in 0 1 2; do        # one process per seed; the same command continues an interrupted one
       nohup nice -n 10 .venv/bin/python benchmarks/compare.py --seeds $s --threads 1 --resume \\
@@ -63,6 +65,7 @@ from compare_report import METHODS, plot, summarise, write_table  # noqa: E402
 import nachos_tf as nt  # noqa: E402
 from nachos_tf.errors import NoAdmissibleSolutionError  # noqa: E402
 from nachos_tf.nas import Budget, Constraints, DataRef, ProxyEvaluator  # noqa: E402
+from nachos_tf.nas.clock import read_clock  # noqa: E402
 from nachos_tf.nas.settings import MUTATIONS  # noqa: E402
 from nachos_tf.units import parse_size  # noqa: E402
 
@@ -260,7 +263,8 @@ class Bench:
 
         a = self.a
         out_dir = self.runs / method / f"seed{seed}"
-        if out_dir.exists():                      # an unfinished run of an earlier session: start it again
+        resume = bool(a.resume and (out_dir / "config.json").exists())   # an unfinished run of an earlier session
+        if out_dir.exists() and not resume:
             shutil.rmtree(out_dir)
         kw: Dict[str, Any] = {"algorithm": "random" if method == "random" else "nsga2"}
         space = self.space_static if method == "static" else self.space
@@ -284,7 +288,7 @@ class Bench:
         t0 = time.time()
         try:
             r = nt.search(space, self.data_ref, self.constraints, budget=self.budget, seed=seed, out_dir=out_dir,
-                          max_seconds=seconds, threads=a.threads, progress=progress, **kw)
+                          max_seconds=seconds, threads=a.threads, progress=progress, resume=resume, **kw)
             sols = [s.to_dict() for s in r.admissible]
             archive, hv_search = r.archive, r.hypervolume
         except NoAdmissibleSolutionError as exc:
@@ -294,8 +298,13 @@ class Bench:
             sols, hv_search = [], 0.0
             archive = split_records(Archive(out_dir / ARCHIVE).records())[0]
         ev = kw["evaluator"]
+        clock = read_clock(out_dir)               # search seconds over every session of the run
+        sessions = clock["sessions"] if clock else []
+        earlier = sum(float(x["seconds"]) for x in sessions[:-1])
+        search_s = clock["seconds"] if clock else marks.get("search_end", time.time()) - t0
         return {"run_dir": str(out_dir), "solutions": sols, "time_limit_s": round(seconds, 1),
-                "search_s": round(marks.get("search_end", time.time()) - t0, 1),
+                "search_s": round(search_s, 1), "sessions": len(sessions) or 1,
+                "earlier_sessions_s": round(earlier, 1),
                 "setup_s": getattr(ev, "setup_seconds", None), "evaluator": ev.to_dict(),
                 "candidates": sum(1 for c in archive if c.measured_ok),
                 "pruned": sum(1 for c in archive if c.pruned), "search_hypervolume": hv_search,
@@ -396,7 +405,8 @@ class Bench:
             row = self.handmade_run(seed) if method == "handmade" else self.search_run(method, seed)
         row.update(method=method, seed=seed)
         self.figures(method, seed, row)
-        row.update(wall_s=round(time.time() - t0, 1), load_before=load0, load_after=loadavg(), finished=utc_now())
+        row.update(wall_s=round(time.time() - t0 + float(row.get("earlier_sessions_s") or 0), 1), load_before=load0,
+                   load_after=loadavg(), finished=utc_now())
         if self.a.refinalize_from:
             row.update(final_s=row["wall_s"], wall_s=round(row["wall_s"] + float(row.get("search_s") or 0), 1))
         return row

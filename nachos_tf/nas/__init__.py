@@ -3,7 +3,7 @@
 Modules, each one job: `settings` (Constraints, Budget, BUDGETS, DataRef, RunSpec = config.json),
 `evaluators` (the Evaluator protocol and registry; `proxy`: brief training per candidate; `supernet`:
 weights inherited from a trained weight-sharing supernet), `backends` (this process, local processes, Dask),
-`pool` (archive look-up, replay, append), `problem` (pymoo Problem, Repair, algorithm, termination,
+`pool` (archive look-up, replay, append), `clock` (search seconds over a run's sessions), `problem` (pymoo Problem, Repair, algorithm, termination,
 progress), `final` (finalize the front, pareto.json), `final_points` (move members dominated after
 re-training along their own trade-off curves; int8 figures of the final set), `explain` (what failed, what to relax), `lock` (one
 process per run folder), `runner` (`search`, `resume_search`, `refinalize`).

@@ -48,12 +48,15 @@ class CandidatePool:
         confirm: judges candidates again on more data (the evaluator's ``rescore``: records in, new records
             with ``extra["rescored"]`` out); called after each batch with the admissible-front members not
             judged that way yet, until the front holds none (None: off).
+        on_record: called with each new record once it is archived (the search clock; None: nothing).
     """
 
     def __init__(self, archive: Archive, records: Sequence[CandidateRecord], backend,
                  progress: Optional[Callable[[str], object]] = None,
-                 confirm: Optional[Callable[[List[CandidateRecord]], List[CandidateRecord]]] = None):
+                 confirm: Optional[Callable[[List[CandidateRecord]], List[CandidateRecord]]] = None,
+                 on_record: Optional[Callable[[CandidateRecord], object]] = None):
         self.archive, self.backend, self.progress, self.confirm = archive, backend, progress, confirm
+        self.on_record = on_record
         self.confirmed = {str(r.id) for r in records if r.extra.get("rescored")}
         self.confirmations = 0    # candidates judged again in this process run
         self.by_key: Dict[str, CandidateRecord] = {}
@@ -66,6 +69,11 @@ class CandidatePool:
         self.replayed = 0         # answers taken from the archive of an earlier (interrupted) run
         self.evaluated = 0        # candidates evaluated in this process run
         self.eval_seconds = 0.0
+
+    def replaying(self) -> bool:
+        """Whether this (resumed) run has evaluated nothing new yet while archived candidates remain unasked:
+        it is still retracing the interrupted run's path."""
+        return self.evaluated == 0 and self.replayed < len(self.archived_keys)
 
     @property
     def records(self) -> List[CandidateRecord]:
@@ -101,6 +109,8 @@ class CandidatePool:
             self.by_key[key] = rec
             self.evaluated += 1
             self.eval_seconds += float(rec.seconds)
+            if self.on_record is not None:
+                self.on_record(rec)
             if self.progress:
                 self.progress(candidate_line(rec))
             check_interrupt()             # a Ctrl-C swallowed inside TensorFlow still stops the search here

@@ -74,20 +74,25 @@ class ProgressCallback(_PymooCallback):
     elapsed time and ETA (search plus final re-training), through `progress`."""
 
     def __init__(self, pool: CandidatePool, constraints, budget, progress: Progress,
-                 workers: int, max_seconds: Optional[float] = None):
+                 workers: int, max_seconds: Optional[float] = None, clock=None):
         super().__init__()
         self.pool, self.constraints, self.budget, self.progress, self.workers = (
             pool, constraints, budget, progress, workers)
         self.max_seconds = max_seconds
+        self.clock = clock                # a SearchClock: elapsed counts a resumed run's earlier sessions
         self.t0 = time.time()
         self.lines: List[Dict[str, Any]] = []
+
+    def elapsed(self) -> float:
+        """Search seconds so far (with a clock, the earlier sessions' too)."""
+        return self.clock.seconds if self.clock is not None else time.time() - self.t0
 
     def eta(self, gen: int) -> float:
         per = self.pool.eval_seconds / self.pool.evaluated if self.pool.evaluated else 0.0
         remaining = self.budget.population * max(0, self.budget.generations - gen)
         search_left = per * remaining / max(1, self.workers)
         if self.max_seconds is not None:   # the search also stops at the first generation end past the limit
-            search_left = min(search_left, max(0.0, self.max_seconds - (time.time() - self.t0))
+            search_left = min(search_left, max(0.0, self.max_seconds - self.elapsed())
                               + per * self.budget.population / max(1, self.workers))
         b = self.budget
         scale = ((b.final_train or 50000) * (b.final_epochs + b.final_head_epochs)
@@ -106,7 +111,7 @@ class ProgressCallback(_PymooCallback):
                  "pruned": sum(1 for r in recs if r.pruned),
                  "feasible": sum(1 for r in recs if r.feasible),
                  "front": len(admissible_front(recs)), "hypervolume": hypervolume(recs, cons),
-                 "elapsed": time.time() - self.t0, "eta": self.eta(gen)}
+                 "elapsed": self.elapsed(), "eta": self.eta(gen)}
         self.lines.append(stats)
         if self.progress:
             self.progress(f"gen {gen}/{stats['generations']}: {stats['evaluated']} candidates "
@@ -156,14 +161,34 @@ def make_algorithm(space, population: int, name: str = "nsga2", mutation_rate: O
                  repair=GenomeRepair(space), eliminate_duplicates=True)
 
 
-def make_termination(generations: int, max_seconds: Optional[float] = None):
+def make_termination(generations: int, max_seconds: Optional[float] = None, clock=None,
+                     replaying: Optional[Callable[[], bool]] = None):
     """pymoo termination: after `generations`, or once `max_seconds` of search have passed (checked
-    between generations, so the generation running at the deadline finishes), whichever comes first."""
+    between generations, so the generation running at the deadline finishes), whichever comes first.
+
+    Args:
+        generations: the generation limit.
+        max_seconds: the time limit (None: none).
+        clock: a `nachos_tf.nas.clock.SearchClock`: the limit then counts the search seconds of a resumed
+            run's earlier sessions too (None: this process's time only, pymoo's ``TimeBasedTermination``).
+        replaying: with `clock`, whether a resumed run is still answering from its archive (it does not
+            stop then).
+
+    Returns:
+        A pymoo termination.
+    """
     from pymoo.termination.max_gen import MaximumGenerationTermination
 
     if max_seconds is None:
         return MaximumGenerationTermination(generations)
     from pymoo.termination.collection import TerminationCollection
-    from pymoo.termination.max_time import TimeBasedTermination
 
-    return TerminationCollection(MaximumGenerationTermination(generations), TimeBasedTermination(float(max_seconds)))
+    if clock is None:
+        from pymoo.termination.max_time import TimeBasedTermination
+
+        return TerminationCollection(MaximumGenerationTermination(generations),
+                                     TimeBasedTermination(float(max_seconds)))
+    from .clock import time_limit
+
+    return TerminationCollection(MaximumGenerationTermination(generations),
+                                 time_limit(float(max_seconds), clock, replaying or (lambda: False)))

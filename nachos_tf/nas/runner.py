@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple, Union
 
@@ -28,6 +29,7 @@ from .explain import explain_no_admissible
 from .final import final_stage
 from .interrupt import InterruptGuard
 from .lock import RunLock
+from .clock import SearchClock
 from .pool import CandidatePool
 from .problem import EENNProblem, ProgressCallback, make_algorithm, make_termination
 from .settings import Budget, Constraints, DataRef, RunSpec, _number
@@ -90,10 +92,12 @@ def _run_folder(out_dir, resume: bool) -> Path:
     return d
 
 
-def _open_run(d: Path, resume: bool, spec: RunSpec) -> Tuple[Archive, List[Any]]:
-    """(archive, its records); to resume, the folder's settings must match `spec` (under the run lock)."""
+def _open_run(d: Path, resume: bool, spec: RunSpec) -> Tuple[Archive, List[Any], Optional[RunSpec]]:
+    """(archive, its records, the settings of the run to resume or None); to resume, the folder's settings must
+    match `spec` (under the run lock)."""
     archive = Archive(d / ARCHIVE)
     records: List[Any] = []
+    old = None
     if resume:
         old = RunSpec.from_dict(read_json(d / CONFIG, "the settings of the run to resume"), str(d / CONFIG))
         diff = old.differences(spec)
@@ -106,7 +110,7 @@ def _open_run(d: Path, resume: bool, spec: RunSpec) -> Tuple[Archive, List[Any]]
         (d / MODELS).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunDirError(f"cannot write in run folder {d}: {exc.strerror or exc}") from None
-    return archive, records
+    return archive, records, old
 
 
 def _check_replayed(records: List[CandidateRecord], space, archive: Archive) -> None:
@@ -190,17 +194,22 @@ def search(space, data, constraints: Constraints, budget: Union[str, Budget] = "
                    dask_scheduler=dask_scheduler, resumed=bool(resume))
     out = _run_folder(out_dir, resume)
     with RunLock(out), InterruptGuard():
-        archive, records = _open_run(out, resume, spec)
+        archive, records, old = _open_run(out, resume, spec)
+        searched, finals = split_records(records)
+        clock = SearchClock.open(out, spec.resumed, searched, old.started if old else "", old.workers if old else 1)
         write_json(out / CONFIG, spec.to_dict())
-        return _run(space, dataset, ref, spec, ev, out, archive, records, progress, minimize)
+        return _run(space, dataset, ref, spec, ev, out, archive, (searched, finals), clock, progress, minimize)
 
 
-def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, records, progress, minimize):
+def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, records, clock: SearchClock,
+         progress, minimize):
     say = progress or (lambda s: None)
-    searched, finals = split_records(records)
+    searched, finals = records
     _check_replayed(searched, space, archive)
     if spec.resumed:
-        say(f"resuming {out}: {len(searched)} candidates in the archive will not be trained again")
+        say(f"resuming {out}: {len(searched)} candidates in the archive will not be trained again"
+            + (f"; {clock.seconds_before:.0f} s of the {spec.max_seconds:g} s time limit already spent"
+               if spec.max_seconds is not None else ""))
     search_c = spec.search_constraints
     from ..losses import LossConfig
 
@@ -210,13 +219,15 @@ def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, re
     ev.setup(ctx)
     backend = make_backend(spec.workers, spec.dask_scheduler, ev)
     confirm = getattr(ev, "rescore", None) if spec.budget.confirm else None
-    pool = CandidatePool(archive, searched, backend, progress, confirm)
-    callback = ProgressCallback(pool, search_c, spec.budget, progress, backend.workers, spec.max_seconds)
+    pool = CandidatePool(archive, searched, backend, progress, confirm, on_record=clock.tick)
+    callback = ProgressCallback(pool, search_c, spec.budget, progress, backend.workers, spec.max_seconds, clock)
+    clock.t0 = time.time()                # the search (not the evaluator's one-time setup) starts here
     try:
         minimize(EENNProblem(space, search_c, pool), make_algorithm(space, spec.budget.population, spec.algorithm,
                                                                    spec.budget.mutation_rate, spec.budget.mutation),
-                 make_termination(spec.budget.generations, spec.max_seconds), seed=spec.seed, callback=callback,
-                 verbose=False, copy_algorithm=False)
+                 make_termination(spec.budget.generations, spec.max_seconds, clock, pool.replaying), seed=spec.seed,
+                 callback=callback, verbose=False, copy_algorithm=False)
+        clock.stop()                      # the final stage is not search time
         backend.close()                   # the final stage runs here: free the workers first
         if not admissible_front(pool.records):
             write_json(out / PARETO, {"constraints": spec.constraints.to_dict(), "solutions": []})
@@ -225,6 +236,7 @@ def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, re
                                             + f"\n(run folder: {out})")
         doc = final_stage(pool, finals, ev, spec.constraints, spec.budget, out, progress, data=ctx.dataset())
     except KeyboardInterrupt:
+        clock.save()                      # (stopped with the search: the final stage does not count)
         n = len(archive.read()[0])
         say(f"interrupted: {n} finished evaluations are safe in {out / ARCHIVE}; continue with "
             f"`nachos-tf search --resume {out}` (or search(..., out_dir='{out}', resume=True))")
