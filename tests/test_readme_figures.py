@@ -992,6 +992,51 @@ tie(SPD, "lifts the estimates ({}-{}) towards the shipped preset's but ranks no 
     + [_th("search_speed_ref10_ps_long.json")["spearman"], _th("search_speed_ps_long.json")["spearman"]])
 
 
+FG = "fidelity_genes.json"
+FG_EST = ("shipped", "progressive_5", "progressive_7", "progressive_long")
+
+
+def _fg(feature: str) -> dict:
+    return J(FG)["features"][feature]
+
+
+for _label, _feat in (("stem width", "stem_width"), ("stage-5 kernel", "s5_kernel"),
+                      ("sum of the five stages' kernels", "sum_kernel"), ("total MACs", "total_macs"),
+                      ("stage-1 kernel", "s1_kernel")):
+    tie(SPD, f"| {_label} | {{}} ({{}}) | {{}} | {{}} | {{}} | {{}} |", FG,
+        lambda f=_feat: [_fg(f)["reference"]["spearman"], _fg(f)["reference"]["spearman_p"]]
+        + [_fg(f)[e]["estimate"] for e in FG_EST])
+tie(SPD, "genomes (as a number) and a few aggregates, {} varying features in all,", FG, lambda: [len(J(FG)["features"])])
+tie(SPD, "kernel each rank it at {}, the only correlations that survive a Bonferroni correction over the {} features "
+    "(p < {}); they go together in this sample ({}), and with the other held fixed each keeps {} (partial",
+    FG, lambda: [_fg("stem_width")["reference"]["spearman"], len(J(FG)["features"]), J(FG)["bonferroni_p"],
+                 J(FG)["top_features_with_each_other"]["s5_kernel ~ stem_width"],
+                 J(FG)["top_partial_spearman"]["stem_width"]["s5_kernel"]])
+tie(SPD, "which the estimates favour ({}-{}) and the reference, if anything, does not ({}, not significant); the "
+    "estimates' error (estimate minus reference) rises with it at {}-{} in all four supernets.", FG,
+    lambda: [min(_fg("s1_kernel")[e]["estimate"] for e in FG_EST), max(_fg("s1_kernel")[e]["estimate"] for e in FG_EST),
+             _fg("s1_kernel")["reference"]["spearman"], min(_fg("s1_kernel")[e]["error"] for e in FG_EST),
+             max(_fg("s1_kernel")[e]["error"] for e in FG_EST)])
+tie(SPD, "Grouped by the stage-5 kernel (3, 5, 7: {}, {} and {} genomes), the reference means are {}, {} and {}, and "
+    "inside the largest group every estimate ranks the reference backwards ({}, {}, {}, {}).", FG,
+    lambda: [J(FG)["groups"][k]["n"] for k in "357"] + [J(FG)["groups"][k]["reference_mean"] for k in "357"]
+    + [J(FG)["groups"]["7"][e]["spearman_within"] for e in FG_EST])
+tie(SPD, "input ({} of the 20 genomes) stages 3-5 run on 3x3 maps", "search_speed_refnoise10.json",
+    lambda: [sum(g["genome"]["backbone"]["resolution"] <= 24 for g in J("search_speed_refnoise10.json")["genomes"].values())])
+
+
+def test_gene_diagnosis_reads_the_reference_and_estimates_the_tables_use():
+    d = J(FG)
+    assert d["complete"] and d["reference"]["file"] == "search_speed_refnoise10.json" and d["reference"]["n"] == 20
+    assert d["estimates"] == {"shipped": "search_speed_refnoise10.json", "progressive_5": "search_speed_ref10_ps.json",
+                              "progressive_7": "search_speed_ref10_ps_split.json",
+                              "progressive_long": "search_speed_ref10_ps_long.json"}
+    assert d["split_by"] == "s5_kernel" and set(d["by_reference_strength"][:2]) == {"stem_width", "s5_kernel"}
+    # the overall Spearman of each estimate equals the one search_speed.py wrote against the same mean
+    for e, name in d["estimates"].items():
+        assert matches(f"{d['estimate_vs_reference'][e]:.2f}", _vm(name)["spearman"])
+
+
 def test_sort_widths_probe_ran_on_the_expansion_stage_and_kept_the_largest_subnet():
     for d in map(J, SWE):
         assert d["complete"] and d["supernet"].endswith("3_expand") and d["val_images"] == 2000

@@ -1,0 +1,175 @@
+"""Diagnosis: which genes decide stand-alone accuracy, and which of them the supernet estimates miss (issue 12).
+
+Reads committed `benchmarks/search_speed.py` results only (nothing is trained or evaluated): the reference
+(stand-alone training of the 20 benchmark genomes; the mean of the two trainings when the file has two) and
+one or more files of supernet estimates on the same genomes. For every backbone gene (as a number: booleans
+0/1, activations 1 for hard-swish) and a few aggregates (sums over the stages, early exits enabled, total
+MACs, parameters) it reports the Spearman correlation with the reference, with each estimate, and with each
+estimate's error (estimate minus reference), with two-sided p-values and a Bonferroni flag over the features
+tested. Then it splits the genomes by the feature that ranks the reference best and reports, per group, the
+mean reference and estimate and each estimate's Spearman with the reference inside the group.
+
+With 20 genomes a single |rho| near 0.45 is within what chance gives among this many features; the flag says
+which correlations survive the correction.
+
+    .venv/bin/python benchmarks/fidelity_genes.py --out benchmarks/results/fidelity_genes.json
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common (puts the checkout on sys.path)
+
+from _common import RESULTS, add_out, correlation, read_json, say, two_training_mean, utc_now, write_json  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+DEFAULT_ESTIMATES = ("shipped=search_speed_refnoise10.json", "progressive_5=search_speed_ref10_ps.json",
+                     "progressive_7=search_speed_ref10_ps_split.json",
+                     "progressive_long=search_speed_ref10_ps_long.json")
+ALPHA = 0.05
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, str):
+        return float(v == "hard_swish")
+    return float(v)
+
+
+def features(doc: Mapping[str, Any], ids: Sequence[str]) -> Dict[str, List[float]]:
+    """Per feature, its value for each genome (in `ids` order): every backbone gene, then aggregates."""
+    genomes = [doc["genomes"][i]["genome"] for i in ids]
+    full = doc["full_training"]["results"]
+    out: Dict[str, List[float]] = {}
+    for name in sorted(genomes[0]["backbone"]):
+        out[name] = [_number(g["backbone"][name]) for g in genomes]
+    stages = sorted({n.split("_", 1)[0] for n in genomes[0]["backbone"] if n[0] == "s" and n[1:2].isdigit()})
+    for part in ("depth", "kernel", "expand", "se", "act"):
+        key = f"sum_{part}" if part != "act" else "hard_swish_stages"
+        out[key] = [sum(_number(g["backbone"][f"{s}_{part}"]) for s in stages) for g in genomes]
+    out["early_exits"] = [float(sum(bool(e["enabled"]) for e in g["exits"])) for g in genomes]
+    out["total_macs"] = [float(full[i]["total_macs"]) for i in ids]
+    out["params"] = [float(full[i]["params"]) for i in ids]
+    return {k: v for k, v in out.items() if np.ptp(v) > 0}
+
+
+def estimates(paths: Sequence[Tuple[str, Path]], ids: Sequence[str]) -> Dict[str, Dict[str, List[float]]]:
+    """Per estimate file: the search objective (thresholded val accuracy) and the final-exit val accuracy."""
+    out = {}
+    for name, path in paths:
+        doc = read_json(path)
+        if doc is None:
+            raise SystemExit(f"{path}: missing or not JSON")
+        rows = {r["id"]: r for r in doc["evaluators"]["supernet"]["rows"]}
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise SystemExit(f"{path}: no estimate for genomes {missing[:3]}")
+        out[name] = {"thresholded": [float(rows[i]["accuracy"]) for i in ids],
+                     "final_exit": [float(rows[i]["final_exit_accuracy"]) for i in ids]}
+    return out
+
+
+def _pair(spec: str) -> Tuple[str, Path]:
+    name, _, path = spec.partition("=")
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {spec!r}")
+    p = Path(path)
+    return name, p if p.is_absolute() or p.exists() else RESULTS / p
+
+
+def diagnose(ref: Mapping[str, float], feats: Mapping[str, List[float]], ests: Mapping[str, Mapping[str, List[float]]],
+             ids: Sequence[str], group_by: Optional[str] = None) -> Dict[str, Any]:
+    """The correlation table and the split by the strongest (or the given) feature."""
+    r = [ref[i] for i in ids]
+    table = {}
+    for name, v in feats.items():
+        row = {"reference": correlation(v, r)}
+        for e, vals in ests.items():
+            est = vals["thresholded"]
+            row[e] = {"estimate": correlation(v, est)["spearman"],
+                      "error": correlation(v, [a - b for a, b in zip(est, r)])["spearman"]}
+        table[name] = row
+    bonferroni = ALPHA / len(table)
+    for row in table.values():
+        p = row["reference"]["spearman_p"]
+        row["reference"]["significant_bonferroni"] = p is not None and p < bonferroni
+    order = sorted(table, key=lambda k: -abs(table[k]["reference"]["spearman"] or 0.0))
+    key = group_by or order[0]
+    if key not in feats:
+        raise SystemExit(f"--group-by {key!r}: no such varying feature ({', '.join(sorted(feats))})")
+    groups = {}
+    for value in sorted(set(feats[key])):
+        idx = [j for j, v in enumerate(feats[key]) if v == value]
+        g = {"n": len(idx), "reference_mean": round(float(np.mean([r[j] for j in idx])), 4)}
+        for e, vals in ests.items():
+            est = [vals["thresholded"][j] for j in idx]
+            g[e] = {"estimate_mean": round(float(np.mean(est)), 4),
+                    "spearman_within": correlation(est, [r[j] for j in idx])["spearman"]}
+        groups[f"{value:g}"] = g
+    overall = {e: correlation(vals["thresholded"], r)["spearman"] for e, vals in ests.items()}
+    top = order[:3]
+    confounding = {f"{a} ~ {b}": correlation(feats[a], feats[b])["spearman"] for i, a in enumerate(top) for b in top[i + 1:]}
+    partial = {a: {b: partial_spearman(feats[a], r, feats[b]) for b in top if b != a} for a in top}
+    return {"features": table, "by_reference_strength": order, "bonferroni_p": round(bonferroni, 5),
+            "top_features_with_each_other": confounding, "top_partial_spearman": partial,
+            "split_by": key, "groups": groups, "estimate_vs_reference": overall}
+
+
+def partial_spearman(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> Optional[float]:
+    """Spearman of x and y with z held fixed: Pearson of the ranks of x and y after removing, from each, the
+    least-squares line on the ranks of z."""
+    from scipy.stats import rankdata
+
+    rx, ry, rz = (rankdata(v) for v in (x, y, z))
+    design = np.column_stack([np.ones_like(rz), rz])
+    ex = rx - design @ np.linalg.lstsq(design, rx, rcond=None)[0]
+    ey = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
+    den = float(np.sqrt((ex ** 2).sum() * (ey ** 2).sum()))
+    return None if den == 0 else round(float((ex * ey).sum() / den), 4)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reference", type=Path, default=RESULTS / "search_speed_refnoise10.json",
+                   help="a search_speed.py result with full trainings (two: their mean is the reference)")
+    p.add_argument("--estimates", nargs="+", type=_pair, default=[_pair(s) for s in DEFAULT_ESTIMATES],
+                   metavar="NAME=PATH", help="search_speed.py results with supernet estimates of the same genomes")
+    p.add_argument("--group-by", default=None, help="feature to split by (default: the one ranking the reference best)")
+    add_out(p, RESULTS / "fidelity_genes.json")
+    a = p.parse_args(argv)
+    doc = read_json(a.reference)
+    if doc is None or "full_training" not in doc:
+        raise SystemExit(f"{a.reference}: not a search_speed.py result with full training")
+    ref = two_training_mean(doc)
+    what = "mean of the two stand-alone trainings"
+    if not ref:
+        ref = {g: r["test"]["accuracy"] for g, r in doc["full_training"]["results"].items()}
+        what = "stand-alone training"
+    ids = [i for i in doc["genomes"] if i in ref]
+    result = diagnose(ref, features(doc, ids), estimates(a.estimates, ids), ids, a.group_by)
+    out = {"benchmark": "fidelity_genes", "finished": utc_now(), "complete": True,
+           "reference": {"file": str(a.reference.name), "what": f"thresholded test accuracy, {what}", "n": len(ids)},
+           "estimates": {n: str(Path(pth).name) for n, pth in a.estimates},
+           "estimate_what": "thresholded val accuracy of the supernet evaluator (the search objective)", **result}
+    write_json(a.out, out)
+    for k in result["by_reference_strength"][:6]:
+        row = result["features"][k]
+        say(f"{k:18s} vs reference {row['reference']['spearman']:+.2f} (p {row['reference']['spearman_p']:.4f})  "
+            + "  ".join(f"{e} {row[e]['estimate']:+.2f}" for e in result["estimate_vs_reference"]))
+    say(f"top features with each other: {result['top_features_with_each_other']}")
+    say(f"partial Spearman with the reference: {result['top_partial_spearman']}")
+    for v, g in result["groups"].items():
+        say(f"{result['split_by']} = {v}: n {g['n']}, reference {g['reference_mean']:.4f}; "
+            + "; ".join(f"{e} {g[e]['estimate_mean']:.4f} (within {g[e]['spearman_within']})"
+                        for e in result["estimate_vs_reference"]))
+    say(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
