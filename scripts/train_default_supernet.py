@@ -139,6 +139,9 @@ def main() -> None:
     ap.add_argument("--stages", default=None, metavar="JSON_FILE",
                     help="with --progressive: the schedule, a JSON list of ShrinkStage fields (name, elastic, "
                          "epochs, learning_rate, sort_channels, sort_widths, train_limit); default nachos_tf.supernet.DEFAULT_STAGES")
+    ap.add_argument("--kernel-transform", action="store_true",
+                    help="OFA's kernel-transformation matrices for the smaller depthwise kernels "
+                         "(train_supernet(kernel_transform=True))")
     ap.add_argument("--preset-out", default=None,
                     help="write the float16 result and evaluation.json here instead of the shipped preset")
     a = ap.parse_args()
@@ -154,16 +157,17 @@ def main() -> None:
         sn = Supernet.load(preset, space, data)
     else:
         init = Supernet.load(PRESET if a.init_from == "preset" else a.init_from, space, data) if a.init_from else None
+        kt = {"kernel_transform": True} if a.kernel_transform else {}
         if a.progressive:
             stages = load_schedule(a.stages) if a.stages else DEFAULT_STAGES
             sn = train_progressive(space, data, a.work, stages=stages, batch_size=a.batch_size,
                                    n_random=a.n_random, train_limit=a.train_limit or None, seed=a.seed,
-                                   init_from=init, verbose=2)
+                                   init_from=init, verbose=2, **kt)
         else:
             sn = train_supernet(space, data, epochs=a.epochs, warmup_epochs=a.warmup_epochs, folder=a.work,
                                 batch_size=a.batch_size, n_random=a.n_random, train_limit=a.train_limit or None,
                                 learning_rate=a.learning_rate, seed=a.seed, verbose=2, init_from=init,
-                                callbacks=[Snapshots(Path(a.work) / "epochs", space)] if a.snapshots else None)
+                                callbacks=[Snapshots(Path(a.work) / "epochs", space)] if a.snapshots else None, **kt)
         sn.info["command"] = "scripts/train_default_supernet.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if v is not None and v is not False)
         sn.save(preset, dtype="float16")

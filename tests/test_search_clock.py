@@ -27,6 +27,7 @@ def test_archive_seconds_are_counted_from_the_session_start_by_hand():
     assert archive_search_seconds(recs, "2026-01-01T12:00:00+00:00") == pytest.approx(100.0 + 50.0)
     assert archive_search_seconds(recs, "2026-01-01T12:00:00+00:00", workers=2) == pytest.approx(100.0 + 25.0)
     assert archive_search_seconds([], "2026-01-01T12:00:00+00:00") == 0.0
+    assert archive_search_seconds(recs, "") == pytest.approx(150.0)     # no session start known
     with pytest.raises(RunDirError, match="ISO"):
         archive_search_seconds(recs, "noon")
 

@@ -43,7 +43,8 @@ def archive_search_seconds(records: Sequence[CandidateRecord], started: str, wor
 
     Args:
         records: the run's search-stage records.
-        started: when the last session began (``config.json``'s ``started``).
+        started: when the last session began (``config.json``'s ``started``; empty: unknown, every record
+            then counts by its evaluation seconds).
         workers: the run's worker count (records from before that session were evaluated that many at a time).
 
     Returns:
@@ -53,10 +54,10 @@ def archive_search_seconds(records: Sequence[CandidateRecord], started: str, wor
     Raises:
         RunDirError: a time stamp that is not ISO 8601.
     """
-    t0 = _when(started, "config.json 'started'")
+    t0 = _when(started, "config.json 'started'") if started else None
     later, earlier = [], 0.0
     for r in records:
-        if not r.time:
+        if not r.time or t0 is None:
             earlier += float(r.seconds)
             continue
         t = _when(r.time, f"archive record {r.id}")
@@ -91,7 +92,8 @@ def read_clock(run_dir: Path) -> Optional[Dict[str, Any]]:
         sec = s.get("seconds") if isinstance(s, dict) else None
         if isinstance(sec, bool) or not isinstance(sec, (int, float)) or not math.isfinite(sec) or sec < 0:
             raise RunDirError(f"{path}: session {i} must have 'seconds', a number >= 0 (got {s!r:.80})")
-        _when(s.get("started"), f"{path}: session {i}")
+        if s.get("started"):              # empty: a session whose start was not recorded
+            _when(s["started"], f"{path}: session {i}")
     total = sum(float(s["seconds"]) for s in sessions)
     return {"seconds": total, "sessions": [dict(s) for s in sessions]}
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 from .extract import bn_images as _bn_images
 from .extract import load_subnet_weights, reestimate_bn, subnet_weights
 from .gates import SupernetSpec
+from .kernels import is_transform
 from .model import SupernetNet
 
 
@@ -28,18 +29,20 @@ class Supernet:
         seed: seed of the weight initialisation (ignored when `net` is given).
         net: an existing `SupernetNet` (used by training and loading).
         info: training record (settings, epochs done, history, fingerprints) kept in the manifest.
+        kernel_transform: give every block with elastic kernels OFA's kernel-transformation matrices
+            (`nachos_tf.supernet.kernels`; ignored when `net` is given).
 
     Raises:
         SupernetError: the space has no supernet (not an "mcu" space).
     """
 
     def __init__(self, space: Any, seed: int = 0, net: Optional[SupernetNet] = None,
-                 info: Optional[Dict[str, Any]] = None):
+                 info: Optional[Dict[str, Any]] = None, kernel_transform: bool = False):
         self.space = space
         self.spec = SupernetSpec.from_space(space)
         if net is None:
             keras.utils.set_random_seed(int(seed))
-            net = SupernetNet(self.spec)
+            net = SupernetNet(self.spec, kernel_transform=kernel_transform)
         self.net = net
         self.info: Dict[str, Any] = dict(info or {})
         self._predict_fns: Dict[str, Any] = {}
@@ -190,10 +193,17 @@ class Supernet:
 
         manifest = read_manifest(folder)
         check_manifest(manifest, space, data, where=str(folder))
+        weights = read_weights(Path(folder) / WEIGHTS_FILE)
         sn = cls(space, info={k: v for k, v in manifest.items()
-                              if k not in ("weights", "space", "spec", "format", "versions")})
-        assign_weights(sn.net, read_weights(Path(folder) / WEIGHTS_FILE), str(folder))
+                              if k not in ("weights", "space", "spec", "format", "versions")},
+                 kernel_transform=any(is_transform(k) for k in weights))
+        assign_weights(sn.net, weights, str(folder))
         return sn
+
+    @property
+    def kernel_transform(self) -> bool:
+        """Whether the supernet has OFA's kernel-transformation matrices (`nachos_tf.supernet.kernels`)."""
+        return bool(self.net.kernel_transform)
 
     def timed_extract(self, genome: Any, bn_data: Any = None, bn_images: int = 2000) -> Dict[str, Any]:
         """`extract` plus the seconds it took (extraction and BN re-estimation separately)."""

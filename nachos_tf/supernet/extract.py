@@ -2,7 +2,8 @@
 
 Slicing follows the masked forward pass of `model.py`: leading channels of every tensor, the first d
 blocks of a stage, the kxk window of the 7x7 depthwise kernel at the offset TF's "same" padding
-needs (`gates.window_offset`), the flatten head's dense kernel of the subnet's pooled spatial size
+needs (`gates.window_offset`; with OFA's kernel transformation, the transformed kernel of
+`kernels.dw_kernel_np`), the flatten head's dense kernel of the subnet's pooled spatial size
 with its leading channels. Then `reestimate_bn` replaces the BN moving statistics (which in the
 supernet are a mixture over every subnet trained) by statistics of the subnet itself on a few
 thousand training images.
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..errors import SupernetError
 from .gates import SupernetSpec, window_offset
+from .kernels import dw_kernel_np, transform_name
 
 _BN = ("gamma", "beta", "moving_mean", "moving_variance")
 
@@ -56,7 +58,12 @@ def subnet_weights(spec: SupernetSpec, W: Dict[str, np.ndarray], genome: Any) ->
             oh, ow = window_offset(nh, k, km, stride), window_offset(nw, k, km, stride)
             out[f"{n}_expand"] = [W[f"{n}_expand/kernel"][:, :, :c_in, :c_mid]]
             out[f"{n}_expand_bn"] = _bn(W, f"{n}_expand_bn", c_mid)
-            out[f"{n}_dw"] = [W[f"{n}_dw/kernel"][oh:oh + k, ow:ow + k, :c_mid, :]]
+            if transform_name(n, min(spec.kernels[s])) in W:      # OFA's kernel transformation
+                if (oh, ow) != ((km - k) // 2,) * 2:
+                    raise SupernetError(f"{n}: the {k}x{k} window is not centred; transformed kernels need it")
+                out[f"{n}_dw"] = [dw_kernel_np(W, n, k, spec.kernels[s])[:, :, :c_mid, :]]
+            else:
+                out[f"{n}_dw"] = [W[f"{n}_dw/kernel"][oh:oh + k, ow:ow + k, :c_mid, :]]
             out[f"{n}_dw_bn"] = _bn(W, f"{n}_dw_bn", c_mid)
             if p[f"{g}_se"]:
                 r = max(4, c_mid // 4)

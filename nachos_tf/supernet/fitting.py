@@ -14,6 +14,7 @@ import tensorflow as tf
 from ..errors import SupernetError
 from .api import Supernet
 from .gates import elastic_groups
+from .kernels import transform_shapes
 from .store import (SupernetMismatchError, assign_weights, data_fingerprint, read_weights, space_fingerprint,
                     weights_fingerprint, write_weights)
 from .sorting import sort_channels, sort_widths
@@ -116,7 +117,8 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
                    seed: int = 0, verbose: Union[int, str] = 1,
                    callbacks: Optional[List[keras.callbacks.Callback]] = None,
                    init_from: Optional[Supernet] = None, elastic: Optional[Sequence[str]] = None,
-                   sort_channels_first: bool = False, sort_widths_first: bool = False) -> Supernet:
+                   sort_channels_first: bool = False, sort_widths_first: bool = False,
+                   kernel_transform: Optional[bool] = None) -> Supernet:
     """Train a weight-sharing supernet for `space` on `data` (largest-first warm-up, then sandwich).
 
     Args:
@@ -150,6 +152,9 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
             (with `init_from`: before expansion becomes elastic, as progressive shrinking does).
         sort_widths_first: likewise sort the stem's and stages' output channels (`sort_widths`), before the
             stem and stage widths become elastic.
+        kernel_transform: give the smaller depthwise kernels OFA's learned transformation matrices
+            (`nachos_tf.supernet.kernels`); from an `init_from` without them they start as the identity, so the
+            supernet first computes what `init_from` did. None: as `init_from` (False without one).
 
     Returns:
         The trained `Supernet` (also saved in `folder` when given).
@@ -166,6 +171,10 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
     warm = (max(1, round(0.2 * epochs)) if epochs >= 2 else 0) if warmup_epochs is None else int(warmup_epochs)
     warm = min(warm, epochs)
     prior = prior_record(init_from, space, data)
+    has_kt = bool(init_from is not None and init_from.kernel_transform)
+    kernel_transform = has_kt if kernel_transform is None else bool(kernel_transform)
+    if has_kt and not kernel_transform:
+        raise SupernetError("init_from has kernel-transformation matrices; kernel_transform=False would drop them")
     settings = _settings(epochs=int(epochs), warmup_epochs=warm, batch_size=int(batch_size), n_random=int(n_random),
                          learning_rate=float(learning_rate), kd_temperature=float(kd_temperature),
                          head_weight=float(head_weight), conf_weight=float(conf_weight), loss=loss,
@@ -179,13 +188,18 @@ def train_supernet(space: Any, data: Any, epochs: int = 30, warmup_epochs: Optio
         settings["sort_channels_first"] = True
     if sort_widths_first:
         settings["sort_widths_first"] = True
+    if kernel_transform:
+        settings["kernel_transform"] = True
     x, y = _subset(np.asarray(data.x_train), np.asarray(data.y_train).reshape(-1), train_limit, seed)
     if len(y) < batch_size:
         raise SupernetError(f"{len(y)} training images, fewer than one batch of {batch_size}")
     keras.utils.set_random_seed(int(seed))
-    sn = Supernet(space, seed=seed)
+    sn = Supernet(space, seed=seed, kernel_transform=kernel_transform)
     if init_from is not None:
-        assign_weights(sn.net, init_from.net.numpy_weights(), "init_from")
+        start = init_from.net.numpy_weights()
+        if kernel_transform and not has_kt:           # the matrices start as the identity
+            start.update({k: np.eye(shape[0], dtype=np.float32) for k, shape in transform_shapes(sn.spec).items()})
+        assign_weights(sn.net, start, "init_from")
     spec = sn.spec
     folder = None if folder is None else Path(folder)
     ckpt = None if folder is None else folder / CKPT_DIR

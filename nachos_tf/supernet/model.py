@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras import ops
 
 from .gates import SupernetSpec, gates, window_mask
+from .kernels import dw_kernel_tf, transform_shapes
 
 BN_EPS = 1e-3  # keras.layers.BatchNormalization defaults
 BN_MOMENTUM = 0.99
@@ -27,12 +28,17 @@ BN_MODES = ("train", "batch", "moving", "recal")
 
 
 class SupernetNet(keras.Model):
-    """Shared weights (named like the builder's layers, ``<layer>/<weight>``) and the masked forward pass."""
+    """Shared weights (named like the builder's layers, ``<layer>/<weight>``) and the masked forward pass.
 
-    def __init__(self, spec: SupernetSpec, **kw):
+    With `kernel_transform`, every block of a stage with elastic kernels also has OFA's kernel-transformation
+    matrices (`nachos_tf.supernet.kernels`, identity at first): its smaller kernels are transformed centres.
+    """
+
+    def __init__(self, spec: SupernetSpec, kernel_transform: bool = False, **kw):
         super().__init__(name="supernet", **kw)
         object.__setattr__(self, "spec", spec)  # plain data, not tracked by Keras
         object.__setattr__(self, "vars", {})  # name -> variable (tracked once, through add_weight)
+        object.__setattr__(self, "kernel_transform", bool(kernel_transform))
         self._make_weights()
         self.built = True
 
@@ -85,6 +91,9 @@ class SupernetNet(keras.Model):
                         self._dense(f"{pre}_{ph}x{pw}", ph * pw * hw)
         self._w("final/kernel", (sp.width_max(sp.n_stages - 1), nc))
         self._w("final/bias", (nc,), "zeros")
+        if self.kernel_transform:
+            for name, shape in transform_shapes(sp).items():
+                self._w(name, shape, "identity")
 
     def _dense(self, pre: str, fan_in: int) -> None:
         self._w(f"{pre}_dense/kernel", (fan_in, self.spec.num_classes))
@@ -186,7 +195,8 @@ class SupernetNet(keras.Model):
         y = self._act(self._batchnorm(self._conv(x, f"{n}_expand"), f"{n}_expand_bn", mode), act) * blk["mid"]
         shp = tf.shape(y)
         mask = window_mask(tf, shp[1], shp[2], st["kernel"], sp.kernel_max(s), stride)
-        k = self.vars[f"{n}_dw/kernel"] * mask[:, :, None, None]
+        k = (dw_kernel_tf(tf, self.vars, n, st["kernel"], sp.kernels[s]) if self.kernel_transform
+             else self.vars[f"{n}_dw/kernel"]) * mask[:, :, None, None]
         y = ops.depthwise_conv(y, k, strides=stride, padding="same")
         y = self._act(self._batchnorm(y, f"{n}_dw_bn", mode), act) * blk["mid"]
         def squeeze_excite(y):
