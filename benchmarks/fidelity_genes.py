@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 
 DEFAULT_ESTIMATES = ("shipped=search_speed_refnoise10.json", "progressive_5=search_speed_ref10_ps.json",
                      "progressive_7=search_speed_ref10_ps_split.json",
-                     "progressive_long=search_speed_ref10_ps_long.json")
+                     "progressive_long=search_speed_ref10_ps_long.json",
+                     "progressive_5_kt=search_speed_ref10_ps_kt.json")
 ALPHA = 0.05
 
 

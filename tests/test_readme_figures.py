@@ -951,6 +951,7 @@ tie(SPD, "and the network's total MACs does ({} against the mean)", RN10,
 PS_RUNS = (("progressive, 5 stages (`DEFAULT_STAGES`)", "search_speed_ref10_ps.json"),
            ("progressive, 7 stages (`benchmarks/schedules/ps_split.json`)", "search_speed_ref10_ps_split.json"),
            ("progressive, 7 stages, longer (`benchmarks/schedules/ps_long.json`)", "search_speed_ref10_ps_long.json"),
+           ("progressive, 5 stages, kernel transformation (`--kernel-transform`)", "search_speed_ref10_ps_kt.json"),
            ("shipped preset (2 largest-only epochs, then every gene elastic)", RN10))
 
 
@@ -966,7 +967,8 @@ for _label, _name in PS_RUNS:
 
 for _label, _name in (("shipped preset", "search_speed_supernet21.json"), ("progressive, 5 stages", "search_speed_ps.json"),
                       ("progressive, 7 stages", "search_speed_ps_split.json"),
-                      ("progressive, 7 stages, longer", "search_speed_ps_long.json")):
+                      ("progressive, 7 stages, longer", "search_speed_ps_long.json"),
+                      ("progressive, 5 stages, kernel transformation", "search_speed_ps_kt.json")):
     tie(SPD, f"| {_label} (`{_name}`) | {{}} ({{}}) | {{}} | {{}} ({{}}) |", _name,
         lambda n=_name: [_th(n)["spearman"], _th(n)["spearman_p"], _th(n)["kendall"],
                          _ps(n)["rank_correlation"]["final_exit"]["spearman"],
@@ -1025,12 +1027,30 @@ tie(SPD, "input ({} of the 20 genomes) stages 3-5 run on 3x3 maps", "search_spee
     lambda: [sum(g["genome"]["backbone"]["resolution"] <= 24 for g in J("search_speed_refnoise10.json")["genomes"].values())])
 
 
+_KT, _P5 = "search_speed_ref10_ps_kt.json", "search_speed_ref10_ps.json"
+tie(SPD, "block above): {} s in all,", _KT, lambda: [_ps(_KT)["one_time_cost"]["supernet_training_seconds"]])
+tie(SPD, "Its estimates span {}-{} (without: {}-{}) and rank the genomes as the run without the matrices did: {} against "
+    "one 10-epoch training ({} without), {} against the mean of the two ({}), {} against the 2-epoch reference ({});",
+    _KT, lambda: _ps(_KT)["estimate_accuracy_range"] + _ps(_P5)["estimate_accuracy_range"]
+    + [_th(_KT)["spearman"], _th(_P5)["spearman"], _vm(_KT)["spearman"], _vm(_P5)["spearman"],
+       _th("search_speed_ps_kt.json")["spearman"], _th("search_speed_ps.json")["spearman"]])
+tie(SPD, "the estimate's error still rises with the stage-1 kernel ({} against {} without;", FG,
+    lambda: [_fg("s1_kernel")["progressive_5_kt"]["error"], _fg("s1_kernel")["progressive_5"]["error"]])
+
+
+def test_kernel_transformation_run_shares_the_largest_stage_and_has_the_matrices():
+    info = _ps(_KT)["one_time_cost"]
+    assert info["supernet_settings"].get("kernel_transform") is True
+    assert info["supernet_epochs"] == _ps(_P5)["one_time_cost"]["supernet_epochs"]
+
+
 def test_gene_diagnosis_reads_the_reference_and_estimates_the_tables_use():
     d = J(FG)
     assert d["complete"] and d["reference"]["file"] == "search_speed_refnoise10.json" and d["reference"]["n"] == 20
     assert d["estimates"] == {"shipped": "search_speed_refnoise10.json", "progressive_5": "search_speed_ref10_ps.json",
                               "progressive_7": "search_speed_ref10_ps_split.json",
-                              "progressive_long": "search_speed_ref10_ps_long.json"}
+                              "progressive_long": "search_speed_ref10_ps_long.json",
+                              "progressive_5_kt": "search_speed_ref10_ps_kt.json"}
     assert d["split_by"] == "s5_kernel" and set(d["by_reference_strength"][:2]) == {"stem_width", "s5_kernel"}
     # the overall Spearman of each estimate equals the one search_speed.py wrote against the same mean
     for e, name in d["estimates"].items():
