@@ -2,7 +2,7 @@
 
 Without it, a subnet's k x k depthwise kernel is the centre of the block's 7x7 one: the small kernels have no
 weights of their own, and what the largest subnet needs from the centre taps decides what the smaller ones get.
-OFA (Cai et al., 2020, section 3.2) adds, per block and per smaller size, a learned k^2 x k^2 matrix shared by
+OFA (Cai et al., ICLR 2020, "elastic kernel size") adds, per block and per smaller size, a learned k^2 x k^2 matrix shared by
 the block's channels: the 5x5 kernel is the centre 5x5 of the 7x7 one times its matrix, the 3x3 kernel the
 centre 3x3 of that 5x5 times its own. The matrices start as the identity (so a supernet given them computes what
 it computed before) and are trained with the rest; the extracted model gets the transformed kernel as its plain
