@@ -5,7 +5,8 @@ Public API:
 * `Supernet(space, seed=0)`; `.extract(genome, bn_data=None, bn_images=2000) -> keras.Model`;
   `.subnet_predict(genome, x) -> [arrays]`; `.save(folder)`; `Supernet.load(folder, space, data=None)`.
 * `train_supernet(space, data, epochs=..., ...) -> Supernet` (sandwich rule, in-place distillation,
-  resumable epoch checkpoints, seeded; `elastic=` restricts the sampled gene groups).
+  resumable epoch checkpoints, seeded; `elastic=` restricts the sampled gene groups; `kernel_transform=True`
+  adds OFA's kernel-transformation matrices, module `kernels`).
 * `train_progressive(space, data, folder, stages=DEFAULT_STAGES) -> Supernet`: Once-For-All's progressive
   shrinking, one `train_supernet` stage per `ShrinkStage` (largest first, then kernel, depth, expansion...).
 * `SupernetSpec` (static sizes, genome <-> code), `reestimate_bn(model, x)`, `space_fingerprint(space)`,
