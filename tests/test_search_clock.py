@@ -77,18 +77,20 @@ def test_resuming_a_finished_time_limited_search_searches_no_further(tmp_path):
 
 
 def test_an_interrupted_time_limited_search_gets_only_the_time_left(tmp_path):
-    kw = dict(generations=500, max_seconds=2.0)
+    kw = dict(generations=500, max_seconds=3.0)
     whole = _n_search(fake_search(tmp_path / "whole", evaluator=FakeEvaluator(sleep=0.03), **kw).out_dir)
     cut = whole // 2
     with pytest.raises(KeyboardInterrupt):
         fake_search(tmp_path / "r", evaluator=FakeEvaluator(sleep=0.03, interrupt_at=cut), **kw)
     spent = read_clock(tmp_path / "r")["seconds"]
-    assert 0.3 < spent < 2.0
+    assert 0.3 < spent < 3.0
     fake_search(tmp_path / "r", evaluator=FakeEvaluator(sleep=0.03), resume=True, **kw)
     total = _n_search(tmp_path / "r")
-    # the old behaviour (the whole limit again after the replay) gives about cut + whole candidates
-    assert total < whole + cut - FAKE_BUDGET.population, (whole, cut, total)
-    assert read_clock(tmp_path / "r")["seconds"] >= 2.0
+    # within two generations of an uninterrupted run; the old behaviour (the whole limit again after the
+    # replay) gives about cut + whole candidates
+    pop = FAKE_BUDGET.population
+    assert total <= whole + 2 * pop < whole + cut, (whole, cut, total)
+    assert read_clock(tmp_path / "r")["seconds"] >= 3.0
     cfg = json.loads((tmp_path / "r" / R.CONFIG).read_text())
     assert cfg["resumed"] is True
 
