@@ -168,6 +168,10 @@ class SearchClock:
         write_json(self.path, {"seconds": round(self.seconds, 3), "sessions": self.before + [
             {"started": self.started, "seconds": round(self.session_seconds, 3)}]})
 
+    def start(self) -> None:
+        """This session's search begins now (after the evaluator's one-time setup)."""
+        self.started, self.t0 = utc_now(), self.now()
+
     def stop(self) -> None:
         """The search is over: freeze this session's seconds (the final stage does not count) and write them."""
         if self._stopped is None:

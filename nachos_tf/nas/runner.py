@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple, Union
 
@@ -221,7 +220,7 @@ def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, re
     confirm = getattr(ev, "rescore", None) if spec.budget.confirm else None
     pool = CandidatePool(archive, searched, backend, progress, confirm, on_record=clock.tick)
     callback = ProgressCallback(pool, search_c, spec.budget, progress, backend.workers, spec.max_seconds, clock)
-    clock.t0 = time.time()                # the search (not the evaluator's one-time setup) starts here
+    clock.start()                         # the search (not the evaluator's one-time setup) starts here
     try:
         minimize(EENNProblem(space, search_c, pool), make_algorithm(space, spec.budget.population, spec.algorithm,
                                                                    spec.budget.mutation_rate, spec.budget.mutation),

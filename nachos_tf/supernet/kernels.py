@@ -2,10 +2,10 @@
 
 Without it, a subnet's k x k depthwise kernel is the centre of the block's 7x7 one: the small kernels have no
 weights of their own, and what the largest subnet needs from the centre taps decides what the smaller ones get.
-OFA (Cai et al., ICLR 2020, "elastic kernel size") adds, per block and per smaller size, a learned k^2 x k^2 matrix shared by
-the block's channels: the 5x5 kernel is the centre 5x5 of the 7x7 one times its matrix, the 3x3 kernel the
-centre 3x3 of that 5x5 times its own. The matrices start as the identity (so a supernet given them computes what
-it computed before) and are trained with the rest; the extracted model gets the transformed kernel as its plain
+OFA (Cai et al., ICLR 2020, "elastic kernel size") adds, per block and per smaller size, a learned k^2 x k^2
+matrix shared by the block's channels: the 5x5 kernel is the centre 5x5 of the 7x7 one times its matrix, the
+3x3 kernel the centre 3x3 of that 5x5 times its own. The matrices start as the identity (so a supernet given
+them computes what it computed before) and are trained with the rest; the extracted model gets the transformed kernel as its plain
 k x k weights (the same network as without, other numbers).
 
 Both code paths are here, the in-graph one (`dw_kernel_tf`, every size computed, the subnet's chosen by its
@@ -62,10 +62,9 @@ def dw_kernel_np(weights: Mapping[str, np.ndarray], block: str, k: int, kernels:
             break
         crop = _centre(cur, size)
         name = transform_name(block, size)
-        if name in weights:
+        if name in weights:                # taps x channels; each channel's row of taps times the matrix
             c = crop.shape[2]
-            flat = crop.reshape(size * size, c, 1).transpose(1, 2, 0).reshape(c, size * size)
-            crop = (flat @ np.asarray(weights[name])).reshape(c, 1, size, size).transpose(2, 3, 0, 1)
+            crop = (np.asarray(weights[name]).T @ crop.reshape(size * size, c)).reshape(size, size, c, 1)
         cur = crop
     return _centre(cur, k)
 
@@ -90,10 +89,9 @@ def dw_kernel_tf(tf: Any, variables: Mapping[str, Any], block: str, kernel: Any,
     out = big
     cur = big
     for size in smaller_kernels(kernels):
-        crop = _centre(cur, size)
-        flat = tf.reshape(tf.transpose(crop, (2, 3, 0, 1)), (c, size * size))
-        crop = tf.transpose(tf.reshape(tf.matmul(flat, variables[transform_name(block, size)]), (c, 1, size, size)),
-                            (2, 3, 0, 1))
+        taps = tf.reshape(_centre(cur, size), (size * size, c))          # taps x channels, as dw_kernel_np
+        crop = tf.reshape(tf.matmul(variables[transform_name(block, size)], taps, transpose_a=True),
+                          (size, size, c, 1))
         pad = (km - size) // 2
         out = tf.where(tf.equal(kernel, size), tf.pad(crop, [[pad, pad], [pad, pad], [0, 0], [0, 0]]), out)
         cur = crop
