@@ -62,16 +62,16 @@ from typing import Any, Dict, List, Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common (puts the checkout on sys.path)
 
-from _common import (ROOT, RESULTS, ResultFile, add_out, add_resume, add_threads, budget_settings,  # noqa: E402
-                     eval_context, loadavg, pin_threads, positive_float, positive_int, read_json, say,
-                     supernet_training, utc_now, write_json)
+from _common import (ResultFile, budget_settings, eval_context, loadavg, pin_threads, read_json, say,  # noqa: E402
+                     supernet_training, utc_now)
+from compare_args import parse_args  # noqa: E402
+from compare_merge import merge  # noqa: E402
 from compare_report import METHODS, plot, summarise, write_table  # noqa: E402
 
 import nachos_tf as nt  # noqa: E402
 from nachos_tf.errors import NoAdmissibleSolutionError  # noqa: E402
 from nachos_tf.nas import PROXY_BUDGETS, Budget, Constraints, DataRef, ProxyEvaluator  # noqa: E402
 from nachos_tf.nas.clock import read_clock  # noqa: E402
-from nachos_tf.nas.settings import MUTATIONS  # noqa: E402
 from nachos_tf.units import parse_size  # noqa: E402
 
 SUPERNET_METHODS = ("nachos", "random", "static")
@@ -476,166 +476,8 @@ class Bench:
         say(f"wrote {out} (complete: {self.doc['complete']}), {out.with_suffix('.md')}, {out.with_suffix('.png')}")
 
 
-#: Budget fields a ``--static-from`` / ``--nachos-from`` part may set otherwise than the other parts: a network
-#: without early exits has one operating point, which no tolerance moves; NSGA-II's own population and mutation
-#: rate are the method's settings (random search draws the same candidates whatever they are).
-LOOSE_BUDGET = {"static": ("accuracy_tolerance",), "nachos": ("population", "mutation", "mutation_rate")}
-
-
-def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = (),
-          nachos_from: Sequence[Path] = ()) -> Dict[str, Any]:
-    """Join result files of runs made in parallel (one process per seed) into one `out` + table + plot.
-    Refuses parts written with other settings, and (method, seed) rows present twice. The `static_from`
-    parts give their ``static`` rows only, the `nachos_from` parts their ``nachos`` rows only; each may
-    differ from the others in the budget fields `LOOSE_BUDGET` names for its method (those of the
-    `nachos_from` parts, which must agree among themselves, are written as ``settings.nachos_budget``)."""
-    extra = [(p, "static") for p in static_from] + [(p, "nachos") for p in nachos_from]
-    files = list(parts) + [p for p, _ in extra]
-    only = [None] * len(parts) + [m for _, m in extra]
-    docs = [read_json(p) for p in files]
-    first = docs[0]
-
-    def comparable(settings: Dict[str, Any], loose: Sequence[str] = ()) -> Dict[str, Any]:
-        """The settings without the per-seed supernet folders (parts of different seeds name their own)."""
-        sn = {k: v for k, v in (settings.get("supernet") or {}).items() if k != "from"}
-        budget = {k: v for k, v in (settings.get("budget") or {}).items() if k not in loose}
-        rest = {k: v for k, v in settings.items()                    # notes on where a part's runs came from
-                if k not in ("refinalized_from", "finalists_note")}
-        return dict(rest, supernet=sn, budget=budget)
-
-    given: Dict[str, str] = {}
-    nachos_budget: Dict[str, Any] = {}
-    defaults = Budget()                                           # a part lacks the defaults it used
-    for p, d, method in zip(files, docs, only):
-        loose = LOOSE_BUDGET.get(method, ())
-        if comparable(d.get("settings") or {}, loose) != comparable(first.get("settings") or {}, loose):
-            raise SystemExit(f"--merge: {p} was written with other settings than {parts[0]}")
-        if method:
-            d["runs"] = [r for r in d.get("runs", []) if r["method"] == method]
-        if method == "nachos":
-            b = (d.get("settings") or {}).get("budget") or {}
-            mine = {k: b.get(k, getattr(defaults, k)) for k in loose}
-            if nachos_budget.setdefault("fields", mine) != mine:
-                raise SystemExit(f"--merge: the --nachos-from parts differ in {', '.join(loose)} ({p})")
-        for seed, folder in ((d["settings"].get("supernet") or {}).get("from") or {}).items():
-            if given.setdefault(seed, folder) != folder:
-                raise SystemExit(f"--merge: seed {seed}'s supernet is {folder} in {p}, {given[seed]} elsewhere")
-    runs: List[Dict[str, Any]] = []
-    seen = set()
-    for p, d in zip(files, docs):
-        for r in d.get("runs", []):
-            if (r["method"], r["seed"]) in seen:
-                raise SystemExit(f"--merge: {(r['method'], r['seed'])} appears twice (again in {p})")
-            seen.add((r["method"], r["seed"]))
-            runs.append(r)
-    seeds = sorted({s for d in docs for s in d.get("seeds", [])})
-    doc = {k: first.get(k) for k in ("benchmark", "issue", "versions", "machine", "settings")}
-    doc["settings"] = dict(doc["settings"], supernet=dict(doc["settings"].get("supernet") or {}, **{"from": given}))
-    if nachos_budget:
-        doc["settings"]["nachos_budget"] = nachos_budget["fields"]
-    doc.update(seeds=seeds, runs=runs, supernets={k: v for d in docs for k, v in (d.get("supernets") or {}).items()},
-               parts=[{"file": str(p), "sessions": d.get("sessions"), "complete": d.get("complete"),
-                       "last_saved": d.get("last_saved"), "static_rows_only": method == "static",
-                       **({"nachos_rows_only": True} if method == "nachos" else {})}
-                      for p, d, method in zip(files, docs, only)],
-               merged=utc_now(), complete=all((m, s) in seen for m in METHODS for s in seeds))
-    doc["summary"] = summarise(doc)
-    write_json(out, doc)
-    write_table(doc, out.with_suffix(".md"))
-    plot(doc, out.with_suffix(".png"))
-    return doc
-
-
-def _seed_dir(s: str):
-    """argparse type of --supernet-from: SEED=DIR."""
-    seed, sep, folder = s.partition("=")
-    if not sep or not seed.strip().isdigit() or not folder:
-        raise argparse.ArgumentTypeError(f"expected SEED=DIR, got {s!r}")
-    if not (Path(folder) / "supernet.json").is_file():
-        raise argparse.ArgumentTypeError(f"{folder} holds no trained supernet (supernet.json)")
-    return int(seed), folder
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", type=positive_float, default=1200.0,
-                   help="search seconds per supernet method and seed; the proxy methods get this plus the seed's "
-                        "supernet cost (default 1200)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--supernet-epochs", type=positive_int, default=12, help="epochs of each seed's supernet (12)")
-    p.add_argument("--supernet-warmup-epochs", type=int, default=2, help="of which largest-subnet warm-up (2)")
-    p.add_argument("--supernet-train-limit", type=positive_int, default=30000,
-                   help="train each supernet on a seeded subset of this many images (30000)")
-    p.add_argument("--supernet-n-random", type=int, default=1, help="random subnets per sandwich step (1)")
-    p.add_argument("--supernet-batch-size", type=positive_int, default=128, help="supernet batch size (128)")
-    p.add_argument("--supernet-from", type=_seed_dir, nargs="+", default=None, metavar="SEED=DIR",
-                   help="use a supernet trained elsewhere for a seed (its cost: the epochs' seconds in its manifest), "
-                        "e.g. 0=nachos_tf/supernet/presets/fashion_mnist when the preset was trained with seed 0 and "
-                        "the same --supernet-epochs / --supernet-train-limit (checked)")
-    p.add_argument("--any-supernet", action="store_true",
-                   help="accept --supernet-from folders trained with other settings (smoke runs)")
-    p.add_argument("--proxy-extra-s", type=float, default=None,
-                   help="extra search seconds of the proxy methods (default: the seed's supernet cost; smoke runs)")
-    p.add_argument("--min-accuracy", type=float, default=0.80)
-    p.add_argument("--max-macs", default="1.0M")
-    p.add_argument("--population", type=positive_int, default=8)
-    p.add_argument("--mutation", choices=MUTATIONS, default="pm",
-                   help="Budget.mutation of the NSGA-II runs: pm (polynomial, the default) or reset (random resetting)")
-    p.add_argument("--mutation-rate", type=float, default=None,
-                   help="Budget.mutation_rate of the NSGA-II runs: per-gene mutation probability (default 1 / n_var)")
-    p.add_argument("--proxy-train", type=positive_int, default=3000, help="proxy training images per candidate")
-    p.add_argument("--proxy-val", type=positive_int, default=1000, help="validation images per candidate (both)")
-    p.add_argument("--head-epochs", type=positive_int, default=2, help="proxy training epochs per candidate")
-    p.add_argument("--final-train", type=positive_int, default=None, help="final training subset (default: all)")
-    p.add_argument("--final-epochs", type=positive_int, default=2, help="final training (fine-tuning) epochs")
-    p.add_argument("--max-final", type=positive_int, default=2, help="front members finalized per run")
-    p.add_argument("--final-macs", choices=("budget", "search"), default="budget",
-                   help="Budget.final_macs of every run (default budget: what seed 0 was measured with, before "
-                        "the search default existed; change it only with another --out)")
-    p.add_argument("--accuracy-tolerance", type=float, default=0.0,
-                   help="Budget.accuracy_tolerance of every run: each candidate at the cheapest point of its curve at "
-                        "most this much less accurate than its best (default 0: the most accurate point)")
-    p.add_argument("--confirm", action="store_true",
-                   help="Budget.confirm of every run: each candidate entering the admissible front during the search "
-                        "is judged again on the whole validation split before the algorithm ranks it")
-    p.add_argument("--rescore", type=int, default=0,
-                   help="Budget.rescore of every run: leading candidates judged again on the whole validation split "
-                        "before the finalists are chosen (default 0: off, as the runs before it existed)")
-    p.add_argument("--finalists", choices=("spread", "hypervolume"), default="spread",
-                   help="Budget.finalists of every run: how the final stage picks its --max-final members (default "
-                        "spread, as the runs before it existed)")
-    p.add_argument("--screen", type=int, default=0,
-                   help="Budget.screen of every run: leading candidates fine-tuned briefly before the finalists are "
-                        "chosen on those figures (default 0: off)")
-    p.add_argument("--screen-train", type=positive_int, default=6000,
-                   help="Budget.screen_train: training images of each screening fine-tune (6000)")
-    p.add_argument("--crossfit", type=int, default=0,
-                   help="Budget.crossfit of every run: candidates ranked on k-fold cross-fitted validation figures "
-                        "(default 0: off, in-sample, as the runs before it existed)")
-    p.add_argument("--refinalize-from", nargs="+", type=Path, metavar="PART", default=None,
-                   help="do not search: run the final stage of these result files' runs again (nachos_tf.refinalize) "
-                        "with this command's final budget (--max-final, --final-epochs, --rescore, ...) into "
-                        "--runs-dir; handmade rows are copied")
-    add_threads(p)
-    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "compare")
-    add_out(p, RESULTS / "compare.json")
-    add_resume(p)
-    p.add_argument("--merge", nargs="+", type=Path, metavar="PART", default=None,
-                   help="join result files of parallel runs (one --seeds per process) into --out")
-    p.add_argument("--static-from", nargs="+", type=Path, metavar="PART", default=None,
-                   help="with --merge: also take the static rows of these files, which may differ from the parts "
-                        "in --accuracy-tolerance only (a network without early exits has one operating point)")
-    p.add_argument("--nachos-from", nargs="+", type=Path, metavar="PART", default=None,
-                   help="with --merge: also take the nachos rows of these files, which may differ from the parts in "
-                        "--population, --mutation and --mutation-rate only (NSGA-II's own settings; they agree "
-                        "among themselves)")
-    return p.parse_args(argv)
-
-
 if __name__ == "__main__":
-    args = parse_args()
+    args = parse_args(description=__doc__.split("\n")[0])
     if args.merge:
         merge(args.merge, args.out, args.static_from or (), args.nachos_from or ())
         print(args.out.with_suffix(".md").read_text())

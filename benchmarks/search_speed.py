@@ -60,7 +60,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -70,6 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common 
 from _common import (ROOT, RESULTS, ResultFile, add_out, add_resume, add_threads, budget_settings,  # noqa: E402
                      correlation, eval_context, loadavg, pin_threads, positive_int, read_json, say,
                      supernet_training, two_training_mean, utc_now)
+from search_speed_report import fidelity, fmt, table, timing_summary  # noqa: E402
 
 import nachos_tf as nt  # noqa: E402
 from nachos_tf import policy as P  # noqa: E402
@@ -202,73 +203,6 @@ def full_training(space, data, genome, constraints, run_seed: int, train_data, c
 # --------------------------------------------------------------------------------------------------
 # statistics
 # --------------------------------------------------------------------------------------------------
-
-def _f(v: Optional[float], digits: int = 4) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
-
-
-def nondominated(err: Sequence[float], macs: Sequence[float]) -> List[int]:
-    """Indices of the points no other point dominates (both objectives minimised)."""
-    return [i for i in range(len(err))
-            if not any(err[j] <= err[i] and macs[j] <= macs[i] and (err[j] < err[i] or macs[j] < macs[i])
-                       for j in range(len(err)))]
-
-
-def timing_summary(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """Seconds per candidate and candidates per minute, steady state (first call left out) and overall."""
-    secs = [r["seconds"] for r in rows]
-    steady = [r["seconds"] for r in rows if not r.get("first_call")] or secs
-    if not secs:
-        return {"n": 0}
-    mean = float(np.mean(steady))
-    return {"n": len(secs), "n_steady": sum(1 for r in rows if not r.get("first_call")),
-            "seconds_mean": round(mean, 3), "seconds_median": round(float(np.median(steady)), 3),
-            "seconds_min": round(float(np.min(steady)), 3), "seconds_max": round(float(np.max(steady)), 3),
-            "first_call_seconds": [round(r["seconds"], 3) for r in rows if r.get("first_call")],
-            "candidates_per_min": round(60.0 / mean, 3),
-            "candidates_per_min_incl_first": round(60.0 * len(secs) / float(np.sum(secs)), 3),
-            "load_avg_1min_mean": round(float(np.mean([np.mean([r["load_before"][0], r["load_after"][0]])
-                                                       for r in rows if r.get("load_before") and r.get("load_after")]
-                                                      or [np.nan])), 2)}
-
-
-def fidelity(rows: Sequence[Dict[str, Any]], full: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
-    """Rank correlations of an evaluator's estimates with the full-training figures, and front overlap."""
-    rows = [r for r in rows if r["id"] in full and r.get("accuracy") is not None]
-    fu = [full[r["id"]] for r in rows]
-    corr = {
-        "thresholded": dict(correlation([r["accuracy"] for r in rows], [f["test"]["accuracy"] for f in fu]),
-                            what="estimate: val accuracy at its calibrated thresholds (the search objective); "
-                                 "full: test accuracy at thresholds calibrated on val"),
-        "objective_vs_full_final_exit": dict(
-            correlation([r["accuracy"] for r in rows], [f["test"]["final_exit_accuracy"] for f in fu]),
-            what="estimate: thresholded val accuracy; full: final-exit test accuracy"),
-        "final_exit": dict(correlation([r["final_exit_accuracy"] for r in rows],
-                                       [f["test"]["final_exit_accuracy"] for f in fu]),
-                           what="estimate: final-exit val accuracy; full: final-exit test accuracy (no thresholds)"),
-        "expected_macs": dict(correlation([r["expected_macs"] for r in rows], [f["test"]["expected_macs"] for f in fu]),
-                              what="estimate: expected MACs (val, its thresholds); full: expected MACs (test)"),
-    }
-    sel: Dict[str, Any] = {}
-    if len(rows) >= 3:
-        pe, pm = [1 - r["accuracy"] for r in rows], [r["expected_macs"] for r in rows]
-        fe, fm = [1 - f["test"]["accuracy"] for f in fu], [f["test"]["expected_macs"] for f in fu]
-        a, b = set(nondominated(pe, pm)), set(nondominated(fe, fm))
-        ids = [r["id"] for r in rows]
-        k = min(5, len(rows))
-        top_p, top_f = set(np.argsort(pe, kind="stable")[:k].tolist()), set(np.argsort(fe, kind="stable")[:k].tolist())
-        best_f = int(np.argmin(fe))
-        sel = {"estimate_front": sorted(ids[i] for i in a), "full_front": sorted(ids[i] for i in b),
-               "front_overlap": len(a & b), "front_jaccard": round(len(a & b) / len(a | b), 3),
-               f"top{k}_overlap_by_accuracy": len(top_p & top_f),
-               "estimate_rank_of_full_best": sorted(range(len(pe)), key=lambda i: (pe[i], i)).index(best_f) + 1,
-               "what": "non-dominated sets in (error, expected MACs) by the estimate (val) and after full training "
-                       "(test); top-k by thresholded accuracy; where the estimate ranks the best fully trained "
-                       "genome (1 = first)"}
-    return {"rank_correlation": corr, "selection": sel,
-            "estimate_accuracy_range": [min((r["accuracy"] for r in rows), default=None),
-                                        max((r["accuracy"] for r in rows), default=None)]}
-
 
 # --------------------------------------------------------------------------------------------------
 # the benchmark
@@ -430,8 +364,8 @@ class Bench:
                 entry["rows"].append(row)
                 f = ft["results"].get(gid)
                 say(f"{name} {len(entry['rows'])}/{len(genomes)} {gid}: {row['seconds']:.1f}s, acc "
-                    f"{_f(row['accuracy'])}, final-exit {_f(row['final_exit_accuracy'])}, E[MACs] "
-                    f"{_f(row['expected_macs'], 0)} (full training: {_f(f and f['test']['accuracy'])}); "
+                    f"{fmt(row['accuracy'])}, final-exit {fmt(row['final_exit_accuracy'])}, E[MACs] "
+                    f"{fmt(row['expected_macs'], 0)} (full training: {fmt(f and f['test']['accuracy'])}); "
                     f"load {row['load_after']}")
                 self.summarise(d)
                 res.save()
@@ -561,24 +495,6 @@ class Bench:
                         correlation([r["accuracy"] for r in rows], [mean[r["id"]] for r in rows]),
                         what="estimate (thresholded val accuracy) vs the mean test accuracy of the two trainings")
         d["summary"] = out
-
-
-def table(d: Dict[str, Any]) -> str:
-    """The summary as Markdown (speed and fidelity per evaluator)."""
-    s = d.get("summary") or {}
-    lines = ["| evaluator | one-time cost (s) | s / candidate (mean / median) | candidates / min | "
-             "Spearman (p) thresholded | Kendall | Spearman final exit | Spearman E[MACs] |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, e in (s.get("evaluators") or {}).items():
-        sp, rc = e["speed"], e["rank_correlation"]
-        if not sp.get("n"):
-            continue
-        th = rc["thresholded"]
-        lines.append(f"| {name} | {_f(e['one_time_cost'].get('total_seconds'), 0)} | {_f(sp['seconds_mean'], 2)} / "
-                     f"{_f(sp['seconds_median'], 2)} (n = {sp['n_steady']}) | **{_f(sp['candidates_per_min'], 2)}** | "
-                     f"**{_f(th['spearman'], 2)}** ({_f(th['spearman_p'], 3)}) | {_f(th['kendall'], 2)} | "
-                     f"{_f(rc['final_exit']['spearman'], 2)} | {_f(rc['expected_macs']['spearman'], 2)} |")
-    return "\n".join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

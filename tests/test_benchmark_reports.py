@@ -1,0 +1,89 @@
+"""The benchmarks' result helpers: the non-dominated sets of search_speed's fidelity summary (pymoo) against a
+brute-force pairwise check, and compare.py's --merge on parts cut from the committed comparison (joins them back
+into the same rows; refuses other settings and rows present twice)."""
+import copy
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+COMPARE = BENCH / "results" / "compare.json"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _brute_front(err, macs):
+    keep = []
+    for i in range(len(err)):
+        dominated = False
+        for j in range(len(err)):
+            if j != i and err[j] <= err[i] and macs[j] <= macs[i] and (err[j] < err[i] or macs[j] < macs[i]):
+                dominated = True
+        if not dominated:
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nondominated_matches_pairwise_check(seed):
+    report = _load("search_speed_report")
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 40))
+    err = np.round(rng.uniform(0.05, 0.3, n), 2)         # rounded: ties and duplicates occur
+    macs = np.round(rng.uniform(1e5, 1e6, n), -5)
+    err[-1], macs[-1] = err[0], macs[0]                   # an exact duplicate: neither dominates the other
+    got = report.nondominated(err.tolist(), macs.tolist())
+    assert got == _brute_front(err.tolist(), macs.tolist())
+    assert (0 in got) == (n - 1 in got)
+
+
+def _parts(tmp_path):
+    doc = json.loads(COMPARE.read_text())
+    seeds = sorted({r["seed"] for r in doc["runs"]})
+    assert len(seeds) >= 2, "the committed comparison has rows of several seeds"
+    paths = []
+    for k, group in enumerate((seeds[:1], seeds[1:])):
+        part = copy.deepcopy(doc)
+        part["runs"] = [r for r in doc["runs"] if r["seed"] in group]
+        part["seeds"] = group
+        paths.append(tmp_path / f"part{k}.json")
+        paths[-1].write_text(json.dumps(part))
+    return doc, paths
+
+
+def test_merge_joins_parts_back(tmp_path):
+    merge = _load("compare_merge").merge
+    doc, paths = _parts(tmp_path)
+    out = merge(paths, tmp_path / "merged.json")
+    key = lambda r: (r["method"], r["seed"])  # noqa: E731
+    assert sorted(out["runs"], key=key) == sorted(doc["runs"], key=key)
+    assert out["seeds"] == sorted({r["seed"] for r in doc["runs"]})
+    again = json.loads((tmp_path / "merged.json").read_text())
+    for k in ("hv_nachos_vs_random", "hv_nachos_vs_static", "best_int8_at_0.5M"):
+        assert again["summary"][k] == doc["summary"][k]
+    assert (tmp_path / "merged.md").is_file() and (tmp_path / "merged.png").stat().st_size > 1000
+
+
+def test_merge_refuses_other_settings_and_twice_the_same_row(tmp_path):
+    merge = _load("compare_merge").merge
+    _, paths = _parts(tmp_path)
+    other = json.loads(paths[1].read_text())
+    other["settings"]["budget"]["population"] = other["settings"]["budget"].get("population", 8) + 1
+    bad = tmp_path / "other.json"
+    bad.write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="other settings"):
+        merge([paths[0], bad], tmp_path / "x.json")
+    with pytest.raises(SystemExit, match="appears twice"):
+        merge([paths[0], paths[0]], tmp_path / "y.json")
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.json").exists()
