@@ -7,7 +7,11 @@ one or more files of supernet estimates on the same genomes. For every backbone 
 MACs, parameters) it reports the Spearman correlation with the reference, with each estimate, and with each
 estimate's error (estimate minus reference), with two-sided p-values and a Bonferroni flag over the features
 tested. Then it splits the genomes by the feature that ranks the reference best and reports, per group, the
-mean reference and estimate and each estimate's Spearman with the reference inside the group.
+mean reference and estimate and each estimate's Spearman with the reference inside the group. For every
+feature that survives the correction, ``group_analysis`` says how much of the reference that feature's groups
+explain (their means alone), how well the two trainings agree inside each group, the between- and within-group
+spread of the reference and of each estimate, and what each estimate would reach if an oracle fixed its group
+levels (the bound of a few-shot split of the supernet by that feature).
 
 With 20 genomes a single |rho| near 0.45 is within what chance gives among this many features; the flag says
 which correlations survive the correction.
@@ -84,8 +88,10 @@ def _pair(spec: str) -> Tuple[str, Path]:
 
 
 def diagnose(ref: Mapping[str, float], feats: Mapping[str, List[float]], ests: Mapping[str, Mapping[str, List[float]]],
-             ids: Sequence[str], group_by: Optional[str] = None) -> Dict[str, Any]:
-    """The correlation table and the split by the strongest (or the given) feature."""
+             ids: Sequence[str], group_by: Optional[str] = None,
+             trainings: Optional[Tuple[Sequence[float], Sequence[float]]] = None) -> Dict[str, Any]:
+    """The correlation table, the split by the strongest (or the given) feature, and `group_analysis` of every
+    feature that survives the Bonferroni correction (`trainings`: the two trainings, in `ids` order)."""
     r = [ref[i] for i in ids]
     table = {}
     for name, v in feats.items():
@@ -116,9 +122,62 @@ def diagnose(ref: Mapping[str, float], feats: Mapping[str, List[float]], ests: M
     top = order[:3]
     confounding = {f"{a} ~ {b}": correlation(feats[a], feats[b])["spearman"] for i, a in enumerate(top) for b in top[i + 1:]}
     partial = {a: {b: partial_spearman(feats[a], r, feats[b]) for b in top if b != a} for a in top}
+    strong = [k for k in order if table[k]["reference"]["significant_bonferroni"]] or [key]
+    analysis = {k: group_analysis(feats[k], r, {e: v["thresholded"] for e, v in ests.items()}, trainings)
+                for k in strong}
     return {"features": table, "by_reference_strength": order, "bonferroni_p": round(bonferroni, 5),
             "top_features_with_each_other": confounding, "top_partial_spearman": partial,
-            "split_by": key, "groups": groups, "estimate_vs_reference": overall}
+            "split_by": key, "groups": groups, "estimate_vs_reference": overall, "group_analysis": analysis}
+
+
+def _group_means(values: Sequence[float], labels: Sequence[float]) -> np.ndarray:
+    """Each item's group mean (groups: equal labels)."""
+    v, lab = np.asarray(values, float), np.asarray(labels)
+    return np.array([v[lab == x].mean() for x in lab])
+
+
+def _spread(values: Sequence[float], labels: Sequence[float]) -> Dict[str, float]:
+    """Standard deviation of the group means (between) and pooled standard deviation inside the groups."""
+    v, lab = np.asarray(values, float), np.asarray(labels)
+    means = [v[lab == x].mean() for x in sorted(set(lab))]
+    dev = v - _group_means(v, lab)
+    dof = max(1, len(v) - len(means))
+    between, within = float(np.std(means)), float(np.sqrt((dev ** 2).sum() / dof))
+    return {"between_sd": round(between, 4), "within_sd": round(within, 4),
+            "ratio": None if within == 0 else round(between / within, 3)}
+
+
+def group_analysis(labels: Sequence[float], ref: Sequence[float], ests: Mapping[str, Sequence[float]],
+                   trainings: Optional[Tuple[Sequence[float], Sequence[float]]] = None) -> Dict[str, Any]:
+    """How much of the reference one feature explains, and what an estimate would need to match it.
+
+    * ``group_means_vs_reference``: Spearman of the reference's own group means (an oracle knowing only the
+      feature's effect; ties inside each group) with the reference.
+    * ``trainings_within``: per group (>= 4 genomes), how the two trainings rank its genomes alike (how much
+      of the differences inside the group is reproducible at all), next to their overall agreement.
+    * ``spread``: between-group and pooled within-group standard deviations of the reference and of each
+      estimate (an estimate whose within-group spread dwarfs its between-group spread ranks by other genes).
+    * per estimate ``group_shift_vs_reference``: Spearman with the reference after an oracle moves each group
+      of the estimate to the reference's group mean (keeping the estimate's order inside the groups): what
+      fixing the feature's effect alone (a few-shot split of the supernet by it, say) could reach at best.
+    """
+    lab = np.asarray(labels)
+    r = np.asarray(ref, float)
+    out: Dict[str, Any] = {"groups": {f"{x:g}": int((lab == x).sum()) for x in sorted(set(lab))},
+                           "group_means_vs_reference": correlation(_group_means(r, lab), r)["spearman"],
+                           "spread": {"reference": _spread(r, lab)}}
+    if trainings is not None:
+        a, b = (np.asarray(t, float) for t in trainings)
+        out["trainings_overall"] = correlation(a, b)["spearman"]
+        out["trainings_within"] = {f"{x:g}": correlation(a[lab == x], b[lab == x])["spearman"]
+                                   for x in sorted(set(lab)) if (lab == x).sum() >= 4}
+    shift = {}
+    for e, vals in ests.items():
+        v = np.asarray(vals, float)
+        out["spread"][e] = _spread(v, lab)
+        shift[e] = correlation(v - _group_means(v, lab) + _group_means(r, lab), r)["spearman"]
+    out["group_shift_vs_reference"] = shift
+    return out
 
 
 def partial_spearman(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> Optional[float]:
@@ -148,11 +207,16 @@ def main(argv=None) -> int:
         raise SystemExit(f"{a.reference}: not a search_speed.py result with full training")
     ref = two_training_mean(doc)
     what = "mean of the two stand-alone trainings"
-    if not ref:
+    trainings = None
+    if ref:
+        ids = [i for i in doc["genomes"] if i in ref]
+        trainings = tuple([doc[k]["results"][i]["test"]["accuracy"] for i in ids]
+                          for k in ("full_training", "full_training_repeat"))
+    else:
         ref = {g: r["test"]["accuracy"] for g, r in doc["full_training"]["results"].items()}
         what = "stand-alone training"
     ids = [i for i in doc["genomes"] if i in ref]
-    result = diagnose(ref, features(doc, ids), estimates(a.estimates, ids), ids, a.group_by)
+    result = diagnose(ref, features(doc, ids), estimates(a.estimates, ids), ids, a.group_by, trainings)
     out = {"benchmark": "fidelity_genes", "finished": utc_now(), "complete": True,
            "reference": {"file": str(a.reference.name), "what": f"thresholded test accuracy, {what}", "n": len(ids)},
            "estimates": {n: str(Path(pth).name) for n, pth in a.estimates},
@@ -168,6 +232,10 @@ def main(argv=None) -> int:
         say(f"{result['split_by']} = {v}: n {g['n']}, reference {g['reference_mean']:.4f}; "
             + "; ".join(f"{e} {g[e]['estimate_mean']:.4f} (within {g[e]['spearman_within']})"
                         for e in result["estimate_vs_reference"]))
+    for k, g in result["group_analysis"].items():
+        say(f"{k}: reference group means alone {g['group_means_vs_reference']:+.2f}; two trainings within groups "
+            f"{g.get('trainings_within')}; oracle group shift "
+            + "  ".join(f"{e} {v:+.2f}" for e, v in g["group_shift_vs_reference"].items()))
     say(f"wrote {a.out}")
     return 0
 
