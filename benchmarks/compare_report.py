@@ -98,6 +98,12 @@ def write_table(doc: Dict[str, Any], path: Path) -> str:
         if r.get("seeds"):
             notes.append(f"hypervolume nachos / {what}: {r['per_seed']} per seed {r['seeds']}, mean of ratios "
                          f"{r['mean_of_ratios']}, ratio of means {r['ratio_of_means']}.")
+    default = ((doc.get("settings") or {}).get("budget") or {}).get("accuracy_slack")   # rows before the field
+    slack = {m: sorted({r.get("accuracy_slack", default) for r in doc.get("runs", []) if r["method"] == m
+                        and r["method"] != "handmade"} - {None}) for m in METHODS}
+    if len({x for v in slack.values() for x in v}) > 1:
+        notes.append("search-time accuracy slack below the floor (Budget.accuracy_slack): "
+                     + ", ".join(f"{m} {'/'.join(f'{x:g}' for x in v)}" for m, v in slack.items() if v) + ".")
     if s.get("supernet_seconds"):
         notes.append("supernet (one per seed, shared by nachos / random / static): "
                      + ", ".join(f"seed {k}: {v} s" for k, v in s["supernet_seconds"].items()) + ".")
