@@ -26,7 +26,8 @@ from .backbones import ExitPoint  # noqa: E402
 from .builder import build_eenn  # noqa: E402
 from .macs import MacReport, profile_macs  # noqa: E402
 from .losses import LossConfig  # noqa: E402
-from .train import TrainHistory, predict_exits, train_eenn  # noqa: E402
+from .predict import predict_exits  # noqa: E402
+from .train import TrainHistory, train_eenn  # noqa: E402
 from .policy import Calibration, SimResult, calibrate, crossfit_calibrate, exit_scores, simulate  # noqa: E402
 from .units import parse_size  # noqa: E402
 from .results import SearchResult, Solution, load_run  # noqa: E402

@@ -71,7 +71,11 @@ class ExitGene:
     pool: int = 1
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON form: `{"enabled", "head", "width", "pool"}` with plain Python values."""
+        """JSON form of the exit genes.
+
+        Returns:
+            `{"enabled", "head", "width", "pool"}` with plain Python values.
+        """
         return {"enabled": bool(self.enabled), "head": self.head, "width": int(self.width), "pool": int(self.pool)}
 
 
@@ -118,7 +122,11 @@ class Genome:
         return [i for i, e in enumerate(self.exits) if e.enabled]
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON form: `{"backbone": {name: value}, "exits": [ExitGene.to_dict(), ...]}`."""
+        """JSON form of the genome.
+
+        Returns:
+            `{"backbone": {name: value}, "exits": [ExitGene.to_dict(), ...]}`.
+        """
         return {"backbone": dict(self.backbone), "exits": [e.to_dict() for e in self.exits]}
 
     @staticmethod
@@ -141,7 +149,11 @@ class Genome:
             raise GenomeError(f"malformed genome dict ({exc!r}): {json.dumps(d, default=str)[:200]}") from None
 
     def key(self) -> str:
-        """A stable string id of the architecture (used as the archive key)."""
+        """A stable string id of the architecture (used as the archive key).
+
+        Returns:
+            The compact, key-sorted JSON of `to_dict`.
+        """
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
 

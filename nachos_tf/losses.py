@@ -33,7 +33,7 @@ back to the CE-sum baseline instead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -53,12 +53,26 @@ TERMS = ("cls", "conf", "mac", "cal")
 class LossConfig:
     """Which multi-exit loss to train with, and its weights.
 
-    kind: ``"nachos"`` (classification weighted by exit probabilities + confidence prior + regularisers)
-    or ``"ce_sum"`` (SDN/BranchyNet baseline: sum_i exit_weights[i] * CE_i).
-    mac_budget: M_max in MACs (same unit as the profiler's exit_macs); needed when ``use_mac_term``.
-    calibration_warmup: head-phase epochs before the support-set term switches on.
-    support_fraction: share of the training set held out each epoch as the class-balanced support set.
-    no_confidence: what b is for a model without confidence outputs: ``"max_softmax"`` or ``"ce_sum"``.
+    Attributes:
+        kind: ``"nachos"`` (classification weighted by exit probabilities + confidence prior + regularisers)
+            or ``"ce_sum"`` (SDN/BranchyNet baseline: sum_i exit_weights[i] * CE_i).
+        mac_budget: M_max in MACs (same unit as the profiler's exit_macs); needed when ``use_mac_term``.
+        use_mac_term: Whether the NACHOS loss includes the MAC budget term R_mac.
+        use_calibration: Whether the NACHOS loss includes the support-set calibration term R_cal.
+        mac_term_detached: Stop R_mac's gradient (the NACHOS authors' code), for an ablation.
+        w_cls: Weight of the classification term L_cls.
+        w_conf: Weight of the confidence prior term L_conf.
+        w_mac: Weight of the MAC term R_mac.
+        w_cal: Weight of the calibration term R_cal.
+        exit_weights: Per-exit weights of the ``"ce_sum"`` loss (``None``: all 1).
+        calibration_warmup: Head-phase epochs before the support-set term switches on.
+        support_fraction: Share of the training set held out each epoch as the class-balanced support set.
+        no_confidence: What b is for a model without confidence outputs: ``"max_softmax"`` or ``"ce_sum"``.
+        name: A label of the configuration (ignored when comparing configurations).
+
+    Raises:
+        ConstraintError: A field is out of range (unknown kind, negative weight, MAC term without a
+            positive mac_budget, support_fraction outside (0, 1), negative warm-up, unknown no_confidence).
     """
 
     kind: str = "nachos"
@@ -100,32 +114,85 @@ class LossConfig:
 
     # ----- presets -------------------------------------------------------------------------
     @classmethod
-    def nachos(cls, mac_budget: float, **kw) -> "LossConfig":
-        """Full NACHOS loss: MAC budget term and support-set calibration."""
+    def nachos(cls, mac_budget: float, **kw: Any) -> "LossConfig":
+        """Full NACHOS loss: MAC budget term and support-set calibration.
+
+        Args:
+            mac_budget: M_max in MACs (> 0).
+            **kw: Other `LossConfig` fields, overriding the preset.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            ConstraintError: A field is out of range.
+        """
         return cls(**{"kind": "nachos", "mac_budget": mac_budget, "use_mac_term": True,
                       "use_calibration": True, "name": "nachos", **kw})
 
     @classmethod
-    def nachos_np(cls, mac_budget: float, **kw) -> "LossConfig":
-        """Ablation NACHOS_NP: no support-set calibration term."""
+    def nachos_np(cls, mac_budget: float, **kw: Any) -> "LossConfig":
+        """Ablation NACHOS_NP: no support-set calibration term.
+
+        Args:
+            mac_budget: M_max in MACs (> 0).
+            **kw: Other `LossConfig` fields, overriding the preset.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            ConstraintError: A field is out of range.
+        """
         return cls(**{"kind": "nachos", "mac_budget": mac_budget, "use_mac_term": True,
                       "use_calibration": False, "name": "nachos_np", **kw})
 
     @classmethod
-    def nachos_nc(cls, **kw) -> "LossConfig":
-        """Ablation NACHOS_NC: no constraints, so no MAC term (calibration kept)."""
+    def nachos_nc(cls, **kw: Any) -> "LossConfig":
+        """Ablation NACHOS_NC: no constraints, so no MAC term (calibration kept).
+
+        Args:
+            **kw: Other `LossConfig` fields, overriding the preset.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            ConstraintError: A field is out of range.
+        """
         return cls(**{"kind": "nachos", "mac_budget": None, "use_mac_term": False,
                       "use_calibration": True, "name": "nachos_nc", **kw})
 
     @classmethod
-    def ce_sum(cls, exit_weights: Optional[Sequence[float]] = None, **kw) -> "LossConfig":
-        """SDN/BranchyNet baseline: weighted sum of per-exit cross-entropies (weights default to 1)."""
+    def ce_sum(cls, exit_weights: Optional[Sequence[float]] = None, **kw: Any) -> "LossConfig":
+        """SDN/BranchyNet baseline: weighted sum of per-exit cross-entropies.
+
+        Args:
+            exit_weights: One weight per exit, in depth order (``None``: all 1).
+            **kw: Other `LossConfig` fields, overriding the preset.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            ConstraintError: A field is out of range (e.g. a negative exit weight).
+        """
         return cls(**{"kind": "ce_sum", "use_mac_term": False, "use_calibration": False,
                       "exit_weights": None if exit_weights is None else tuple(exit_weights),
                       "name": "ce_sum", **kw})
 
-    def with_(self, **changes) -> "LossConfig":
-        """A copy with some fields changed (validated again)."""
+    def with_(self, **changes: Any) -> "LossConfig":
+        """A copy with some fields changed (validated again).
+
+        Args:
+            **changes: The `LossConfig` fields to change and their new values.
+
+        Returns:
+            The changed copy.
+
+        Raises:
+            ConstraintError: A changed field is out of range.
+        """
         return replace(self, **changes)
 
     @property
@@ -138,15 +205,29 @@ class LossConfig:
         """Whether training holds out a support set each epoch."""
         return self.kind == "nachos" and self.use_calibration and self.w_cal > 0
 
-    def to_dict(self) -> Dict:
-        """Plain-JSON form (for run directories)."""
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain-JSON form (for run directories).
+
+        Returns:
+            Every field by name, ``exit_weights`` as a list (or ``None``).
+        """
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["exit_weights"] = None if self.exit_weights is None else list(self.exit_weights)
         return d
 
     @classmethod
-    def from_dict(cls, d: Dict) -> "LossConfig":
-        """Inverse of ``to_dict``."""
+    def from_dict(cls, d: Dict[str, Any]) -> "LossConfig":
+        """Inverse of ``to_dict``.
+
+        Args:
+            d: A dict as written by ``to_dict``.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            ConstraintError: A field is out of range.
+        """
         return cls(**d)
 
 

@@ -60,7 +60,17 @@ class LayerMacs:
 
 @dataclass
 class MacReport:
-    """Per-layer MACs and staged per-exit MACs of a model (see the module docstring)."""
+    """Per-layer MACs and staged per-exit MACs of a model (see the module docstring).
+
+    Attributes:
+        layers: One `LayerMacs` row per layer call, in topological order.
+        exit_names: The exit names, in depth order.
+        exit_outputs: The model output names of each exit (logits, then confidence if any).
+        exit_macs: The staged MACs of each exit (every layer needed for exits 0..k).
+        total: MACs of the whole model.
+        total_params: Parameters of the whole model (shared layers counted once).
+        naming: Why the outputs are not mapped by the exit_k/final contract ("" if they are).
+    """
 
     layers: List[LayerMacs]
     exit_names: List[str]
@@ -68,7 +78,7 @@ class MacReport:
     exit_macs: List[int]
     total: int
     total_params: int = field(default=0)
-    naming: str = field(default="")    # why the outputs are not mapped by the exit_k/final contract ("" if they are)
+    naming: str = field(default="")
 
     @property
     def zero_cost_layers(self) -> List[str]:
@@ -78,8 +88,16 @@ class MacReport:
     def expected_macs(self, exit_rates: Union[Sequence[float], Mapping[str, float]]) -> float:
         """Expected MACs per sample: sum over exits of rate_k x staged cost_k.
 
-        ``exit_rates`` is one rate per exit in depth order (or a mapping exit name -> rate); the rates
-        must be non-negative and sum to 1.
+        Args:
+            exit_rates: One rate per exit in depth order, or a mapping exit name -> rate (missing exits
+                get 0); the rates must be non-negative and sum to 1.
+
+        Returns:
+            The expected MACs per sample.
+
+        Raises:
+            ProfileError: Unknown exit names, wrong number of rates, or rates negative, not finite or not
+                summing to 1.
         """
         if isinstance(exit_rates, Mapping):
             unknown = set(exit_rates) - set(self.exit_names)
@@ -99,7 +117,11 @@ class MacReport:
         return float(sum(r * m for r, m in zip(rates, self.exit_macs)))
 
     def to_dict(self) -> dict:
-        """JSON-safe dict: layers, exits (name, outputs, staged and incremental MACs), totals."""
+        """JSON-safe form of the report.
+
+        Returns:
+            A dict with layers, exits (name, outputs, staged and incremental MACs) and totals.
+        """
         prev = 0
         exits = []
         for name, outs, m in zip(self.exit_names, self.exit_outputs, self.exit_macs):
@@ -113,7 +135,11 @@ class MacReport:
         }
 
     def table(self) -> str:
-        """Human-readable per-layer table (compute layers, then zero-cost ones) and per-exit table."""
+        """Human-readable per-layer table (compute layers, then zero-cost ones) and per-exit table.
+
+        Returns:
+            The tables as text.
+        """
         def render(header, rows, nleft=3):
             widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
             fmt = lambda row: "  ".join(str(c).ljust(w) if i < nleft else str(c).rjust(w)  # noqa: E731
@@ -361,12 +387,22 @@ def _nested_rows(model, node, name: str, seen_layers: set) -> List[LayerMacs]:
     return [r for n in nodes for r in node_rows[id(n)]]
 
 
-def profile_macs(model) -> MacReport:
+def profile_macs(model: keras.Model) -> MacReport:
     """Profile a flat (or nested-functional) Keras 3 functional model: per-layer and per-exit MACs.
 
     Exits follow :func:`nachos_tf.naming.exit_layout`: an ``exit_k_conf`` output is grouped with
     exit k; a model whose output names do not form a complete ``exit_0 .. final`` set has one exit
     per output, in output order (no output is ever dropped; ``MacReport.naming`` says why).
+
+    Args:
+        model: A functional or built Sequential Keras model with a fixed input shape.
+
+    Returns:
+        Its per-layer and staged per-exit MACs.
+
+    Raises:
+        ProfileError: `model` is not a Keras model or has no symbolic graph, an input size is unknown, a
+            layer's MACs are not defined by the convention, or a nested model cannot be flattened.
     """
     if not isinstance(model, keras.Model):
         raise ProfileError(f"expected a keras.Model, got {type(model).__name__}")

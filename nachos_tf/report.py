@@ -136,7 +136,19 @@ def _report_markdown(d: Path, config: Mapping[str, Any], records: Sequence[Mappi
 
 
 def report(out_dir: PathLike) -> Path:
-    """Re-draw ``report.md``, ``pareto.png`` and ``exit_rates.png`` from the run's JSON files; returns report.md."""
+    """Re-draw ``report.md``, ``pareto.png`` and ``exit_rates.png`` from the run's JSON files.
+
+    Args:
+        out_dir: The run folder.
+
+    Returns:
+        The path of ``report.md``.
+
+    Raises:
+        RunDirError: The folder, its settings or its archive is missing or malformed, or the constraints are
+            missing.
+        WriteError: The run folder or a report file cannot be written.
+    """
     d = run_dir(out_dir)
     config = read_json(d / CONFIG, "the run settings")
     if not (d / ARCHIVE).exists():

@@ -13,13 +13,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .errors import RunDirError
 from .genome import Genome
 from .records import STAGE_FINAL, STAGE_SEARCH, CandidateRecord, FinalRecord, _Check, record_from_dict
+
+if TYPE_CHECKING:
+    import keras
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -200,11 +203,24 @@ FIGURE_KEYS = ("accuracy", "exit_rates", "expected_macs")
 
 @dataclass
 class Solution:
-    """One admissible EENN as listed in ``pareto.json``; ``.model`` loads its Keras file on first use."""
+    """One admissible EENN as listed in ``pareto.json``; ``.model`` loads its Keras file on first use.
+
+    Attributes:
+        id: The candidate id.
+        genome: Its architecture.
+        model_path: Path of its ``.keras`` file, relative to the run directory.
+        rule: The exit rule of its thresholds.
+        thresholds: One calibrated threshold per early exit.
+        exit_macs: Staged MACs of each exit, final last.
+        val: Validation figures (``accuracy``, ``exit_rates``, ``expected_macs``).
+        test: Test figures, with the same keys.
+        int8: Figures of the int8 staged export measured on TFLM, or None.
+        run_dir: The run directory (``None``: the current directory).
+    """
 
     id: str
     genome: Genome
-    model_path: str                       # relative to the run directory
+    model_path: str
     rule: str
     thresholds: List[float]
     exit_macs: List[float]
@@ -220,8 +236,12 @@ class Solution:
         return (self.run_dir or Path(".")) / self.model_path
 
     @property
-    def model(self):
-        """The trained ``keras.Model`` (loaded lazily, then cached)."""
+    def model(self) -> "keras.Model":
+        """The trained ``keras.Model`` (loaded lazily, then cached).
+
+        Raises:
+            RunDirError: The model path leads outside the run folder, or the file is missing or unreadable.
+        """
         if self._model is None:
             from .fsio import resolve_inside
             from .macs import load_model_file        # Keras safe mode; one-line RunDirError (issue 14.11)
@@ -236,7 +256,11 @@ class Solution:
         return self._model
 
     def to_dict(self) -> Dict[str, Any]:
-        """The ``pareto.json`` entry."""
+        """The ``pareto.json`` entry.
+
+        Returns:
+            The solution as a JSON-safe dict (the inverse of `from_dict`).
+        """
         from .policy import thresholds_to_json
 
         return {"id": self.id, "genome": self.genome.to_dict(), "model": self.model_path, "rule": self.rule,
@@ -245,6 +269,18 @@ class Solution:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], run_dir: Optional[Path] = None) -> "Solution":
+        """Read one ``pareto.json`` entry, checking its fields.
+
+        Args:
+            d: The entry, as written by `to_dict`.
+            run_dir: The run directory its model path is relative to.
+
+        Returns:
+            The solution (its model is not loaded).
+
+        Raises:
+            RunDirError: A key is missing or a field is malformed or out of range.
+        """
         from .policy import thresholds_from_json
 
         missing = [k for k in SOLUTION_KEYS if k not in d]
@@ -272,15 +308,25 @@ class Solution:
 
 @dataclass
 class SearchResult:
-    """What a search produced: the admissible Pareto set, every evaluated candidate, the hypervolume."""
+    """What a search produced: the admissible Pareto set, every evaluated candidate, the hypervolume.
+
+    Attributes:
+        admissible: The admissible Pareto set.
+        archive: Search-stage records, one per evaluated candidate.
+        hypervolume: Hypervolume of the admissible front in the normalised constraint box, in [0, 1].
+        out_dir: The run directory.
+        constraints: The constraints of ``pareto.json``.
+        config: The run settings (``config.json``).
+        final_records: Re-trained front members (kept or dropped).
+    """
 
     admissible: List[Solution]
-    archive: List[CandidateRecord]         # search-stage records, one per evaluated candidate
+    archive: List[CandidateRecord]
     hypervolume: float
     out_dir: Path
     constraints: Dict[str, Any]
     config: Dict[str, Any] = field(default_factory=dict)
-    final_records: List[FinalRecord] = field(default_factory=list)   # re-trained front members (kept or dropped)
+    final_records: List[FinalRecord] = field(default_factory=list)
 
     @property
     def dropped(self) -> List[FinalRecord]:
@@ -288,7 +334,11 @@ class SearchResult:
         return [r for r in self.final_records if r.dropped]
 
     def table(self) -> str:
-        """The admissible set as a plain-text table (validation and test figures)."""
+        """The admissible set as a plain-text table (validation and test figures).
+
+        Returns:
+            The table (or a one-line note when the set is empty).
+        """
         return solutions_table(self.admissible)
 
     def __repr__(self) -> str:
@@ -364,7 +414,18 @@ def read_pareto(d: Path) -> Tuple[Dict[str, Any], List[Solution]]:
 
 
 def load_run(out_dir: PathLike) -> SearchResult:
-    """Read a finished run folder back into a `SearchResult` (models load lazily)."""
+    """Read a finished run folder back into a `SearchResult` (models load lazily).
+
+    Args:
+        out_dir: The run folder.
+
+    Returns:
+        The search result.
+
+    Raises:
+        RunDirError: The folder, ``config.json`` or ``pareto.json`` is missing, unreadable or malformed, or the
+            archive is corrupt.
+    """
     d = run_dir(out_dir)
     config = read_json(d / CONFIG, "the run settings")
     if not isinstance(config, dict):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -29,7 +29,8 @@ import keras
 
 from .errors import ConstraintError, DataError
 from .losses import LossConfig, distillation_kl, eenn_loss
-from .naming import ExitSpec, exit_layout
+from .naming import exit_layout
+from .predict import exit_outputs, predict_exits  # noqa: F401  (also importable from here, their home before)
 
 __all__ = ["train_eenn", "TrainHistory", "predict_exits", "exit_outputs", "EENNTrainer", "SupportSetCalibration",
            "support_accuracy", "balanced_support_indices", "PHASES"]
@@ -40,7 +41,17 @@ Augment = Union[None, str, Callable[[tf.Tensor], tf.Tensor]]
 
 @dataclass
 class TrainHistory:
-    """What ``train_eenn`` did: per-phase Keras logs, epochs run, early stops and the last support accuracy."""
+    """What ``train_eenn`` did: per-phase Keras logs, epochs run, early stops and the last support accuracy.
+
+    Attributes:
+        phases: Keras ``fit`` logs per phase (``"backbone"``, ``"heads"``): key -> one value per epoch.
+        epochs_run: Epochs run per phase.
+        stopped_early: Whether early stopping ended each phase.
+        support_accuracy: Last support-set accuracy S (classes x early exits), or None if never switched on.
+        exit_macs: Staged MACs per exit used by the loss, or None.
+        loss: The head-phase `LossConfig` as a dict.
+        seconds: Wall-clock training time in seconds.
+    """
 
     phases: Dict[str, Dict[str, List[float]]] = field(default_factory=dict)
     epochs_run: Dict[str, int] = field(default_factory=dict)
@@ -50,14 +61,26 @@ class TrainHistory:
     loss: Optional[Dict] = None
     seconds: float = 0.0
 
-    def to_dict(self) -> Dict:
-        """Plain-JSON form."""
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain-JSON form.
+
+        Returns:
+            Every field by name.
+        """
         return {"phases": self.phases, "epochs_run": self.epochs_run, "stopped_early": self.stopped_early,
                 "support_accuracy": self.support_accuracy, "exit_macs": self.exit_macs,
                 "loss": self.loss, "seconds": self.seconds}
 
     def last(self, key: str, phase: str = "heads") -> Optional[float]:
-        """Last logged value of ``key`` in a phase (None if absent)."""
+        """Last logged value of ``key`` in a phase.
+
+        Args:
+            key: A Keras log key, e.g. ``"loss"`` or ``"val_loss"``.
+            phase: ``"backbone"`` or ``"heads"``.
+
+        Returns:
+            The value, or None if absent.
+        """
         vals = self.phases.get(phase, {}).get(key)
         return vals[-1] if vals else None
 
@@ -348,7 +371,7 @@ def _teacher_tensor(teacher_logits, n: int, num_classes: int, keep, weight: floa
     return tf.convert_to_tensor(t if keep is None else t[keep])
 
 
-def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epochs: int = 5,
+def train_eenn(model: keras.Model, data: Any, loss: Optional[LossConfig] = None, epochs: int = 5,
                head_epochs: Optional[int] = None, batch_size: int = 64, learning_rate: float = 1e-3,
                head_learning_rate: Optional[float] = None, freeze_backbone: bool = False,
                backbone_loss: str = "final", exit_macs: Optional[Sequence[float]] = None,
@@ -357,18 +380,39 @@ def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epoc
                train_limit: Optional[int] = None, deterministic: bool = True,
                teacher_logits: Optional[np.ndarray] = None, distill_weight: float = 1.0,
                distill_temperature: float = 1.0) -> TrainHistory:
-    """Train an EENN in place with the NACHOS schedule; returns a ``TrainHistory``.
+    """Train an EENN in place with the NACHOS schedule.
 
-    epochs: backbone-phase epochs (0 skips it); head_epochs: exit-phase epochs (default ``epochs``).
-    loss: the head-phase loss (default ``LossConfig.ce_sum()``). freeze_backbone: keep the backbone
-    (every layer the final exit depends on) fixed in the head phase. backbone_loss: ``"final"`` (final
-    exit only, heads frozen) or ``"ce_sum"`` (all exits). exit_macs: staged MACs per exit (profiled
-    when omitted and needed). early_stopping_patience: None = off, else EarlyStopping on val_loss
-    (loss without validation data) with best weights restored. deterministic: also enables TF op
-    determinism (process-wide). train_limit: train on a seeded random subset of that many samples.
-    teacher_logits: (N, classes) logits of a teacher for ``data.x_train`` (e.g. the largest subnet of a
-    supernet): every trained exit is then also distilled from it, ``distill_weight`` times
-    KL(softmax(teacher / T) || softmax(exit / T)) T^2 with T = ``distill_temperature``, added to the loss.
+    Args:
+        model: The functional EENN (outputs named as `nachos_tf.naming` expects).
+        data: A `Dataset`, or any object with ``x_train``, ``y_train`` (optional ``x_val``, ``y_val``, ``num_classes``).
+        loss: The head-phase loss (default ``LossConfig.ce_sum()``).
+        epochs: Backbone-phase epochs (0 skips it).
+        head_epochs: Exit-phase epochs (default ``epochs``).
+        batch_size: Training (and validation) batch size.
+        learning_rate: Adam learning rate of the backbone phase (and of the head phase by default).
+        head_learning_rate: Adam learning rate of the head phase (default ``learning_rate``).
+        freeze_backbone: Keep the backbone (every layer the final exit depends on) fixed in the head phase.
+        backbone_loss: ``"final"`` (final exit only, heads frozen) or ``"ce_sum"`` (all exits).
+        exit_macs: Staged MACs per exit (profiled when omitted and needed).
+        augment: ``"flip"``, ``"shift"``, both joined by ``+``, a callable x -> x, or None.
+        early_stopping_patience: None = off, else EarlyStopping on val_loss (loss without validation data), best
+            weights restored.
+        seed: Seed of Keras, the epoch schedules and the augmentation.
+        callbacks: Extra Keras callbacks of both phases.
+        verbose: Keras progress verbosity (0: silent).
+        train_limit: Train on a seeded random subset of that many samples.
+        deterministic: Also enable TF op determinism (process-wide).
+        teacher_logits: (N, classes) logits of a teacher (e.g. a supernet's largest subnet) for ``data.x_train``:
+            every trained exit is also distilled from it.
+        distill_weight: Weight of KL(softmax(teacher / T) || softmax(exit / T)) T^2 added to the loss.
+        distill_temperature: The distillation temperature T.
+
+    Returns:
+        The ``TrainHistory``.
+
+    Raises:
+        ConstraintError: Bad schedule, augmentation or distillation settings, or exit_macs not one per exit.
+        DataError: Malformed training labels or teacher logits.
     """
     t0 = time.time()
     loss = LossConfig.ce_sum() if loss is None else loss
@@ -457,54 +501,3 @@ def train_eenn(model: keras.Model, data, loss: Optional[LossConfig] = None, epoc
             l.trainable = saved_trainable[l.name]
     history.seconds = time.time() - t0
     return history
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis (numerically stable), as `predict_exits` turns logits into probabilities.
-
-    Args:
-        z: logits.
-
-    Returns:
-        Probabilities of the same shape.
-    """
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def predict_exits(model: keras.Model, x, batch_size: int = 256, eager: bool = False
-                  ) -> Tuple[List[np.ndarray], Optional[List[Optional[np.ndarray]]]]:
-    """One forward pass: (softmax probabilities of every exit, final last; early-exit confidences (N,) or None).
-
-    Args:
-        model: an EENN (outputs follow `nachos_tf.naming`).
-        x: images.
-        batch_size: images per forward call.
-        eager: call the model directly (inference mode) instead of `model.predict`: no graph is traced,
-            which is faster for a model used once (a candidate of a supernet search); use large batches.
-
-    Returns:
-        Confidences is None when the model has no confidence output; otherwise one array per early exit
-        (None for an exit without one).
-    """
-    layout = exit_layout(model)
-    if eager:
-        parts = [model(x[i:i + batch_size], training=False) for i in range(0, len(x), batch_size)]
-        parts = [p if isinstance(p, (list, tuple)) else [p] for p in parts]
-        outs = [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
-    else:
-        outs = model.predict(x, batch_size=batch_size, verbose=0)
-    return exit_outputs(outs, layout)
-
-
-def exit_outputs(outs, layout: Sequence[ExitSpec]) -> Tuple[List[np.ndarray], Optional[List[Optional[np.ndarray]]]]:
-    """`predict_exits`' result from raw model outputs (logits and confidences, in output order) and their
-    `naming.exit_layout`: softmax probabilities per exit (final last), early-exit confidences (N,) or None."""
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    probs = [softmax(np.asarray(outs[s.logits_index], np.float32)) for s in layout]
-    if all(s.conf_index is None for s in layout[:-1]):
-        return probs, None
-    confs = [None if s.conf_index is None else np.asarray(outs[s.conf_index], np.float32).reshape(-1)
-             for s in layout[:-1]]
-    return probs, confs

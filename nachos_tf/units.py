@@ -11,7 +11,19 @@ _RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*$", re.IG
 
 
 def parse_size(text: str) -> float:
-    """'1.5M' -> 1.5e6, '64k' -> 64000, '256KiB' -> 262144, '1000' -> 1000 (decimal k/M/G, binary KiB/MiB)."""
+    """Parse a human size: '1.5M' -> 1.5e6, '64k' -> 64000, '256KiB' -> 262144, '1000' -> 1000.
+
+    Suffixes are case-insensitive: k/M/G (and kB/MB/GB) are decimal, KiB/MiB/GiB binary, B is 1.
+
+    Args:
+        text: A number with an optional suffix.
+
+    Returns:
+        The size as a float.
+
+    Raises:
+        ConstraintError: `text` is not a number with a known suffix.
+    """
     m = _RE.match(str(text))
     if not m or m.group(2).lower() not in _SUFFIX:
         raise ConstraintError(f"cannot read size {text!r}: use a number with an optional suffix "

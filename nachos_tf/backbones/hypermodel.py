@@ -28,6 +28,9 @@ class ExitPoint(layers.Identity):
     """Identity layer that marks a candidate exit point in a user's backbone (keras-tuner bridge).
 
     Use it in a `build(hp)` function as `x = nachos_tf.ExitPoint()(x)` on a 4-D (N, H, W, C) feature map.
+
+    Args:
+        **kwargs: Keras layer arguments (e.g. `name`), passed to `keras.layers.Identity`.
     """
 
 

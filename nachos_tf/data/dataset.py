@@ -22,6 +22,19 @@ class Dataset:
     """Train/validation/test arrays of one image classification dataset.
 
     Images are float32 raw pixel values in (N, H, W, C); labels are int32 in 0..num_classes-1.
+
+    Attributes:
+        x_train: Training images.
+        y_train: Training labels.
+        x_val: Validation images.
+        y_val: Validation labels.
+        x_test: Test images.
+        y_test: Test labels.
+        num_classes: Number of classes.
+        input_shape: Shape (H, W, C) of one image.
+        name: Dataset name.
+        class_names: One name per class (defaults to "0", "1", ...).
+        source: Where the files were read from, for run provenance.
     """
 
     x_train: np.ndarray
@@ -46,13 +59,33 @@ class Dataset:
                 f"num_classes={self.num_classes})")
 
     def split(self, which: str) -> Tuple[np.ndarray, np.ndarray]:
-        """The (x, y) arrays of split ``"train"``, ``"val"`` or ``"test"``."""
+        """The (x, y) arrays of one split.
+
+        Args:
+            which: ``"train"``, ``"val"`` or ``"test"``.
+
+        Returns:
+            The ``(x, y)`` arrays of that split.
+
+        Raises:
+            DataError: `which` is not a known split.
+        """
         if which not in ("train", "val", "test"):
             raise DataError(f"unknown split {which!r}: expected 'train', 'val' or 'test'")
         return getattr(self, f"x_{which}"), getattr(self, f"y_{which}")
 
     def class_counts(self, which: str = "train") -> np.ndarray:
-        """Number of samples of each class in one split (length num_classes)."""
+        """Number of samples of each class in one split.
+
+        Args:
+            which: ``"train"``, ``"val"`` or ``"test"``.
+
+        Returns:
+            The per-class sample counts (length num_classes).
+
+        Raises:
+            DataError: `which` is not a known split.
+        """
         return np.bincount(self.split(which)[1], minlength=self.num_classes)
 
     def subset(self, train: Optional[int] = None, val: Optional[int] = None,
@@ -62,6 +95,18 @@ class Dataset:
         ``None`` keeps a split whole.  With an int ``seed`` the samples of each class are drawn at
         random (deterministic for the seed); with ``seed=None`` the first ones of each class are
         taken.  Samples keep their original relative order.
+
+        Args:
+            train: At most this many training samples (``None``: all).
+            val: At most this many validation samples (``None``: all).
+            test: At most this many test samples (``None``: all).
+            seed: Seed of the random draw per class; ``None`` takes the first samples of each class.
+
+        Returns:
+            The smaller copy of the dataset.
+
+        Raises:
+            DataError: A subset size is negative.
         """
         out: Dict[str, np.ndarray] = {}
         for k, (which, n) in enumerate((("train", train), ("val", val), ("test", test))):
@@ -76,7 +121,11 @@ class Dataset:
         return replace(self, **out)
 
     def summary(self) -> str:
-        """A few human-readable lines: sizes, shape, classes and pixel range."""
+        """A few human-readable lines: sizes, shape, classes and pixel range.
+
+        Returns:
+            The summary text (lines separated by newlines).
+        """
         lines = [f"dataset {self.name}: {self.num_classes} classes, input shape {self.input_shape}"]
         if self.source:
             lines.append(f"  source: {self.source}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -134,7 +134,7 @@ def reposition(finals: Sequence[FinalRecord], out_dir: Path, data, constraints) 
     import keras
 
     from ..policy import simulate, thresholds_to_json
-    from ..train import predict_exits
+    from ..predict import predict_exits
     from .evaluators.common import calibrate_outputs, figures
 
     kept = [f for f in finals if not f.dropped]

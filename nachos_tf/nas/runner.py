@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ..errors import ConstraintError, NoAdmissibleSolutionError, RunDirError
-from ..records import CandidateRecord, FinalRecord
+from ..records import CandidateRecord
 from ..results import ARCHIVE, CONFIG, MODELS, PARETO, Archive, SearchResult, admissible_front, load_run, read_json, \
     split_records, write_json
 from .backends import default_threads, make_backend, pin_threads
@@ -31,7 +31,13 @@ from .lock import RunLock
 from .clock import SearchClock
 from .pool import CandidatePool
 from .problem import EENNProblem, ProgressCallback, make_algorithm, make_termination
-from .settings import Budget, Constraints, DataRef, RunSpec, _number
+from .constraints import number as _number
+from .settings import Budget, Constraints, DataRef, RunSpec
+
+if TYPE_CHECKING:
+    from ..data import Dataset
+    from ..losses import LossConfig
+    from ..space import SearchSpace
 
 __all__ = ["search", "resume_search", "refinalize", "FINAL_FIELDS"]
 
@@ -128,10 +134,12 @@ def _check_replayed(records: List[CandidateRecord], space, archive: Archive) -> 
                               f"outside its staged exit costs [{r.exit_macs[0]:g}, {r.exit_macs[-1]:g}]")
 
 
-def search(space, data, constraints: Constraints, budget: Union[str, Budget] = "quick", seed: int = 0,
+def search(space: SearchSpace, data: Union[Dataset, DataRef, str], constraints: Constraints,
+           budget: Union[str, Budget] = "quick", seed: int = 0,
            out_dir: Optional[Union[str, os.PathLike]] = None, resume: bool = False, workers: int = 1,
            dask_scheduler: Optional[str] = None, generations: Optional[int] = None,
-           population: Optional[int] = None, progress: Progress = print, loss=None, evaluator: Any = None,
+           population: Optional[int] = None, progress: Progress = print, loss: Optional[LossConfig] = None,
+           evaluator: Any = None,
            threads: Optional[int] = None, algorithm: str = "nsga2",
            max_seconds: Optional[float] = None) -> SearchResult:
     """Joint backbone + exit NAS under `constraints`; returns the admissible Pareto set.
@@ -144,7 +152,10 @@ def search(space, data, constraints: Constraints, budget: Union[str, Budget] = "
         seed: the run's seed (sampling, candidate training, data subsets).
         out_dir: the run folder (a new temporary folder when None).
         resume: continue an interrupted run in out_dir, evaluating nothing twice.
-        workers: local worker processes; dask_scheduler: "tcp://host:port" of a running Dask cluster.
+        workers: local worker processes.
+        dask_scheduler: "tcp://host:port" of a running Dask cluster.
+        generations: overrides the budget's generations (None: kept).
+        population: overrides the budget's population (None: kept).
         progress: called with one line per candidate and generation (None: silent).
         loss: the training loss (default: NACHOS with max_macs as the budget).
         evaluator: how candidates are judged: a registered name ("supernet", "proxy", ...) or an object
@@ -266,12 +277,13 @@ def _report(out: Path) -> None:
 
 
 def resume_search(out_dir: Union[str, os.PathLike], workers: int = 1, dask_scheduler: Optional[str] = None,
-                  progress: Progress = print, data=None) -> SearchResult:
+                  progress: Progress = print, data: Optional[Union[Dataset, DataRef, str]] = None) -> SearchResult:
     """Continue an interrupted run with the settings in its config.json.
 
     Args:
         out_dir: the run folder.
-        workers / dask_scheduler: where to evaluate (need not match the first run's).
+        workers: local worker processes (need not match the first run's).
+        dask_scheduler: "tcp://host:port" of a running Dask cluster (need not match the first run's).
         progress: progress lines (None: silent).
         data: needed only if the run was started from an in-memory Dataset.
 
@@ -324,7 +336,7 @@ FINAL_FIELDS = ("final_train", "final_epochs", "final_head_epochs", "max_final",
 
 
 def refinalize(run_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], progress: Progress = print,
-               data=None, **changes: Any) -> SearchResult:
+               data: Optional[Union[Dataset, DataRef, str]] = None, **changes: Any) -> SearchResult:
     """Run the final stage of a finished search again, into a new run folder, with a changed final budget.
 
     Nothing is searched again: the search's candidate lines of ``archive.jsonl`` are copied as they are, with

@@ -1,5 +1,6 @@
-"""Settings of a search: what must hold (`Constraints`), how much compute it gets (`Budget`, `BUDGETS`),
-where the data comes from (`DataRef`), and the whole run as one record (`RunSpec`, which *is* config.json).
+"""Settings of a search: what must hold (`Constraints`, defined in `constraints.py`), how much compute it gets
+(`Budget`, `BUDGETS`), where the data comes from (`DataRef`), and the whole run as one record (`RunSpec`, which
+*is* config.json).
 
 `RunSpec.to_dict()` is what ``config.json`` holds; `RunSpec.from_dict()` reads it back (also the files
 written before this module existed) and `RunSpec.fingerprint()` is what must match to resume a run.
@@ -7,99 +8,24 @@ written before this module existed) and `RunSpec.fingerprint()` is what must mat
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import platform
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
 from ..errors import ConstraintError, RunDirError
+from .constraints import Constraints
+from .constraints import number as _number
+
+if TYPE_CHECKING:
+    from ..data import Dataset
 
 __all__ = ["Constraints", "Budget", "BUDGETS", "PROXY_BUDGETS", "FINAL_MACS", "DataRef", "RunSpec", "versions", "ALGORITHMS"]
 
 ALGORITHMS = ("nsga2", "random")
 _WORKER_CACHE: Dict[Any, Any] = {}   # per process: datasets already loaded from a DataRef
-
-
-def _number(name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise ConstraintError(f"{name} must be a number, got {v!r}")
-    v = float(v)
-    if not math.isfinite(v):
-        raise ConstraintError(f"{name} must be finite, got {v}")
-    return v
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """What an admissible EENN must meet (uNAS-style typed bounds, plus the EENN's expected-MAC budget).
-
-    min_accuracy: top-1 accuracy of the thresholded EENN on validation, in (0, 1].
-    max_macs: expected MACs per image (staged exit costs weighted by exit rates), > 0.
-    max_flash / max_ram: int8 model bytes / peak TFLM arena bytes, measured on the int8 export (optional).
-    """
-
-    min_accuracy: float
-    max_macs: float
-    max_flash: Optional[int] = None
-    max_ram: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        acc = _number("min_accuracy", self.min_accuracy)
-        if not 0.0 < acc <= 1.0:
-            raise ConstraintError(f"min_accuracy must be in (0, 1] (a fraction, e.g. 0.88), got {acc:g}")
-        macs = _number("max_macs", self.max_macs)
-        if macs <= 0:
-            raise ConstraintError(f"max_macs must be > 0, got {macs:g}")
-        object.__setattr__(self, "min_accuracy", acc)
-        object.__setattr__(self, "max_macs", macs)
-        for name in ("max_flash", "max_ram"):
-            v = getattr(self, name)
-            if v is not None:
-                v = _number(name, v)
-                if v < 1 or v != int(v):
-                    raise ConstraintError(f"{name} must be a positive whole number of bytes, got {v:g}")
-                object.__setattr__(self, name, int(v))
-
-    @property
-    def active(self) -> List[str]:
-        """Names of the constraints in force, in G order: accuracy, macs, [flash], [ram]."""
-        return ["accuracy", "macs"] + [n for n, v in (("flash", self.max_flash), ("ram", self.max_ram)) if v]
-
-    def violations(self, accuracy: float, expected_macs: float, flash: Optional[float] = None,
-                   ram: Optional[float] = None) -> Dict[str, Optional[float]]:
-        """Normalised constraint values (pymoo convention: <= 0 means met), relative to each bound:
-        accuracy (min_acc - acc) / min_acc, macs (E[MACs] - max) / max, flash and ram likewise."""
-        g: Dict[str, Optional[float]] = {
-            "accuracy": (self.min_accuracy - accuracy) / self.min_accuracy,
-            "macs": (expected_macs - self.max_macs) / self.max_macs, "flash": None, "ram": None}
-        for name, bound, value in (("flash", self.max_flash, flash), ("ram", self.max_ram, ram)):
-            if bound:
-                if value is None:
-                    raise ConstraintError(f"constraint max_{name} is set but the {name} size was not measured")
-                g[name] = (float(value) - bound) / bound
-        return g
-
-    def meets_accuracy_and_macs(self, accuracy: float, expected_macs: float) -> bool:
-        """True when accuracy and expected MACs meet their bounds (the two constraints that need no int8
-        conversion; the same test as `violations` <= 0)."""
-        g = replace(self, max_flash=None, max_ram=None).violations(accuracy, expected_macs)
-        return g["accuracy"] <= 0 and g["macs"] <= 0
-
-    def relaxed(self, accuracy_slack: float) -> "Constraints":
-        """The same bounds with the accuracy floor lowered by `accuracy_slack` (the search-time floor)."""
-        if not accuracy_slack:
-            return self
-        return replace(self, min_accuracy=max(1e-6, self.min_accuracy - float(accuracy_slack)))
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Constraints":
-        return cls(**{k: d.get(k) for k in ("min_accuracy", "max_macs", "max_flash", "max_ram")})
 
 
 #: Where the final stage re-calibrates a re-trained member (`Budget.final_macs`).
@@ -114,58 +40,69 @@ MUTATIONS = ("pm", "reset")
 class Budget:
     """Fidelity of the search: NSGA-II size, proxy training per candidate, final re-training.
 
-    proxy_train / proxy_val: class-balanced training / validation subset sizes for candidate evaluation
-    (None = whole split); epochs / head_epochs: the two `train_eenn` phases (backbone with CE, then the
-    NACHOS loss on every exit). final_*: the same for re-training the admissible front; max_final caps
-    how many front members are re-trained, chosen by `finalists` (`nas.final.finalists`; one member dropped
-    after re-training is replaced by the most accurate one left).
-    finalists: "spread" (default): spread evenly along the front by MACs, both ends kept; "hypervolume":
-    the members that together cover most of the user's constraint box (greedy, pymoo's HV), which skips
-    front members near the accuracy floor or the MAC cap that add little.
-    accuracy_slack: a short proxy training underestimates the accuracy a candidate reaches after the
-    final training, so during the search the accuracy floor is lowered by this much (a fraction); the
-    admissible set is then checked against the true floor after re-training (misses are dropped).
-    final_macs: where re-calibration puts a re-trained member on its accuracy / expected-MAC curve.
-    "search" (default): the most accurate thresholds that cost no more than the member's search-time
-    expected MACs, so the finalists keep the spread along MACs the search gave them and re-training is
-    spent on accuracy at that cost (when the accuracy floor cannot be met there: as "budget").
-    "budget": the most accurate thresholds within max MACs; every member then drifts to the accurate end
-    of its curve, and the re-trained members often dominate one another.
-    accuracy_tolerance: where calibration puts a candidate on its own accuracy / expected-MAC curve
-    (`policy.calibrate`, method "pareto"): the cheapest point at most this much (a fraction) less accurate
-    on validation than the most accurate admissible one. 0 (default): the most accurate point. Near the
-    top of an EENN's curve accuracy levels off while expected MACs keep rising, so a tolerance within the
-    validation noise (e.g. 0.0025 on 1,000-2,000 images) places candidates at the curve's knee, where the
-    early exits pay, instead of near max MACs.
-    rescore: before the final stage chooses the members to re-train, this many leading feasible candidates
-    (the admissible front, then the next non-dominated layers) are judged again on the whole validation
-    split when the search ranked them on a subset (proxy_val) and the evaluator can do it cheaply (the
-    supernet evaluator: seconds each); the finalists are then chosen on those figures. 0 (default): off.
-    confirm: during the search, every candidate whose subset estimate (proxy_val) puts it on the admissible
-    front is judged again on the whole validation split (the evaluator's ``rescore``, when it has one) before
-    the algorithm ranks it, so the front NSGA-II climbs holds whole-split figures only, not the luckiest of
-    many noisy subset estimates (about one candidate in ten enters the front; each re-judgement costs what
-    three subset ones do). False (default): off.
-    screen: multi-fidelity choice of the finalists: after `rescore`, this many leading feasible candidates
-    (the admissible front, then the next non-dominated layers) are fine-tuned briefly from their inherited
-    weights (the evaluator's ``screen``, when it has one: the supernet evaluator's is one exit-phase epoch on
-    `screen_train` training images, about a tenth of a final fine-tune) and judged on the whole validation
-    split at no more than their search-time expected MACs; the finalists are chosen among them on those
-    figures. A supernet estimate flatters some subnets, which then gain less from fine-tuning than the others;
-    the stronger the search optimises the estimate, the more of them lead its front. 0 (default): off.
-    screen_train: training images of each screening fine-tune (None: the whole training split).
-    crossfit: the figures a candidate is ranked on in the search, k-fold cross-fitted
-    (`policy.crossfit_calibrate`): each fold of the validation images scored with thresholds calibrated on the
-    others. The most accurate point of a curve fitted on the same images it is read on is optimistic, the
-    more so the more exits it has thresholds for, so the search otherwise favours many-exit candidates that
-    fall back after re-training. 0 (default): off (in-sample figures); k >= 2: k folds.
-    mutation: NSGA-II's mutation operator. "pm" (default): pymoo's polynomial mutation on the integer
-    encoding, rounded; on genes with two to four values its small steps mostly round back to the same value,
-    so a converged population hardly moves (resolution, exits on/off). "reset": pymoo's
-    ``ChoiceRandomMutation``, which draws a mutated gene anew from all its values (random resetting, the
-    usual operator for categorical genes). Random search ignores both.
-    mutation_rate: the per-gene mutation probability (pymoo's ``prob_var``). None (default): pymoo's
-    1 / n_var, about one gene of the MCU space's 48.
+    Attributes:
+        name: the preset's name ("custom" for a hand-made budget).
+        population: NSGA-II population size (>= 2; random search: points per generation).
+        generations: generations of the search.
+        proxy_train: class-balanced training subset size for candidate evaluation (None = whole split).
+        proxy_val: class-balanced validation subset size for candidate evaluation (None = whole split).
+        epochs: first `train_eenn` phase of a candidate's training (backbone with CE).
+        head_epochs: second phase (the NACHOS loss on every exit).
+        batch_size: batch size of the training.
+        learning_rate: learning rate of the training (> 0).
+        final_train: training subset size for re-training the admissible front (None = whole split).
+        final_epochs: first phase of that re-training.
+        final_head_epochs: its second phase.
+        max_final: caps how many front members are re-trained, chosen by `finalists` (`nas.final.finalists`;
+            one member dropped after re-training is replaced by the most accurate one left).
+        finalists: "spread" (default): spread evenly along the front by MACs, both ends kept; "hypervolume":
+            the members that together cover most of the user's constraint box (greedy, pymoo's HV), which skips
+            front members near the accuracy floor or the MAC cap that add little.
+        accuracy_slack: how much (a fraction) the accuracy floor is lowered during the search, as a short proxy
+            training underestimates the accuracy reached after the final training; the admissible set is then
+            checked against the true floor after re-training (misses are dropped).
+        final_macs: where re-calibration puts a re-trained member on its accuracy / expected-MAC curve. "search"
+            (default): the most accurate thresholds costing no more than its search-time expected MACs, so the
+            finalists keep the search's spread along MACs and re-training is spent on accuracy at that cost
+            (as "budget" when the accuracy floor cannot be met there). "budget": the most accurate thresholds
+            within max MACs; every member then drifts to the accurate end of its curve, and the re-trained
+            members often dominate one another.
+        accuracy_tolerance: where calibration (`policy.calibrate`, method "pareto") puts a candidate on its
+            curve: the cheapest point at most this much (a fraction) less accurate on validation than the most
+            accurate admissible one; 0 (default): the most accurate point. Near the top of an EENN's curve
+            accuracy levels off while expected MACs keep rising, so a tolerance within the validation noise
+            (e.g. 0.0025 on 1,000-2,000 images) places candidates at the knee, where early exits pay,
+            instead of near max MACs.
+        rescore: this many leading feasible candidates (the admissible front, then the next non-dominated
+            layers) are judged again on the whole validation split before the final stage chooses its
+            finalists on those figures, when the search ranked them on a subset (proxy_val) and the evaluator
+            can do it cheaply (the supernet evaluator: seconds each). 0 (default): off.
+        confirm: during the search, every candidate whose subset estimate puts it on the admissible front is
+            judged again on the whole validation split (the evaluator's ``rescore``, when it has one) before the
+            algorithm ranks it, so the front holds whole-split figures only, not the luckiest of many noisy
+            subset estimates (about one candidate in ten enters it; each re-judgement costs what three subset
+            ones do). False (default): off.
+        screen: after `rescore`, this many leading feasible candidates are fine-tuned briefly from their
+            inherited weights (the evaluator's ``screen``, when it has one: the supernet evaluator's is one
+            exit-phase epoch on `screen_train` images, about a tenth of a final fine-tune) and judged on the
+            whole validation split at no more than their search-time expected MACs; the finalists are chosen
+            among them on those figures (a supernet estimate flatters some subnets, which then gain less from
+            fine-tuning; the harder the search optimises it, the more of them lead its front). 0 (default): off.
+        screen_train: training images of each screening fine-tune (None: the whole training split).
+        crossfit: k-fold cross-fit the figures a candidate is ranked on (`policy.crossfit_calibrate`: each fold
+            of the validation images scored with thresholds calibrated on the others). A curve read on the
+            images it was fitted on is optimistic, the more so the more exits it has, so the search otherwise
+            favours many-exit candidates that fall back after re-training. 0 (default): off; k >= 2: k folds.
+        mutation: NSGA-II's mutation operator. "pm" (default): pymoo's polynomial mutation on the integer
+            encoding, rounded; on genes with two to four values its small steps mostly round back, so a
+            converged population hardly moves (resolution, exits on/off). "reset": pymoo's
+            ``ChoiceRandomMutation`` (random resetting, the usual operator for categorical genes: a mutated gene
+            drawn anew from all its values). Random search ignores both.
+        mutation_rate: per-gene mutation probability (pymoo's ``prob_var``); None (default): pymoo's 1 / n_var,
+            about one gene of the MCU space's 48.
+
+    Raises:
+        ConstraintError: a field has an invalid type or value.
     """
 
     name: str = "custom"
@@ -236,6 +173,13 @@ class Budget:
         `standard`, `thorough`. The supernet evaluator judges a candidate in seconds, the proxy trains each
         one, so each has its own table (`BUDGETS`, `PROXY_BUDGETS`).
 
+        Args:
+            name: the preset's name.
+            evaluator: the evaluator's name ("proxy": `PROXY_BUDGETS`, any other: `BUDGETS`).
+
+        Returns:
+            The preset Budget.
+
         Raises:
             ConstraintError: an unknown name.
         """
@@ -248,28 +192,70 @@ class Budget:
     @classmethod
     def resolve(cls, budget: Union[str, "Budget"], generations: Optional[int] = None,
                 population: Optional[int] = None, evaluator: str = "supernet") -> "Budget":
-        """A preset name (for `evaluator`) or a Budget, with generations / population overridden when given."""
+        """A preset name (for `evaluator`) or a Budget, with generations / population overridden when given.
+
+        Args:
+            budget: a preset name (`preset`) or a Budget.
+            generations: overrides the budget's generations (None: kept).
+            population: overrides its population (None: kept).
+            evaluator: the evaluator's name (chooses the preset table).
+
+        Returns:
+            The Budget.
+
+        Raises:
+            ConstraintError: an unknown preset, neither a name nor a Budget, or an invalid override.
+        """
         b = cls.preset(budget, evaluator) if isinstance(budget, str) else budget
         if not isinstance(b, Budget):
             raise ConstraintError(f"budget must be a preset name or a Budget, got {budget!r}")
         changes = {k: v for k, v in (("generations", generations), ("population", population)) if v is not None}
         return replace(b, **changes) if changes else b
 
-    def with_(self, **changes) -> "Budget":
-        """A copy with some fields changed (validated again)."""
+    def with_(self, **changes: Any) -> "Budget":
+        """A copy with some fields changed (validated again).
+
+        Args:
+            **changes: field name -> new value.
+
+        Returns:
+            The new Budget.
+
+        Raises:
+            ConstraintError: a new value is invalid.
+        """
         return replace(self, **changes)
 
     def to_dict(self) -> Dict[str, Any]:
+        """The budget as config.json holds it.
+
+        Returns:
+            {field name: value} of every field.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Budget":
-        """A budget from config.json; one written before `final_macs` existed was finalized as "budget"."""
+        """A budget from config.json; one written before `final_macs` existed was finalized as "budget".
+
+        Args:
+            d: field name -> value (unknown keys ignored, missing fields at their defaults).
+
+        Returns:
+            The Budget.
+
+        Raises:
+            ConstraintError: a field has an invalid type or value.
+        """
         return cls(**dict({"final_macs": "budget"}, **{f.name: d[f.name] for f in fields(cls) if f.name in d}))
 
     def evaluation_settings(self) -> Dict[str, Any]:
         """The fields a candidate's result depends on (the algorithm's population, generations and mutation do
-        not)."""
+        not).
+
+        Returns:
+            `to_dict()` without name, population, generations, mutation and mutation_rate.
+        """
         d = self.to_dict()
         for k in ("name", "population", "generations", "mutation", "mutation_rate"):
             d.pop(k)
@@ -305,15 +291,29 @@ BUDGETS: Dict[str, Budget] = {
 
 @dataclass(frozen=True)
 class DataRef:
-    """A dataset by name and path, so that every worker process rebuilds it locally (no arrays shipped)."""
+    """A dataset by name and path, so that every worker process rebuilds it locally (no arrays shipped).
+
+    Attributes:
+        name: the dataset's name (`nachos_tf.data.load`).
+        path: its file or folder (None: found automatically, Fashion-MNIST only).
+        val_fraction: fraction of the training set held out per class as validation.
+        seed: seed of the validation split.
+    """
 
     name: str = "fashion_mnist"
     path: Optional[str] = None
     val_fraction: float = 0.1
     seed: int = 0
 
-    def load(self):
-        """The `nachos_tf.data.Dataset` (cached per process)."""
+    def load(self) -> Dataset:
+        """The `nachos_tf.data.Dataset` (cached per process).
+
+        Returns:
+            The Dataset `nachos_tf.data.load` reads for these settings.
+
+        Raises:
+            DataError: the dataset cannot be read (`nachos_tf.data.load`).
+        """
         key = ("ref", self)
         if key not in _WORKER_CACHE:
             from ..data import load
@@ -322,6 +322,11 @@ class DataRef:
         return _WORKER_CACHE[key]
 
     def to_dict(self) -> Dict[str, Any]:
+        """The reference as config.json holds it.
+
+        Returns:
+            {field name: value} of every field.
+        """
         return asdict(self)
 
 

@@ -44,27 +44,63 @@ class ParetoCurve:
 
 @dataclass
 class Calibration:
-    """Chosen thresholds, their simulation on the calibration data and how they meet the constraints."""
+    """Chosen thresholds, their simulation on the calibration data and how they meet the constraints.
 
-    thresholds: np.ndarray            # (E,)
-    result: SimResult                 # on the calibration data
+    Attributes:
+        thresholds: (E,) one threshold per early exit.
+        result: The simulation of `thresholds` on the calibration data.
+        method: The calibration method (one of `METHODS`).
+        rule: The exit rule the thresholds apply to.
+        exit_macs: Staged cost of stopping at each exit, final last.
+        admissible: Whether the thresholds meet max_macs and min_accuracy on the calibration data.
+        macs_excess: max(0, expected_macs - max_macs); 0 without a budget.
+        accuracy_shortfall: max(0, min_accuracy - accuracy); 0 without a floor.
+        max_macs: The expected-MAC budget, or None.
+        min_accuracy: The accuracy floor, or None.
+        curve: The accuracy / expected-MAC trade-off curve (method "pareto" only).
+        info: Details of the search (e.g. sweeps and candidates, or the grid pick and repair steps).
+    """
+
+    thresholds: np.ndarray
+    result: SimResult
     method: str
     rule: str
     exit_macs: np.ndarray
-    admissible: bool                  # meets max_macs and min_accuracy on the calibration data
-    macs_excess: float                # max(0, expected_macs - max_macs); 0 without a budget
-    accuracy_shortfall: float         # max(0, min_accuracy - accuracy); 0 without a floor
+    admissible: bool
+    macs_excess: float
+    accuracy_shortfall: float
     max_macs: Optional[float] = None
     min_accuracy: Optional[float] = None
-    curve: Optional[ParetoCurve] = None   # method "pareto" only
+    curve: Optional[ParetoCurve] = None
     info: Dict[str, Any] = field(default_factory=dict)
 
     def evaluate(self, probs: Sequence[np.ndarray], labels: np.ndarray,
                  confidences: Optional[Sequence[np.ndarray]] = None) -> SimResult:
-        """Simulate the chosen thresholds on other (e.g. test) outputs of the same model."""
+        """Simulate the chosen thresholds on other (e.g. test) outputs of the same model.
+
+        Args:
+            probs: (N, classes) softmax arrays, one per exit, final last.
+            labels: (N,) integer labels.
+            confidences: For rule ``confidence``, one (N,) sigmoid array per early exit.
+
+        Returns:
+            The :class:`SimResult` of the chosen thresholds on these outputs.
+
+        Raises:
+            DataError: Malformed probabilities, labels or confidences.
+            ConstraintError: The outputs have another number of exits than the calibrated model.
+        """
         return simulate(probs, labels, self.thresholds, self.exit_macs, self.rule, confidences)
 
     def to_dict(self, with_curve: bool = True) -> Dict[str, Any]:
+        """JSON-safe form of the calibration.
+
+        Args:
+            with_curve: Include the Pareto curve (when there is one).
+
+        Returns:
+            The fields, with the simulation summarised by `SimResult.to_dict`.
+        """
         d = {"thresholds": thresholds_to_json(self.thresholds), "method": self.method,
              "rule": self.rule, "exit_macs": [float(m) for m in self.exit_macs],
              "admissible": bool(self.admissible), "macs_excess": float(self.macs_excess),

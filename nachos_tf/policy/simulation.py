@@ -23,21 +23,38 @@ def macs_from_counts(counts: np.ndarray, exit_macs: np.ndarray, n: int) -> np.nd
 
 @dataclass
 class SimResult:
-    """Outcome of early exiting with fixed thresholds on a labelled set."""
+    """Outcome of early exiting with fixed thresholds on a labelled set.
+
+    Attributes:
+        accuracy: Fraction of samples predicted right at the exit they leave at.
+        exit_rates: (E+1,) fraction of samples leaving at each exit, final last; sums to 1.
+        expected_macs: sum_k exit_rates[k] * exit_macs[k].
+        exit_index: (N,) exit each sample leaves at (E = final).
+        correct: (N,) bool: prediction at that exit is right.
+        exit_accuracy: (E+1,) accuracy among samples leaving at each exit (NaN if none).
+        exit_counts: (E+1,) number of samples leaving at each exit.
+        n_correct: Number of samples predicted right.
+        thresholds: (E,) the thresholds simulated.
+        rule: The exit rule.
+    """
 
     accuracy: float
-    exit_rates: np.ndarray       # (E+1,) fraction of samples leaving at each exit, final last; sums to 1
-    expected_macs: float         # sum_k exit_rates[k] * exit_macs[k]
-    exit_index: np.ndarray       # (N,) exit each sample leaves at (E = final)
-    correct: np.ndarray          # (N,) bool: prediction at that exit is right
-    exit_accuracy: np.ndarray    # (E+1,) accuracy among samples leaving at each exit (NaN if none)
-    exit_counts: np.ndarray      # (E+1,) number of samples leaving at each exit
+    exit_rates: np.ndarray
+    expected_macs: float
+    exit_index: np.ndarray
+    correct: np.ndarray
+    exit_accuracy: np.ndarray
+    exit_counts: np.ndarray
     n_correct: int
-    thresholds: np.ndarray       # (E,)
+    thresholds: np.ndarray
     rule: str
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-safe summary (no per-sample arrays; NaN -> None, +-inf -> "inf"/"-inf")."""
+        """JSON-safe summary (no per-sample arrays; NaN -> None, +-inf -> "inf"/"-inf").
+
+        Returns:
+            The scalar and per-exit fields, plus ``n_samples``.
+        """
         return {
             "accuracy": float(self.accuracy),
             "expected_macs": float(self.expected_macs),

@@ -147,8 +147,15 @@ class Supernet:
         return self._predict_fns[mode]
 
     def extreme_genome(self, largest: bool = True) -> Any:
-        """The largest (or smallest) subnet as a genome: every gene at its max (min) value, SE on (off),
-        hard-swish (ReLU), top (lowest) resolution; every exit point a gap_dense exit (repaired)."""
+        """The largest (or smallest) subnet as a genome.
+
+        Args:
+            largest: True for the largest subnet, False for the smallest.
+
+        Returns:
+            The genome (repaired): every gene at its max (min) value, SE on (off), hard-swish (ReLU), top
+            (lowest) resolution; every exit point a gap_dense exit with the widest (narrowest) head.
+        """
         from ..genome import ExitGene, Genome
 
         def pick(values, preferred):          # the preferred choice when the gene offers it
@@ -174,8 +181,11 @@ class Supernet:
             folder: target folder (created if needed).
             dtype: "float32" or "float16" (half the size, for shipped presets).
 
+        Returns:
+            The folder.
+
         Raises:
-            SupernetError: the folder cannot be written.
+            SupernetError: an unknown dtype, or the folder cannot be written.
         """
         from .store import save_supernet
 
@@ -184,6 +194,14 @@ class Supernet:
     @classmethod
     def load(cls, folder: Union[str, Path], space: Any, data: Any = None) -> "Supernet":
         """Load a saved supernet for `space` (and, if given, check it was trained on `data`).
+
+        Args:
+            folder: the folder `save` wrote.
+            space: the search space it was saved for.
+            data: the Dataset it must have been trained on (None: not checked).
+
+        Returns:
+            The loaded Supernet.
 
         Raises:
             SupernetMismatchError: saved for another space (fingerprint differs) or other data.
@@ -206,7 +224,19 @@ class Supernet:
         return bool(self.net.kernel_transform)
 
     def timed_extract(self, genome: Any, bn_data: Any = None, bn_images: int = 2000) -> Dict[str, Any]:
-        """`extract` plus the seconds it took (extraction and BN re-estimation separately)."""
+        """`extract` plus the seconds it took (extraction and BN re-estimation separately).
+
+        Args:
+            genome: a valid genome of the space.
+            bn_data: None (no BN re-estimation), an image array or a Dataset (as `extract`).
+            bn_images: number of images for BN re-estimation.
+
+        Returns:
+            {"model": the extracted keras.Model, "extract_s": seconds, "bn_s": seconds}.
+
+        Raises:
+            GenomeError: the genome is not valid in the space.
+        """
         t0 = time.perf_counter()
         m = self.extract(genome)
         t1 = time.perf_counter()

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Type, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Protocol, Type, runtime_checkable
 
 from ...errors import ConstraintError
 from ...genome import Genome
 from ...records import CandidateRecord, FinalRecord
+
+if TYPE_CHECKING:
+    from ...data import Dataset
 
 __all__ = ["Evaluator", "EvalContext", "register_evaluator", "REGISTRY"]
 
@@ -41,6 +44,20 @@ class EvalContext:
     `DataRef`, worker processes rebuild it from `data_ref` instead of receiving the arrays (see
     `dataset()`). `constraints` are the search-time ones (accuracy floor lowered by the budget's slack);
     `target` the user's (what the final stage checks).
+
+    Attributes:
+        space: the run's `SearchSpace`.
+        constraints: the search-time `Constraints`.
+        target: the user's `Constraints`.
+        budget: the run's `Budget`.
+        seed: the run's seed.
+        loss: the training loss (`LossConfig`).
+        threads: TensorFlow threads of every process that trains for the run.
+        run_dir: the run folder.
+        data: the `Dataset`, or None (rebuilt from `data_ref`).
+        data_ref: the `DataRef` the data was loaded from, or None.
+        progress: called with a progress line (None: silent).
+        cache: per-process scratch space of the evaluator (not shipped to workers).
     """
 
     space: Any
@@ -56,8 +73,15 @@ class EvalContext:
     progress: Optional[Callable[[str], Any]] = field(default=None, repr=False)
     cache: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def dataset(self):
-        """The run's Dataset (loaded from the DataRef once per process when not carried along)."""
+    def dataset(self) -> Dataset:
+        """The run's Dataset (loaded from the DataRef once per process when not carried along).
+
+        Returns:
+            The `nachos_tf.data.Dataset`.
+
+        Raises:
+            ConstraintError: the context has neither data nor a DataRef.
+        """
         if self.data is None:
             if self.data_ref is None:
                 raise ConstraintError("the evaluation context has neither data nor a DataRef")
@@ -65,7 +89,11 @@ class EvalContext:
         return self.data
 
     def say(self, line: str) -> None:
-        """A progress line (nothing when the run is silent)."""
+        """A progress line (nothing when the run is silent).
+
+        Args:
+            line: the line to report.
+        """
         if self.progress:
             self.progress(line)
 
@@ -81,21 +109,48 @@ class EvalContext:
 
 @runtime_checkable
 class Evaluator(Protocol):
-    """The protocol every evaluator implements (see the module docstring)."""
+    """The protocol every evaluator implements (see the module docstring).
+
+    Attributes:
+        name: the name the evaluator is registered and chosen by (a class attribute).
+    """
 
     name: str
 
     def setup(self, context: EvalContext) -> None:
-        """One-time work of a run (in the search process), before the first candidate."""
+        """One-time work of a run (in the search process), before the first candidate.
+
+        Args:
+            context: the run's evaluation context.
+        """
 
     def evaluate(self, genome: Genome) -> CandidateRecord:
-        """Judge one candidate."""
+        """Judge one candidate.
+
+        Args:
+            genome: the candidate.
+
+        Returns:
+            Its search-stage record.
+        """
 
     def finalize(self, record: CandidateRecord, out_dir: Path) -> FinalRecord:
-        """Final training and measurement of an admissible candidate; saves its model under out_dir."""
+        """Final training and measurement of an admissible candidate; saves its model under out_dir.
+
+        Args:
+            record: the candidate's search-stage record.
+            out_dir: the folder its model is saved in.
+
+        Returns:
+            Its final record.
+        """
 
     def to_dict(self) -> Dict[str, Any]:
-        """Name and settings (part of the run fingerprint)."""
+        """Name and settings (part of the run fingerprint).
+
+        Returns:
+            {"name": ..., setting: value, ...} (JSON-ready).
+        """
 
 
 REGISTRY: Dict[str, Type] = {}
@@ -103,7 +158,13 @@ REGISTRY: Dict[str, Type] = {}
 
 def register_evaluator(cls: Type) -> Type:
     """Class decorator: make an evaluator class known by its ``name`` (for `search(evaluator="name")`,
-    ``--evaluator name`` and resuming runs). Returns the class.
+    ``--evaluator name`` and resuming runs).
+
+    Args:
+        cls: the evaluator class.
+
+    Returns:
+        The class, unchanged.
 
     Raises:
         ConstraintError: the class has no string ``name`` or misses a protocol method.

@@ -62,7 +62,7 @@ def calibrate_model(model, exit_macs: Sequence[float], x, y, rule: str, constrai
     point at most that much less accurate); "grid" is the NACHOS grid + repair (for ablations). `eager`:
     see `train.predict_exits` (no graph tracing, for a model used once). `crossfit` >= 2
     (`Budget.crossfit`): the figures are out-of-fold (`policy.crossfit_calibrate`, split seeded by `seed`)."""
-    from ...train import predict_exits
+    from ...predict import predict_exits
 
     probs, confs = predict_exits(model, x, batch_size=1000, eager=True) if eager else predict_exits(model, x)
     return calibrate_outputs(probs, confs, exit_macs, y, rule, constraints, method, tolerance, crossfit, seed)
@@ -202,7 +202,7 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
     evaluator's ``fine_tune``: whether the fine-tuned weights were kept).
     """
     from ...policy import simulate, thresholds_to_json
-    from ...train import predict_exits
+    from ...predict import predict_exits
 
     conf = lambda c: c if rule == "confidence" else None  # noqa: E731
     pv, cv = predict_exits(model, data.x_val)

@@ -14,7 +14,7 @@ import math
 import time
 import types
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence, Tuple
 
 from ...errors import ConstraintError
 from ...genome import Genome
@@ -22,6 +22,9 @@ from ...records import CandidateRecord, FinalRecord
 from .base import EvalContext, register_evaluator
 from .common import (CALIBRATIONS, COST_MODELS, believed_costs, calibrate_model, candidate_record, candidate_seed,
                      exit_rule, final_record, over_budget_at_first_exit)
+
+if TYPE_CHECKING:
+    from ...data import Dataset
 
 __all__ = ["ProxyEvaluator", "build_candidate", "train_built", "train_candidate", "set_bn_momentum",
            "proxy_subset"]
@@ -113,27 +116,56 @@ class ProxyEvaluator:
 
     # ---------------------------------------------------------------- protocol
     def to_dict(self) -> Dict[str, Any]:
-        """Name and settings (the run fingerprint)."""
+        """Name and settings (the run fingerprint).
+
+        Returns:
+            {"name": "proxy", "calibration": ..., "cost_model": ...}.
+        """
         return {"name": self.name, "calibration": self.calibration, "cost_model": self.cost_model}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ProxyEvaluator":
-        """The evaluator a config.json describes."""
+        """The evaluator a config.json describes.
+
+        Args:
+            d: its `to_dict()` (calibration and cost_model optional).
+
+        Returns:
+            The ProxyEvaluator.
+
+        Raises:
+            ConstraintError: an unknown calibration or cost model.
+        """
         return cls(**{k: d[k] for k in ("calibration", "cost_model") if k in d})
 
     def setup(self, context: EvalContext) -> None:
-        """Nothing to prepare once: every candidate is trained from scratch."""
+        """Nothing to prepare once: every candidate is trained from scratch.
+
+        Args:
+            context: the run's evaluation context (kept for `evaluate` and `finalize`).
+        """
         self.context = context
 
-    def proxy_data(self):
-        """The seeded proxy subset (built once per process)."""
+    def proxy_data(self) -> Dataset:
+        """The seeded proxy subset (built once per process).
+
+        Returns:
+            The class-balanced train / validation subsets of the run's data (`proxy_subset`).
+        """
         c = self.context
         if "proxy" not in c.cache:
             c.cache["proxy"] = proxy_subset(c.dataset(), c.budget, c.seed)
         return c.cache["proxy"]
 
     def evaluate(self, genome: Genome) -> CandidateRecord:
-        """Train the candidate on the proxy subset, calibrate on its validation subset."""
+        """Train the candidate on the proxy subset, calibrate on its validation subset.
+
+        Args:
+            genome: the candidate.
+
+        Returns:
+            Its search-stage record (rejected untrained when its first exit alone exceeds max_macs).
+        """
         c = self.context
         t0 = time.time()
         seed = candidate_seed(c.seed, genome)
@@ -150,7 +182,15 @@ class ProxyEvaluator:
                                 train_s, t0)
 
     def finalize(self, record: CandidateRecord, out_dir: Path) -> FinalRecord:
-        """Re-train from scratch with the final budget, re-calibrate on validation, measure on test, save."""
+        """Re-train from scratch with the final budget, re-calibrate on validation, measure on test, save.
+
+        Args:
+            record: the candidate's search-stage record.
+            out_dir: the folder its model is saved in.
+
+        Returns:
+            Its final record (`dropped` when it misses a constraint).
+        """
         c = self.context
         t0 = time.time()
         genome = Genome.from_dict(record.genome)

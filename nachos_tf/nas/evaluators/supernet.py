@@ -96,13 +96,27 @@ class SupernetEvaluator:
 
     # ---------------------------------------------------------------- protocol
     def to_dict(self) -> Dict[str, Any]:
-        """Name and settings (the run fingerprint)."""
+        """Name and settings (the run fingerprint).
+
+        Returns:
+            {"name": "supernet", and every constructor argument}.
+        """
         return {"name": self.name, "supernet_dir": self.supernet_dir, "epochs": self.epochs,
                 "bn_images": self.bn_images, "calibration": self.calibration, "finetune": self.finetune}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SupernetEvaluator":
-        """The evaluator a config.json describes."""
+        """The evaluator a config.json describes.
+
+        Args:
+            d: its `to_dict()` (every setting optional).
+
+        Returns:
+            The SupernetEvaluator.
+
+        Raises:
+            ConstraintError: invalid settings.
+        """
         return cls(**{k: d[k] for k in ("supernet_dir", "epochs", "bn_images", "calibration", "finetune") if k in d})
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -112,7 +126,15 @@ class SupernetEvaluator:
         return state
 
     def setup(self, context: EvalContext) -> None:
-        """Find or train the supernet once for this run; its folder is `self.folder`."""
+        """Find or train the supernet once for this run; its folder is `self.folder`.
+
+        Args:
+            context: the run's evaluation context.
+
+        Raises:
+            ConstraintError: the space has no supernet, or the found one was trained for another backbone space.
+            SupernetError: the supernet folder's files are missing or malformed.
+        """
         if not context.space.family.supports_supernet:
             raise ConstraintError("the supernet evaluator needs the built-in MCU backbone family "
                                   "(SearchSpace.mcu); use evaluator='proxy' for this space")
@@ -136,21 +158,23 @@ class SupernetEvaluator:
     def evaluate(self, genome: Genome) -> CandidateRecord:
         """Inherited weights, BN re-estimated, calibrated on validation: no training, nothing built.
 
-        The subnet runs inside the supernet's own graph (`Supernet.subnet_predict` with in-graph BN
-        re-estimation: the outputs of the extracted model after `reestimate_bn`, to float rounding); exit
-        MACs are counted by arithmetic (`SearchSpace.exit_macs`). Only a run with a flash / RAM bound
-        extracts the Keras model, to measure its int8 export.
+        Runs in the supernet's graph (`Supernet.subnet_predict`, in-graph BN re-estimation); exit MACs by arithmetic
+        (`SearchSpace.exit_macs`). Only a run with a flash / RAM bound extracts the Keras model (int8 sizes).
+
+        Args:
+            genome: the candidate.
+
+        Returns:
+            Its search-stage record (judged on the search's validation subset).
         """
         return self._judge(genome, *self._val())
 
     def rescore(self, records: Sequence[CandidateRecord]) -> List[CandidateRecord]:
         """The same judgement (`evaluate`) on the whole validation split instead of the search's subset.
 
-        Used by the final stage before it chooses the members to fine-tune: on a subset of about 1,000
-        images the most accurate-looking members of a large front are the ones whose estimate erred upwards
-        (the best of many noisy estimates), and they lose accuracy after fine-tuning. With `Budget.confirm` the
-        search calls it for every candidate entering the front. When the search already judged on the whole
-        split, the records are returned as they are; so is a record judged again before.
+        Used before the final stage chooses whom to fine-tune (on ~1,000 images the most accurate-looking members
+        are those whose estimate erred upwards; they lose accuracy after fine-tuning) and, with `Budget.confirm`, for
+        every candidate entering the front. Records already judged on the whole split are returned as they are.
 
         Args:
             records: search-stage records (their ids are kept).
@@ -182,7 +206,7 @@ class SupernetEvaluator:
                known_sizes: Optional[Dict[str, Optional[int]]] = None) -> CandidateRecord:
         """`evaluate` on the given validation images (`known_sizes`: its int8 sizes, measured before)."""
         from ...naming import contract_names, layout_of_names
-        from ...train import exit_outputs
+        from ...predict import exit_outputs
 
         c = self.context
         t0 = time.time()
@@ -217,8 +241,7 @@ class SupernetEvaluator:
                                 seed, 0.0, t0, sizes=sizes, params=params)
 
     def _param_count(self, sg: Genome, genome: Genome) -> int:
-        """Parameters of the model `build_eenn` builds for `genome` (BN statistics included, as Keras
-        counts), from the shapes of the sliced weights; without exits when the run's space has none."""
+        """Parameters of `build_eenn`'s model for `genome` (BN statistics included), from the sliced weights' shapes."""
         from ...supernet import subnet_weights
 
         sn = self.supernet
@@ -230,16 +253,22 @@ class SupernetEvaluator:
         return int(sum(a.size for arrs in w.values() for a in arrs))
 
     def _as_supernet_genome(self, genome: Genome) -> Genome:
-        """A genome of the supernet's space with the run genome's backbone (one default exit: its final
-        output and backbone are the run genome's)."""
+        """A genome of the supernet's space with the run genome's backbone (and one default exit)."""
         sn = self.supernet
         return sn.space.repair(Genome.make(genome.params, [ExitGene(True)] + [ExitGene(False)] *
                                            (sn.space.n_exit_points - 1)))
 
     def finalize(self, record: CandidateRecord, out_dir: Path) -> FinalRecord:
-        """Fine-tune from the inherited weights, every exit distilled from the supernet's largest subnet (kept
-        only if validation improves where the member is reported: `place_member`, with `Budget.final_macs`
-        "search" at no more than its search-time expected MACs), re-calibrate, measure."""
+        """Fine-tune from inherited weights, exits distilled from the largest subnet (kept only if validation improves
+        where the member is reported: `place_member`), re-calibrate, measure.
+
+        Args:
+            record: the candidate's search-stage record.
+            out_dir: the folder its model is saved in.
+
+        Returns:
+            Its final record (`dropped` when it misses a constraint).
+        """
         c = self.context
         t0 = time.time()
         b = c.budget
@@ -255,15 +284,9 @@ class SupernetEvaluator:
     def screen(self, records: Sequence[CandidateRecord]) -> List[CandidateRecord]:
         """A brief fine-tune of each record, judged on the whole validation split (`Budget.screen`).
 
-        The cheap middle fidelity between the supernet estimate and the final fine-tune: the subnet is
-        extracted and fine-tuned as `finalize` does, for one exit-phase epoch on `Budget.screen_train`
-        training images (distilled from the largest subnet; batch-norm statistics re-estimated afterwards, as for
-        every candidate, since a short run leaves those of its last few batches), then placed as the final stage
-        places a member (`place_member` on the whole validation split: with `Budget.final_macs` "search" held at
-        no more than the record's expected MACs); the figure is the better of the fine-tuned and the inherited
-        weights' at that point. The final stage
-        chooses its finalists on these figures: shared weights flatter some subnets (often those with many
-        early exits at a low resolution), which then gain less from fine-tuning than the estimate promised.
+        The middle fidelity: the subnet is fine-tuned as in `finalize` for one exit-phase epoch on
+        `Budget.screen_train` images (BN re-estimated afterwards) and placed as the final stage places a member
+        (`place_member`); the figure is the better of the fine-tuned and inherited weights' there.
 
         Args:
             records: search-stage (or re-scored) records; their ids, stage and time are kept.
@@ -307,8 +330,7 @@ class SupernetEvaluator:
         return out
 
     def _inherited(self, genome: Genome):
-        """The genome's subnet as a Keras model with its inherited weights, BN re-estimated; its staged exit
-        MACs (profiled) and training seed."""
+        """(Keras subnet with inherited weights, BN re-estimated; its staged exit MACs; its training seed)."""
         from ...macs import profile_macs
         from ...supernet import reestimate_bn
 
@@ -323,10 +345,8 @@ class SupernetEvaluator:
         return data.subset(train=n, val=0, test=0, seed=int(c.seed)) if n is not None else data
 
     def _val_point(self, model, exit_macs: Sequence[int], cap: float):
-        """The calibration of `model` on the whole validation split where the final stage places a member
-        (`final_record`): the user's constraints, `Budget.accuracy_tolerance`, and with `Budget.final_macs`
-        "search" held at no more than `cap` expected MACs when the accuracy floor can be met there."""
-        from ...train import predict_exits
+        """`model` calibrated on the whole validation split where the final stage places a member (`final_record`)."""
+        from ...predict import predict_exits
 
         c = self.context
         data, b = c.dataset(), c.budget
@@ -336,13 +356,10 @@ class SupernetEvaluator:
 
     def _finetune(self, model, exit_macs: Sequence[int], seed: int, train, epochs: int, head_epochs: int,
                   keep_at: Optional[float] = None) -> Tuple[float, Optional[Dict[str, Any]]]:
-        """Fine-tune in place (every exit distilled from the largest subnet, a third of the search learning
-        rate) on `train`'s training split. With `keep_at` (a member's search-time expected MACs) the inherited
-        weights come back unless the validation accuracy improves at the point the final stage reports
-        (`_val_point`: the user's constraints, with `Budget.final_macs` "search" held at no more than
-        `keep_at`); model selection on validation only. Returns the training seconds and, with `keep_at`, what
-        the check saw: ``{"kept", "inherited_accuracy", "fine_tuned_accuracy", "at_most_macs"}`` (None
-        without)."""
+        """Fine-tune in place on `train` (exits distilled from the largest subnet, a third of the learning rate). With
+        `keep_at` (search-time expected MACs) the inherited weights come back unless validation accuracy improves at
+        the point the final stage reports (`_val_point`). Returns the training seconds and, with `keep_at`, what the
+        check saw: ``{"kept", "inherited_accuracy", "fine_tuned_accuracy", "at_most_macs"}`` (None without)."""
         from .proxy import train_built
 
         c, b = self.context, self.context.budget
@@ -360,9 +377,7 @@ class SupernetEvaluator:
                          "at_most_macs": float(keep_at) if b.final_macs == "search" else None}
 
     def _teacher(self, x: np.ndarray) -> np.ndarray:
-        """Final-exit logits of the supernet's largest subnet (its BN statistics re-estimated as every
-        candidate's) on the fine-tuning images: the teacher front members are distilled from, as the
-        supernet's own subnets were in training. Computed once per run and set of images."""
+        """The distillation teacher: the largest subnet's final-exit logits on `x` (BN re-estimated; cached)."""
         c = self.context
         key = f"teacher:{len(x)}:{hashlib.sha256(np.ascontiguousarray(x[:: max(1, len(x) // 64)])).hexdigest()}"
         if key not in c.cache:
@@ -380,8 +395,7 @@ class SupernetEvaluator:
         return self._supernet
 
     def _supernet_space(self):
-        """The space the supernet was trained for: the run's, or (e.g. static NAS, exits off) the space its
-        manifest names when the backbone genes are the same."""
+        """The space the supernet was trained for: the run's, or its manifest's when the backbone genes match."""
         from ...space import SearchSpace
         from ...supernet.store import read_manifest
 
