@@ -1,5 +1,5 @@
-"""The public API keeps its documentation: every class and function `nachos_tf` exports, and every public method
-of those classes, has a docstring with `Args:` (when it takes parameters), `Returns:` (when it returns
+"""The public API keeps its documentation: every class and function `nachos_tf` exports (and `tflite_export` in
+its `__all__`, and `tflite_export.convert`, the one door between the two), and every public method of those classes, has a docstring with `Args:` (when it takes parameters), `Returns:` (when it returns
 something), type hints on its parameters and a return annotation; a class built from parameters documents them
 (`Args:` or `Attributes:`)."""
 import inspect
@@ -7,19 +7,28 @@ import inspect
 import pytest
 
 import nachos_tf as nt
+import tflite_export
+import tflite_export.convert
 
 _EMPTY = inspect.Parameter.empty
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
+def _exported():
+    yield from ((n, getattr(nt, n), "nachos_tf") for n in sorted(dir(nt)) if not n.startswith("_"))
+    for mod in (tflite_export, tflite_export.convert):
+        names = getattr(mod, "__all__", None) or [n for n in dir(mod) if not n.startswith("_")]
+        yield from ((f"{mod.__name__}.{n}", getattr(mod, n), "tflite_export") for n in names)
+
+
 def _public_callables():
-    out = []
-    for name in sorted(dir(nt)):
-        obj = getattr(nt, name)
-        if name.startswith("_") or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+    out, seen = [], set()
+    for name, obj, package in _exported():
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)) or id(obj) in seen:
             continue
-        if not getattr(obj, "__module__", "").startswith("nachos_tf"):
+        if not getattr(obj, "__module__", "").startswith(package):
             continue
+        seen.add(id(obj))
         out.append((name, obj))
         if inspect.isclass(obj):
             for k, v in vars(obj).items():
@@ -62,7 +71,8 @@ def _gaps(name, obj):
 def test_the_api_has_the_expected_entry_points():
     names = {n for n, _ in _public_callables()}
     for n in ("search", "train_eenn", "build_eenn", "profile_macs", "calibrate", "Supernet.extract",
-              "SupernetEvaluator.evaluate", "Constraints", "Budget.preset", "load_run"):
+              "SupernetEvaluator.evaluate", "Constraints", "Budget.preset", "load_run",
+              "tflite_export.export_eenn", "tflite_export.StagedRunner.classify", "tflite_export.convert.export_solution"):
         assert n in names
 
 

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from .int8 import check_rule, exit_params
 from .quantize import qat_finetune
 from .stages import check_boundaries, quantize_stages, split_stages
 from .tflm import evaluate_staged, measure_arena as tflm_measure_arena
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["C_SOURCES", "ARENA_MARGIN", "ARENA_MARGIN_BYTES", "convert_eenn", "write_export", "export_eenn",
            "evaluate_int8", "cortex_m4_size", "sanitize_identifier", "resolver_method", "model_data_sources",
@@ -78,9 +81,10 @@ def cortex_m4_size(out_dir: Union[str, Path]) -> Optional[Dict[str, Any]]:
 
 # --------------------------------------------------------------------------- the export entry
 
-def convert_eenn(model, representative_x, rule: str, thresholds: Sequence[float],
-                 exit_macs: Optional[Sequence[float]] = None, qat_epochs: int = 0, train_xy=None,
-                 num_samples: int = 256, name: str = "nachos", measure_arena: bool = True):
+def convert_eenn(model: keras.Model, representative_x: np.ndarray, rule: str, thresholds: Sequence[float],
+                 exit_macs: Optional[Sequence[float]] = None, qat_epochs: int = 0,
+                 train_xy: Optional[Tuple[np.ndarray, np.ndarray]] = None, num_samples: int = 256,
+                 name: str = "nachos", measure_arena: bool = True) -> Tuple[Dict[str, Any], List[bytes]]:
     """In-memory half of `export_eenn`: (manifest, stage .tflite bytes), no files written.
 
     Splits the EENN into stages, quantises them with boundary-consistent int8 parameters, maps every
@@ -90,7 +94,8 @@ def convert_eenn(model, representative_x, rule: str, thresholds: Sequence[float]
     Args:
         model: the trained Keras EENN (outputs named after `nachos_tf.naming`).
         representative_x: raw training-split inputs for PTQ calibration.
-        rule: the exit rule; thresholds: one float threshold per early exit.
+        rule: the exit rule.
+        thresholds: one float threshold per early exit.
         exit_macs: staged MACs per exit (default: `nachos_tf.macs.profile_macs`).
         qat_epochs: quantisation-aware fine-tuning epochs first (needs `train_xy`).
         train_xy: (x, y) for QAT.
@@ -219,7 +224,8 @@ def write_export(out_dir: Union[str, Path], manifest: Dict[str, Any], blobs: Seq
 
     Args:
         out_dir: the export folder (created).
-        manifest, blobs: what `convert_eenn` returned.
+        manifest: the manifest `convert_eenn` returned.
+        blobs: the stage .tflite bytes `convert_eenn` returned.
         cortex_m4: record the Cortex-M4 size of the model data and decision code.
 
     Returns:
@@ -253,21 +259,26 @@ def write_export(out_dir: Union[str, Path], manifest: Dict[str, Any], blobs: Seq
     return manifest
 
 
-def export_eenn(model, out_dir: Union[str, Path], representative_x, rule: str,
+def export_eenn(model: keras.Model, out_dir: Union[str, Path], representative_x: np.ndarray, rule: str,
                 thresholds: Sequence[float], exit_macs: Optional[Sequence[float]] = None,
-                qat_epochs: int = 0, train_xy=None, num_samples: int = 256, name: str = "nachos",
-                cortex_m4: bool = True, measure_arena: bool = True) -> Dict[str, Any]:
+                qat_epochs: int = 0, train_xy: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+                num_samples: int = 256, name: str = "nachos", cortex_m4: bool = True,
+                measure_arena: bool = True) -> Dict[str, Any]:
     """Staged int8 export of an EENN; writes the folder described in this module and returns the manifest.
 
-    `representative_x`: raw training-split inputs for calibration; `rule`/`thresholds`: the exit policy
-    (one float threshold per early exit, as calibrated by nachos_tf.policy; +inf = never exit there);
-    `exit_macs`: staged MACs per exit (default: nachos_tf.macs.profile_macs). `qat_epochs` > 0
-    fine-tunes quantisation-aware first (needs `train_xy=(x, y)`). `name` prefixes the C symbols.
-
     Args:
-        model, out_dir, representative_x, rule, thresholds, exit_macs, qat_epochs, train_xy, num_samples,
-            name, measure_arena: see `convert_eenn`; out_dir is the folder to write.
-        cortex_m4: see `write_export`.
+        model: the trained Keras EENN (outputs named after `nachos_tf.naming`).
+        out_dir: the folder to write.
+        representative_x: raw training-split inputs for calibration.
+        rule: the exit rule.
+        thresholds: one float threshold per early exit, as calibrated by nachos_tf.policy (+inf = never exit there).
+        exit_macs: staged MACs per exit (default: nachos_tf.macs.profile_macs).
+        qat_epochs: > 0 fine-tunes quantisation-aware first (needs `train_xy`).
+        train_xy: (x, y) for QAT.
+        num_samples: calibration samples.
+        name: prefix of the C symbols (sanitised).
+        cortex_m4: record the Cortex-M4 size of the model data and decision code (see `write_export`).
+        measure_arena: measure each stage's TFLM arena (child processes).
 
     Returns:
         The manifest (also in out_dir/manifest.json).
@@ -280,16 +291,18 @@ def export_eenn(model, out_dir: Union[str, Path], representative_x, rule: str,
     return write_export(out_dir, manifest, blobs, cortex_m4=cortex_m4)
 
 
-def evaluate_int8(model, representative_x, x: np.ndarray, y: np.ndarray, rule: str, thresholds: Sequence[float],
-                  exit_macs: Optional[Sequence[float]] = None, limit: Optional[int] = None,
-                  num_samples: int = 256) -> Dict[str, Any]:
+def evaluate_int8(model: keras.Model, representative_x: np.ndarray, x: np.ndarray, y: np.ndarray, rule: str,
+                  thresholds: Sequence[float], exit_macs: Optional[Sequence[float]] = None,
+                  limit: Optional[int] = None, num_samples: int = 256) -> Dict[str, Any]:
     """Int8 figures of a Keras EENN on TFLM without writing files (staged conversion + evaluate_staged).
 
     Args:
         model: the trained Keras EENN.
         representative_x: raw training-split inputs for PTQ calibration.
-        x: raw test inputs; y: their labels.
-        rule: the exit rule; thresholds: one float threshold per early exit.
+        x: raw test inputs.
+        y: their labels.
+        rule: the exit rule.
+        thresholds: one float threshold per early exit.
         exit_macs: staged MACs per exit (default: profile_macs).
         limit: evaluate the first `limit` samples only.
         num_samples: calibration samples.

@@ -12,13 +12,16 @@ functions), so `nachos_tf` does not depend on TensorFlow Lite Micro unless a fig
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
 
 import numpy as np
 
 from .c_export import convert_eenn, evaluate_int8
 from .firmware import build_firmware, firmware_summary
 from .from_run import evaluate_export, export_solution, manifest_summary, representative_x
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["int8_sizes", "int8_report", "export_solution", "evaluate_export", "manifest_summary",
            "build_firmware", "firmware_summary"]
@@ -27,7 +30,7 @@ SIZE_RULE = "max_softmax"         # sizes do not depend on the policy: any rule 
 SIZE_SAMPLES = 64                 # calibration images for the size probe
 
 
-def int8_sizes(model, x_repr: np.ndarray, need_ram: bool) -> Dict[str, Optional[int]]:
+def int8_sizes(model: keras.Model, x_repr: np.ndarray, need_ram: bool) -> Dict[str, Optional[int]]:
     """Flash and RAM of the int8 staged export of a Keras EENN, without writing files.
 
     Args:
@@ -51,7 +54,7 @@ def int8_sizes(model, x_repr: np.ndarray, need_ram: bool) -> Dict[str, Optional[
             "arena_bytes": int(manifest["arena_bytes"]) if need_ram else None}
 
 
-def int8_report(model, x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, rule: str,
+def int8_report(model: keras.Model, x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, rule: str,
                 thresholds: Sequence[float], exit_macs: Sequence[float]) -> Dict[str, Any]:
     """Test figures of the int8 staged export on the TFLM micro kernels (the code behind `nachos-tf evaluate`).
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from nachos_tf.fsio import atomic_write_json, ensure_writable, publish_dir, reso
 from .c_export import export_eenn
 from .tflm import evaluate_staged, load_export
 from .validate import MANIFEST, check_data_fits, check_export_target
+
+if TYPE_CHECKING:
+    from nachos_tf.data import Dataset
 
 PathLike = Union[str, Path]
 
@@ -135,7 +138,7 @@ def _sha256_file(path: Path) -> str:
 
 
 def export_solution(run_dir: PathLike, solution: Union[int, str], out_dir: PathLike, qat_epochs: int = 0,
-                    data=None, data_path: Optional[str] = None, num_samples: int = 256,
+                    data: Optional[Dataset] = None, data_path: Optional[str] = None, num_samples: int = 256,
                     seed: int = 0) -> Dict[str, Any]:
     """Export one admissible solution of a run as staged int8 TFLite + C sources; returns the manifest.
 
@@ -235,7 +238,13 @@ def cortex_m_line(m4: Any) -> Optional[str]:
 
 def manifest_summary(manifest: Dict[str, Any]) -> str:
     """Per-stage bytes, arena, MACs and threshold (4 significant digits) of a manifest as a small text table,
-    then the Cortex-M4 size as one line when it was measured."""
+    then the Cortex-M4 size as one line when it was measured.
+
+    Args:
+        manifest: an export's manifest.
+    Returns:
+        The table (and Cortex-M4 line), lines joined by newlines.
+    """
     rows = [("stage", "file", "bytes", "arena bytes", "MACs of the stage", "threshold")]
     for k, st in enumerate(manifest["stages"]):
         rows.append((str(k), st["tflite"], f"{st['bytes']:,}", f"{st['arena_bytes']:,}" if st.get("arena_bytes")

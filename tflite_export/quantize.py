@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from nachos_tf.tf_logging import native_stderr_captured
 from .graph import batch1_model
 from .int8 import quantize_input
 from .tflm import measure_arena, validate_tflite
+
+if TYPE_CHECKING:
+    import keras
 
 DEFAULT_CALIBRATION_SAMPLES = 256
 
@@ -42,12 +45,20 @@ def _as_float_batches(representative_x, limit: int) -> List[np.ndarray]:
     return [x[i:i + 1] for i in range(min(limit, len(x)))]
 
 
-def to_int8_tflite(keras_model, representative_x, num_samples: int = DEFAULT_CALIBRATION_SAMPLES,
-                   int8_input: bool = True, int8_output: bool = True) -> bytes:
+def to_int8_tflite(keras_model: keras.Model, representative_x: np.ndarray,
+                   num_samples: int = DEFAULT_CALIBRATION_SAMPLES, int8_input: bool = True,
+                   int8_output: bool = True) -> bytes:
     """Full-integer int8 .tflite of a single-input Keras model (int8 input and outputs by default).
 
-    `representative_x` is a batch of float samples (raw model inputs, e.g. pixels 0..255) taken from the
-    training split; the first `num_samples` calibrate the activation ranges.
+    Args:
+        keras_model: the single-input Keras model to convert.
+        representative_x: a batch of float samples from the training split (raw model inputs, e.g. pixels 0..255).
+        num_samples: how many of them (the first) calibrate the activation ranges.
+        int8_input, int8_output: make the model's input / its outputs int8 (else float32).
+    Returns:
+        The .tflite flatbuffer.
+    Raises:
+        ExportError: a multi-input model, empty or wrongly shaped samples, or a failed conversion.
     """
     import tensorflow as tf
 
@@ -86,8 +97,15 @@ def to_int8_tflite(keras_model, representative_x, num_samples: int = DEFAULT_CAL
 def tflite_predict(tflite_bytes: bytes, x: np.ndarray, engine: str = "tflm") -> List[np.ndarray]:
     """Runs a single-input .tflite on a batch, one sample at a time; outputs in Keras order, dequantised.
 
-    Outputs are mapped through the SignatureDef. `engine="tflm"` uses the TFLM micro kernels (what the
-    device runs; arena measured in a child process first); "tflite_ref" the TFLite BUILTIN_REF kernels.
+    Args:
+        tflite_bytes: the .tflite flatbuffer (outputs are mapped through its SignatureDef).
+        x: the batch of float inputs (quantised here when the model's input is int8).
+        engine: "tflm", the TFLM micro kernels (what the device runs; arena measured in a child process first),
+            or "tflite_ref", the TFLite BUILTIN_REF kernels.
+    Returns:
+        One array per output, stacked over the batch.
+    Raises:
+        ExportError: a multi-input model, an unknown engine, or a model TFLM cannot run.
     """
     from . import flatbuffer as fb
 
@@ -140,14 +158,24 @@ def exit_accuracies(outputs: Sequence[np.ndarray], y: np.ndarray, layout) -> Dic
     return {e.name: float(np.mean(np.argmax(outputs[e.logits_index], axis=-1) == y)) for e in layout}
 
 
-def compare_quantization(model, representative_x, x_test, y_test, qat_epochs: int = 0,
-                         train_xy=None, limit: Optional[int] = 500,
+def compare_quantization(model: keras.Model, representative_x: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                         qat_epochs: int = 0, train_xy: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+                         limit: Optional[int] = 500,
                          num_samples: int = DEFAULT_CALIBRATION_SAMPLES) -> Dict[str, Dict[str, float]]:
     """Per-exit accuracy of the float model, its PTQ int8 conversion and (if qat_epochs) its QAT one.
 
     The int8 models (the whole network in one file, batch 1) run on the TFLM micro kernels; the staged
-    export computes the same ops. `train_xy=(x, y)` is the fine-tuning data for QAT. Returns
-    {"float": {...}, "ptq": {...}, ["qat": {...}]}, each {exit name: accuracy}.
+    export computes the same ops.
+    Args:
+        model: the trained Keras EENN.
+        representative_x: raw training-split inputs for PTQ calibration.
+        x_test: test inputs; y_test: their labels.
+        qat_epochs: QAT fine-tuning epochs (0: no QAT row); train_xy: (x, y), their fine-tuning data.
+        limit: only the first `limit` test samples (None: all); num_samples: calibration samples.
+    Returns:
+        {"float": {...}, "ptq": {...}, ["qat": {...}]}, each {exit name: accuracy}.
+    Raises:
+        ExportError: qat_epochs > 0 without train_xy, or a failed conversion / fine-tuning.
     """
     from nachos_tf import naming
 
@@ -170,14 +198,24 @@ def compare_quantization(model, representative_x, x_test, y_test, qat_epochs: in
 
 # --------------------------------------------------------------------------- QAT (child process)
 
-def qat_finetune(model, x_train, y_train, epochs: int = 1, batch_size: int = 64,
-                 learning_rate: float = 1e-4, timeout: Optional[float] = None):
+def qat_finetune(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, epochs: int = 1,
+                 batch_size: int = 64, learning_rate: float = 1e-4, timeout: Optional[float] = None) -> keras.Model:
     """Quantisation-aware fine-tuning of a Keras 3 EENN; returns a Keras 3 clone with the new weights.
 
-    Runs in a child process (tfmot flips the process to legacy Keras). Every class output is trained
-    with cross-entropy on the labels; each confidence output is distilled from the float model's own
-    confidence (soft binary cross-entropy), so thresholds calibrated on the float model keep their
-    meaning. The caller's model is not modified.
+    Runs in a child process (tfmot flips the process to legacy Keras). Every class output is trained with cross-entropy
+    on the labels; each confidence output is distilled from the float model's own confidence (soft binary
+    cross-entropy), so thresholds calibrated on the float model keep their meaning. The caller's model is not modified.
+    Args:
+        model: the Keras 3 EENN.
+        x_train: training inputs; y_train: their labels.
+        epochs: fine-tuning epochs (<= 0: `model` itself is returned).
+        batch_size: batch size; learning_rate: Adam's learning rate.
+        timeout: seconds the child process may take (None: no limit).
+    Returns:
+        The fine-tuned clone.
+    Raises:
+        ExportError: the child process fails, or fine-tuned weights of a layer are missing.
+        subprocess.TimeoutExpired: the child process outlives `timeout`.
     """
     import keras
 
@@ -241,11 +279,20 @@ def _finetune_targets(model, x_train: np.ndarray, y_train) -> Tuple[List[str], D
     return names, targets, [names[e.conf_index] for e in layout if e.conf_index is not None]
 
 
-def float_finetune(model, x_train, y_train, epochs: int = 1, batch_size: int = 64,
-                   learning_rate: float = 1e-4, seed: int = 0):
+def float_finetune(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, epochs: int = 1,
+                   batch_size: int = 64, learning_rate: float = 1e-4, seed: int = 0) -> keras.Model:
     """The control for QAT: the same fine-tuning (targets, losses, Adam, epochs, batch size) on the float
     Keras 3 model, without fake quantisation. QAT's gain over PTQ minus this one's gain over the float
-    model is what quantisation-awareness itself buys. Returns a clone; the caller's model is not modified."""
+    model is what quantisation-awareness itself buys.
+    Args:
+        model: the Keras 3 EENN.
+        x_train: training inputs; y_train: their labels.
+        epochs: fine-tuning epochs (<= 0: an unchanged clone).
+        batch_size: batch size; learning_rate: Adam's learning rate.
+        seed: Keras random seed of the fine-tuning.
+    Returns:
+        A fine-tuned clone; the caller's model is not modified.
+    """
     import keras
 
     clone = keras.models.clone_model(model)

@@ -14,7 +14,7 @@ sides (`check_boundaries` verifies it from the files).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from nachos_tf.errors import ExportError
 from .graph import subgraph
 from .quantize import to_int8_tflite
 
+if TYPE_CHECKING:
+    import keras
+
 # A boundary's calibrated ranges on both sides come from the same float features, so they agree to
 # float rounding; anything further apart means the split is wrong, not rounding.
 BOUNDARY_RTOL = 1e-3
@@ -31,7 +34,17 @@ BOUNDARY_RTOL = 1e-3
 
 @dataclass
 class Stage:
-    """One stage model and what its outputs are, in the stage model's (Keras) output order."""
+    """One stage model and what its outputs are, in the stage model's (Keras) output order.
+
+    Attributes:
+        index: the stage's position (0 takes the image).
+        exit_name: "exit_k" or "final".
+        model: the stage's keras.Model, outputs [probs, (conf), (features)].
+        has_conf: the stage has a confidence output.
+        has_features: the stage hands features on to the next stage (all but the last).
+        outputs: the kind of each output in order, "probs" / "confidence" / "features".
+        input_tensor: the source model's tensor this stage starts from.
+    """
 
     index: int
     exit_name: str                       # "exit_k" or "final"
@@ -42,15 +55,31 @@ class Stage:
     input_tensor: object = None          # the source model's tensor this stage starts from
 
     def output_position(self, what: str) -> Optional[int]:
-        """Keras output position of "probs", "confidence" or "features" (None if absent)."""
+        """Keras output position of one kind of output.
+
+        Args:
+            what: "probs", "confidence" or "features".
+        Returns:
+            Its position in `outputs`, or None if the stage has no such output.
+        """
         return self.outputs.index(what) if what in self.outputs else None
 
 
-def split_stages(model, softmax: bool = True, batch_size: Optional[int] = 1) -> List[Stage]:
+def split_stages(model: keras.Model, softmax: bool = True, batch_size: Optional[int] = 1) -> List[Stage]:
     """Stage models of an EENN that follows `nachos_tf.naming` (one stage per exit, final last).
 
-    The stage models share the EENN's layers (and so its weights). `batch_size=1` (the device's) gives
-    static shapes, so e.g. Flatten converts to one RESHAPE instead of SHAPE/STRIDED_SLICE/PACK.
+    The stage models share the EENN's layers (and so its weights).
+
+    Args:
+        model: the Keras EENN.
+        softmax: append a Softmax to each class output (the device decides on int8 probabilities).
+        batch_size: static batch size of the stage inputs; 1 (the device's) gives static shapes, so e.g.
+            Flatten converts to one RESHAPE instead of SHAPE/STRIDED_SLICE/PACK (None: dynamic).
+    Returns:
+        One Stage per exit, in exit order.
+    Raises:
+        ExportError: no 'final' output, more than one input, a missing exit point layer, or a stage that
+            needs a tensor from before its input.
     """
     import keras
 
@@ -174,14 +203,24 @@ def stage_inputs(model, stages: Sequence[Stage], x: np.ndarray) -> List[np.ndarr
     return [x] + [np.asarray(r, dtype=np.float32) for r in res]
 
 
-def quantize_stages(stages: Sequence[Stage], representative_x, num_samples: int = 256,
-                    model=None) -> List[QuantStage]:
+def quantize_stages(stages: Sequence[Stage], representative_x: np.ndarray, num_samples: int = 256,
+                    model: Optional[keras.Model] = None) -> List[QuantStage]:
     """Full-int8 conversion of every stage with boundary-consistent quantisation.
 
-    Stage 0 is calibrated on `representative_x` (raw images from the training split); stage k+1 on
-    the float features stage k computes from the same images. Stage k+1's input scale/zero point are
-    then set to stage k's feature-output scale/zero point (they agree to rounding; ExportError if they
-    differ by more than BOUNDARY_RTOL, which would mean a broken split).
+    Stage 0 is calibrated on `representative_x`; stage k+1 on the float features stage k computes from
+    the same images. Stage k+1's input scale/zero point are then set to stage k's feature-output
+    scale/zero point (they agree to rounding).
+
+    Args:
+        stages: the stages of `split_stages`.
+        representative_x: raw images from the training split.
+        num_samples: how many of them (the first) calibrate.
+        model: the source EENN, which computes the boundary features (required).
+    Returns:
+        One QuantStage per stage, in order.
+    Raises:
+        ExportError: no `model`; a boundary whose scales differ by more than BOUNDARY_RTOL or zero points by
+            more than 1 (a broken split); a failed conversion, or logits too narrow for TFLM's int8 softmax.
     """
     if model is None:
         raise ExportError("quantize_stages needs the source EENN (model=...) to compute boundary features")
@@ -238,9 +277,14 @@ def _check_softmax_scales(tflite_bytes: bytes, stage: Stage) -> None:
 def check_boundaries(stage_bytes: Sequence[bytes]) -> List[dict]:
     """Scale/zero point/shape of stage k's feature output and of stage k+1's input, read from the files.
 
-    The feature output is the last SignatureDef output of every stage but the last. Raises ExportError
-    unless both sides are bit-identical (float32 scale, integer zero point, shape, int8); returns one
-    record per boundary.
+    The feature output is the last SignatureDef output of every stage but the last.
+
+    Args:
+        stage_bytes: the stage .tflite files, in stage order.
+    Returns:
+        One record per boundary: {"boundary": k, "scale", "zero_point", "shape"}.
+    Raises:
+        ExportError: unless both sides are bit-identical (float32 scale, integer zero point, shape, int8).
     """
     from . import flatbuffer as fb
 

@@ -43,6 +43,12 @@ def validate_tflite(data: bytes, what: str = "model") -> None:
 
     Done in Python with the schema module before any bytes reach TFLM (which trusts its input and
     can crash on a corrupt file); `measure_arena` then runs it once in a child process.
+
+    Args:
+        data: the .tflite bytes.
+        what: the model's name in error messages.
+    Raises:
+        ExportError: not bytes, too short, or a corrupt .tflite (indices or buffers out of range).
     """
     from . import flatbuffer as fb
 
@@ -144,7 +150,18 @@ def measure_arena(data: bytes, what: str = "model", start: Optional[int] = None)
 
 def with_policy(manifest: dict, rule: str, thresholds: Sequence[float]) -> dict:
     """A copy of a manifest with another exit rule / thresholds (for evaluate_staged; the stage files
-    do not depend on the policy, but the C sources of an export do: re-export for the device)."""
+    do not depend on the policy, but the C sources of an export do: re-export for the device).
+
+    Args:
+        manifest: the export's manifest (not modified).
+        rule: the new exit rule.
+        thresholds: one float threshold per early exit.
+    Returns:
+        The new manifest, its stages' thresholds (float, int8, float32) recomputed.
+    Raises:
+        ExportError: an unknown rule, a wrong number of thresholds, a NaN threshold, or rule 'confidence'
+            without confidence outputs.
+    """
     import copy
 
     check_rule(rule)
@@ -169,7 +186,16 @@ _STAGE_KEYS = ("tflite", "logits_output", "confidence_output", "features_output"
 
 
 def validate_manifest(manifest: Any, n_stage_bytes: Optional[int] = None) -> dict:
-    """ExportError with the offending key unless the manifest has the structure export_eenn writes."""
+    """ExportError with the offending key unless the manifest has the structure export_eenn writes.
+
+    Args:
+        manifest: the parsed manifest.json.
+        n_stage_bytes: the number of stage models given, checked against the stages listed (None: not checked).
+    Returns:
+        `manifest` itself.
+    Raises:
+        ExportError: a missing key or a malformed value.
+    """
     if not isinstance(manifest, dict):
         raise ExportError(f"manifest: expected a JSON object, got {type(manifest).__name__}")
     for key in ("input", "rule", "stages"):
@@ -276,10 +302,18 @@ class StagedRunner:
     """Stage interpreters on TFLM plus the exit logic: `classify(image)` -> (class, exit index).
 
     Stage k+1 is invoked only when exit k does not fire; `invocations[k]` counts the calls.
+
+    Args:
+        stage_bytes: the stage .tflite files, in stage order.
+        manifest: the export's manifest, checked against the files.
+        check: measure each stage's arena (child process); else the manifest's arena_bytes or an estimate.
+        arena_bytes: arena bytes per stage to use instead of measuring.
+    Raises:
+        ExportError: a malformed manifest, or stage files that do not match it.
     """
 
     def __init__(self, stage_bytes: Sequence[bytes], manifest: dict, check: bool = True,
-                 arena_bytes: Optional[Sequence[int]] = None):
+                 arena_bytes: Optional[Sequence[int]] = None) -> None:
         from tflite_micro.python.tflite_micro import runtime
 
         from . import flatbuffer as fb
@@ -337,11 +371,23 @@ class StagedRunner:
         self.invocations = [0] * len(self.interpreters)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        """A raw float image -> the int8 input tensor (the C helper's formula)."""
+        """A raw float image -> the int8 input tensor (the C helper's formula).
+
+        Args:
+            x: one raw float image.
+        Returns:
+            The int8 input tensor of stage 0.
+        """
         return quantize_input(x, self.in_scale, self.in_zp).reshape(self.in_shape)
 
     def classify(self, x_q: np.ndarray) -> Tuple[int, int]:
-        """(predicted class, exit index) for one int8 image; later stages run only if needed."""
+        """(predicted class, exit index) for one int8 image; later stages run only if needed.
+
+        Args:
+            x_q: one int8 input.
+        Returns:
+            (predicted class, exit index).
+        """
         c, k, _ = self.classify_trace(x_q)
         return c, k
 
