@@ -83,7 +83,6 @@ def map_breakdown(map_path: Path) -> Dict[str, Dict[str, int]]:
     flash: Dict[str, int] = {}
     ram: Dict[str, int] = {}
     section = None
-    pending = None
     started = False
     for line in map_path.read_text(errors="replace").splitlines():
         if line.startswith("Linker script and memory map"):
@@ -94,11 +93,9 @@ def map_breakdown(map_path: Path) -> Dict[str, Dict[str, int]]:
         m = _MAP_OUT.match(line)
         if m or (line.startswith(".") and len(line.split()) == 1):
             section = line.split()[0]
-            pending = None
             continue
         if line.startswith(" ") and len(line.split()) == 1 and line.split()[0].startswith("."):
-            pending = line.split()[0]
-            continue
+            continue                      # an input section's name alone: its figures follow on the next line
         m = _MAP_IN.match(line)
         if not m or section is None:
             continue
@@ -111,7 +108,6 @@ def map_breakdown(map_path: Path) -> Dict[str, Dict[str, int]]:
             flash[origin] = flash.get(origin, 0) + size
         if section in (".data", ".bss"):
             ram[origin] = ram.get(origin, 0) + size
-        pending = None
     return {"flash": flash, "ram": ram}
 
 
