@@ -34,7 +34,7 @@ PARETO_PNG = "pareto.png"
 EXITS_PNG = "exit_rates.png"
 MODELS = "models"
 
-__all__ = ["CandidateRecord", "FinalRecord", "STAGE_SEARCH", "STAGE_FINAL", "Archive", "Solution", "SearchResult", "load_run", "report", "write_json", "read_json",
+__all__ = ["CandidateRecord", "FinalRecord", "STAGE_SEARCH", "STAGE_FINAL", "Archive", "Solution", "SearchResult", "load_run", "write_json", "read_json",
            "admissible_front", "hypervolume", "normalised_objectives", "CONFIG", "ARCHIVE", "PARETO", "REPORT",
            "PARETO_PNG", "EXITS_PNG", "MODELS", "run_dir", "split_records", "read_pareto"]
 

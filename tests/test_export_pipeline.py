@@ -238,7 +238,7 @@ def test_c_sources_hold_no_user_path(exported):
     ops = set(man["ops"])
     cc = (out / "nachos_eenn.cc").read_text()
     assert cc.count("if (g_resolver.Add") == len(ops)
-    assert f"MicroMutableOpResolver<kNumOps>" in cc and f"kNumOps = {len(ops)};" in cc
+    assert "MicroMutableOpResolver<kNumOps>" in cc and f"kNumOps = {len(ops)};" in cc
     assert c_export.sanitize_identifier("../my model/x") == "my_model_x"
     assert c_export.sanitize_identifier("3net") == "m_3net"
 
@@ -366,7 +366,7 @@ def test_runner_compiles_for_every_rule_and_infinite_thresholds(trained, exporte
     if not gxx:
         pytest.skip("g++ not installed")
     out, man, blobs = exported
-    m2 = c_export.write_export(tmp_path, tflm.with_policy(man, rule, [math.inf, -math.inf]), blobs, cortex_m4=False)
+    c_export.write_export(tmp_path, tflm.with_policy(man, rule, [math.inf, -math.inf]), blobs, cortex_m4=False)
     cc = (tmp_path / "nachos_eenn.cc").read_text()
     assert ("kTable0[256]" in cc) == (rule in ("entropy", "confidence"))
     for rel, text in STUB_HEADERS.items():

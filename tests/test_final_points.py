@@ -1,6 +1,5 @@
 """Operating points of the final set (`nas.final_points.place_dominated`): checked against a hand-made case,
 an independent 2-D hypervolume and a brute force over every qualifying curve point."""
-import itertools
 
 import numpy as np
 import pytest

@@ -1,10 +1,7 @@
 """Fast checks of the firmware plumbing (no TFLM build): TFLM_ROOT, the op resolver table, the export
 README's build notes, the generated firmware files, boards as constraints."""
-import json
 import os
-import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest

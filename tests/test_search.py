@@ -629,7 +629,7 @@ def test_resume_replays_without_evaluating_twice(fake_run, tmp_path):
     shutil.rmtree(crashed / R.MODELS)
     ev2 = FakeEvaluator()
     msgs = []
-    res2 = fake_search(crashed, evaluator=ev2, resume=True, progress=msgs.append)
+    fake_search(crashed, evaluator=ev2, resume=True, progress=msgs.append)
     done = {Genome.from_dict(json.loads(l)["genome"]).key() for l in lines[:kept]}
     assert not done & set(ev2.calls)                                   # nothing from the archive again
     assert len(ev2.calls) == len(set(ev2.calls)) == len(ev.calls) - kept

@@ -162,7 +162,7 @@ def test_save_load_round_trip_and_refusals(space, randomized, tmp_path):
     with pytest.raises(SupernetError):
         Supernet.load(tmp_path / "missing", space)
     assert issubclass(SupernetMismatchError, NachosError)
-    half = Supernet.load(randomized.save(tmp_path / "half", dtype="float16"), space)
+    Supernet.load(randomized.save(tmp_path / "half", dtype="float16"), space)
     assert (tmp_path / "half" / "supernet.weights.h5").stat().st_size < \
         (tmp_path / "sn" / "supernet.weights.h5").stat().st_size
 

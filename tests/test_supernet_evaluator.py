@@ -3,7 +3,6 @@ one-time setup kept in the run folder (resume) and in the cache (a later run), w
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -35,7 +35,7 @@ def test_preset_matches_the_current_default_space(fmnist):
     assert manifest["command"].startswith("scripts/train_default_supernet.py")
     assert (REPO / "scripts" / "train_default_supernet.py").is_file()
     assert (folder / WEIGHTS_FILE).stat().st_size < 5_000_000                # float16, small enough to ship
-    sn = Supernet.load(folder, space, fmnist)                                # fingerprints of space and data
+    Supernet.load(folder, space, fmnist)                                     # fingerprints of space and data
 
 
 @pytest.mark.slow  # about a minute or more on 2 cores (make test stays under 15 minutes)

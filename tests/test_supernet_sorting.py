@@ -1,7 +1,6 @@
 """Importance sorting of the stem's and stages' output channels (elastic widths)."""
 import keras
 import numpy as np
-import pytest
 
 import nachos_tf as nt
 from nachos_tf.genome import Genome

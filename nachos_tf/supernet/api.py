@@ -120,7 +120,6 @@ class Supernet:
         cat = {k: np.concatenate(v) if v else None for k, v in parts.items()}
         outs: List[np.ndarray] = []
         for pt in genome.exit_positions:
-            e = genome.exits[pt]
             outs.append(cat["logits"][:, pt, 0])          # only the subnet's own head ran
             if self.spec.confidence:
                 outs.append(cat["conf"][:, pt, 0][:, None])
