@@ -14,7 +14,18 @@ __all__ = ["Constraints", "number"]
 
 
 def number(name: str, v: Any) -> float:
-    """`v` as a finite float; ConstraintError (naming `name`) for anything else, booleans included."""
+    """`v` as a finite float (the check every numeric setting of a search goes through).
+
+    Args:
+        name: the setting's name, for the message.
+        v: its value.
+
+    Returns:
+        The value as a float.
+
+    Raises:
+        ConstraintError: `v` is not a number (booleans included) or not finite.
+    """
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise ConstraintError(f"{name} must be a number, got {v!r}")
     v = float(v)
