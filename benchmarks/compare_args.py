@@ -12,6 +12,7 @@ from compare_report import METHODS  # noqa: E402
 
 from nachos_tf.nas.settings import MUTATIONS  # noqa: E402
 
+
 def _seed_dir(s: str):
     """argparse type of --supernet-from: SEED=DIR."""
     seed, sep, folder = s.partition("=")

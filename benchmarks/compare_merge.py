@@ -13,6 +13,7 @@ from compare_report import METHODS, plot, summarise, write_table  # noqa: E402
 
 from nachos_tf.nas import Budget  # noqa: E402
 
+
 #: Budget fields a ``--static-from`` / ``--nachos-from`` part may set otherwise than the other parts: a network
 #: without early exits has one operating point, which no tolerance moves; NSGA-II's own population and mutation
 #: rate are the method's settings (random search draws the same candidates whatever they are).
