@@ -207,15 +207,13 @@ def main(argv=None) -> int:
         raise SystemExit(f"{a.reference}: not a search_speed.py result with full training")
     ref = two_training_mean(doc)
     what = "mean of the two stand-alone trainings"
-    trainings = None
-    if ref:
-        ids = [i for i in doc["genomes"] if i in ref]
-        trainings = tuple([doc[k]["results"][i]["test"]["accuracy"] for i in ids]
-                          for k in ("full_training", "full_training_repeat"))
-    else:
+    twice = bool(ref)
+    if not twice:
         ref = {g: r["test"]["accuracy"] for g, r in doc["full_training"]["results"].items()}
         what = "stand-alone training"
     ids = [i for i in doc["genomes"] if i in ref]
+    trainings = tuple([doc[k]["results"][i]["test"]["accuracy"] for i in ids]
+                      for k in ("full_training", "full_training_repeat")) if twice else None
     result = diagnose(ref, features(doc, ids), estimates(a.estimates, ids), ids, a.group_by, trainings)
     out = {"benchmark": "fidelity_genes", "finished": utc_now(), "complete": True,
            "reference": {"file": str(a.reference.name), "what": f"thresholded test accuracy, {what}", "n": len(ids)},

@@ -15,8 +15,10 @@ BENCH = ROOT / "benchmarks"
 COMPARE = BENCH / "results" / "compare.json"
 
 
+sys.path.insert(0, str(BENCH))       # the benchmarks import their siblings (_common, compare_report) by name
+
+
 def _load(name: str):
-    sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
