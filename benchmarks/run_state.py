@@ -9,8 +9,9 @@ already spent), so this script copies them into the checkout, where they can be 
     .venv/bin/python benchmarks/run_state.py save runs/compare_rs benchmarks/state/compare_rs      # end of a session
     .venv/bin/python benchmarks/run_state.py restore benchmarks/state/compare_rs runs/compare_rs   # next session
 
-``save`` takes every run folder under the runs folder that has a ``config.json`` and no ``pareto.json`` (a
-finished run's figures are in the benchmark's result JSON), checks each file (the archive record by record,
+``save`` takes every run folder under the runs folder that has an ``archive.jsonl`` and no ``pareto.json`` (a
+finished run's figures are in the benchmark's result JSON; a saved run that has finished since is dropped from
+the state folder), checks each file (the archive record by record,
 the clock's sessions), drops a truncated last archive line, and writes ``state.json``: per run, the records,
 the search seconds spent and where it was saved from. ``restore`` checks the same and copies each run back,
 refusing to overwrite a run folder that is already there (it may hold newer work). Nothing else of a run
@@ -33,7 +34,7 @@ from nachos_tf.nas.clock import CLOCK, read_clock  # noqa: E402
 from nachos_tf.results import Archive, read_json  # noqa: E402
 
 STATE = "state.json"
-CONFIG, ARCHIVE = "config.json", "archive.jsonl"
+CONFIG, ARCHIVE, PARETO = "config.json", "archive.jsonl", "pareto.json"
 
 
 def _check_run(d: Path) -> Dict[str, Any]:
@@ -48,8 +49,35 @@ def _check_run(d: Path) -> Dict[str, Any]:
 
 
 def unfinished_runs(runs_dir: Path) -> List[Path]:
-    """Run folders under `runs_dir` (at any depth) with a config.json and no pareto.json, sorted."""
-    return sorted(p.parent for p in Path(runs_dir).rglob(CONFIG) if not (p.parent / "pareto.json").exists())
+    """Run folders under `runs_dir` (at any depth: an archive.jsonl) without a pareto.json, sorted."""
+    return sorted(p.parent for p in Path(runs_dir).rglob(ARCHIVE) if not (p.parent / PARETO).exists())
+
+
+def read_manifest(state_dir: Path) -> Dict[str, Any]:
+    """``state_dir/state.json``, checked: ``{"runs": {relative path: summary}}``, no path leaving the folder.
+
+    Args:
+        state_dir: a folder written by `save`.
+
+    Returns:
+        The manifest (``{"runs": {}}`` when there is none yet).
+
+    Raises:
+        RunDirError: the file is not valid JSON or not such a manifest.
+    """
+    path = Path(state_dir) / STATE
+    if not path.exists():
+        return {"runs": {}}
+    manifest = read_json(path, "written by run_state.py save")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), dict):
+        raise RunDirError(f"{path}: not a run-state manifest (an object with a 'runs' object)")
+    for rel, info in manifest["runs"].items():
+        if not rel or ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise RunDirError(f"{path}: run path {rel!r} leaves the state folder")
+        n = info.get("records") if isinstance(info, dict) else None
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise RunDirError(f"{path}: run {rel!r} has no integer 'records'")
+    return manifest
 
 
 def save(runs_dir: Path, state_dir: Path) -> Dict[str, Any]:
@@ -57,21 +85,20 @@ def save(runs_dir: Path, state_dir: Path) -> Dict[str, Any]:
 
     Args:
         runs_dir: the benchmark's runs folder (``--runs-dir``).
-        state_dir: where the copies go (replaced run by run; other runs there are kept).
+        state_dir: where the copies go (replaced run by run; other runs there are kept, but a saved run that
+            has finished in `runs_dir` since is dropped).
 
     Returns:
         The state manifest written to ``state_dir/state.json``.
 
     Raises:
-        RunDirError: a run folder's files do not validate, or there is no unfinished run.
+        RunDirError: a run folder's files do not validate, or `runs_dir` holds no run folder.
     """
     runs_dir, state_dir = Path(runs_dir), Path(state_dir)
+    if not any(Path(runs_dir).rglob(ARCHIVE)):
+        raise RunDirError(f"{runs_dir}: no run folder (archive.jsonl) in it")
     runs = unfinished_runs(runs_dir)
-    if not runs:
-        raise RunDirError(f"{runs_dir}: no unfinished run folder (config.json without pareto.json)")
-    manifest = read_json(state_dir / STATE, "") if (state_dir / STATE).exists() else {"runs": {}}
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), dict):
-        raise RunDirError(f"{state_dir / STATE}: not a run-state manifest")
+    manifest = read_manifest(state_dir)
     for d in runs:
         info = _check_run(d)
         rel = d.relative_to(runs_dir).as_posix()
@@ -85,6 +112,13 @@ def save(runs_dir: Path, state_dir: Path) -> Dict[str, Any]:
         elif (dst / CLOCK).exists():
             (dst / CLOCK).unlink()
         manifest["runs"][rel] = dict(info, saved=utc_now(), commit=git_state().get("commit"))
+    for rel in [r for r in manifest["runs"] if (runs_dir / r / PARETO).exists()]:
+        del manifest["runs"][rel]                   # finished since it was saved: its figures are in the results
+        shutil.rmtree(state_dir / rel, ignore_errors=True)
+        parent = (state_dir / rel).parent
+        while parent != state_dir and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()                          # and the method folder it leaves empty
+            parent = parent.parent
     write_json(state_dir / STATE, manifest)
     return manifest
 
@@ -103,15 +137,15 @@ def restore(state_dir: Path, runs_dir: Path) -> List[str]:
         RunDirError: the manifest or a saved run does not validate, or a run folder is already in `runs_dir`.
     """
     state_dir, runs_dir = Path(state_dir), Path(runs_dir)
-    manifest = read_json(state_dir / STATE, "written by run_state.py save")
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), dict) or not manifest["runs"]:
-        raise RunDirError(f"{state_dir / STATE}: not a run-state manifest with at least one run")
+    if not (state_dir / STATE).exists():
+        raise RunDirError(f"{state_dir / STATE} is missing (written by run_state.py save)")
+    manifest = read_manifest(state_dir)
     rels = sorted(manifest["runs"])
+    if not rels:
+        raise RunDirError(f"{state_dir / STATE}: no saved run")
     for rel in rels:
         src = state_dir / rel
-        if ".." in Path(rel).parts or Path(rel).is_absolute():
-            raise RunDirError(f"{state_dir / STATE}: run path {rel!r} leaves the state folder")
-        if _check_run(src)["records"] != manifest["runs"][rel].get("records"):
+        if _check_run(src)["records"] != manifest["runs"][rel]["records"]:
             raise RunDirError(f"{src / ARCHIVE}: its record count differs from {STATE}'s")
         if (runs_dir / rel / CONFIG).exists():
             raise RunDirError(f"{runs_dir / rel} already holds a run; move it away to restore the saved one")

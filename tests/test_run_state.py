@@ -52,6 +52,9 @@ def test_a_saved_run_resumes_in_another_checkout_with_the_time_it_had_left(tmp_p
     assert len(after) <= whole + 2 * FAKE_BUDGET.population  # only the time left, not the whole limit again
     clock = read_clock(dst)
     assert len(clock["sessions"]) == 2 and clock["seconds"] >= kw["max_seconds"]
+    assert (dst / R.PARETO).exists()                         # the final stage ran: the run is finished
+    assert run_state.save(fresh, tmp_path / "b" / "state")["runs"] == {}     # so the saved copy is dropped
+    assert not (tmp_path / "b" / "state" / "nachos_proxy").exists()
 
 
 def test_restore_never_overwrites_a_run_and_checks_what_it_reads(tmp_path, capsys):
@@ -73,4 +76,4 @@ def test_restore_never_overwrites_a_run_and_checks_what_it_reads(tmp_path, capsy
     (state / run_state.STATE).write_text(json.dumps(doc))
     with pytest.raises(RunDirError, match="leaves the state folder"):
         run_state.restore(state, tmp_path / "new")
-    assert run_state.main(["save", str(tmp_path / "empty"), str(state)]) == 2   # no unfinished run there
+    assert run_state.main(["save", str(tmp_path / "empty"), str(state)]) == 2   # no run folder there
