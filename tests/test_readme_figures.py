@@ -746,6 +746,19 @@ def _mean_of(source, method, key):
     return statistics.fmean(r[key] for r in _cmp_runs(source, method))
 
 
+def _preset_cost():
+    """The shipped preset's training seconds, as the comparison recorded them (one supernet entry per seed)."""
+    costs = {v["seconds"] for v in J("compare.json")["supernets"].values()}
+    assert len(costs) == 1, costs
+    return costs.pop()
+
+
+tie(CMP, "**shipped preset** `nachos_tf/supernet/presets/fashion_mnist` (stage 3, seed 0, {} s of training) for",
+    "compare.json", lambda: [_preset_cost()])
+tie(CMP, "seed 0: search {} s + the preset's {} s, then the final stage", "compare.json",
+    lambda: [J("compare.json")["settings"]["search_s"], _preset_cost()])
+
+
 tie(CMP, "to {} and {} on average (default NSGA-II {}, random search {}), and both lower the test hypervolume after "
          "the final stage, to {} and {} (default {}, random search {}): nachos / random {} and {} (per seed {}, {}, {} "
          "and {}, {}, {}).", "compare_pop24.json",
