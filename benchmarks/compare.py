@@ -482,4 +482,9 @@ if __name__ == "__main__":
         merge(args.merge, args.out, args.static_from or (), args.nachos_from or ())
         print(args.out.with_suffix(".md").read_text())
     else:
-        Bench(args).main()
+        try:
+            Bench(args).main()
+        except KeyboardInterrupt:        # kill -INT / Ctrl-C: the run folder keeps its archive and search clock
+            say("interrupted: the same command with --resume continues (benchmarks/run_state.py save carries the "
+                "unfinished runs to another checkout)")
+            sys.exit(130)
