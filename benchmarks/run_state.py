@@ -95,10 +95,11 @@ def save(runs_dir: Path, state_dir: Path) -> Dict[str, Any]:
         RunDirError: a run folder's files do not validate, or `runs_dir` holds no run folder.
     """
     runs_dir, state_dir = Path(runs_dir), Path(state_dir)
-    if not any(Path(runs_dir).rglob(ARCHIVE)):
+    if not any(runs_dir.rglob(ARCHIVE)):
         raise RunDirError(f"{runs_dir}: no run folder (archive.jsonl) in it")
     runs = unfinished_runs(runs_dir)
     manifest = read_manifest(state_dir)
+    commit = git_state().get("commit") if runs else None
     for d in runs:
         info = _check_run(d)
         rel = d.relative_to(runs_dir).as_posix()
@@ -106,12 +107,12 @@ def save(runs_dir: Path, state_dir: Path) -> Dict[str, Any]:
         dst.mkdir(parents=True, exist_ok=True)
         shutil.copy2(d / CONFIG, dst / CONFIG)
         end = Archive(d / ARCHIVE).read()[1]         # the valid part only: no truncated last line
-        (dst / ARCHIVE).write_bytes((d / ARCHIVE).read_bytes()[:end] if (d / ARCHIVE).exists() else b"")
+        (dst / ARCHIVE).write_bytes((d / ARCHIVE).read_bytes()[:end])
         if (d / CLOCK).exists():
             shutil.copy2(d / CLOCK, dst / CLOCK)
         elif (dst / CLOCK).exists():
             (dst / CLOCK).unlink()
-        manifest["runs"][rel] = dict(info, saved=utc_now(), commit=git_state().get("commit"))
+        manifest["runs"][rel] = dict(info, saved=utc_now(), commit=commit)
     for rel in [r for r in manifest["runs"] if (runs_dir / r / PARETO).exists()]:
         del manifest["runs"][rel]                   # finished since it was saved: its figures are in the results
         shutil.rmtree(state_dir / rel, ignore_errors=True)
