@@ -58,9 +58,11 @@ class FakeEvaluator:
 
     name = "fake"
 
-    def __init__(self, drop_odd: bool = False, interrupt_at: int = 0, sleep: float = 0.0):
+    def __init__(self, drop_odd: bool = False, interrupt_at: int = 0, sleep: float = 0.0, tasks_per_process=None):
         self.drop_odd, self.interrupt_at, self.sleep = drop_odd, interrupt_at, sleep
         self.calls, self.context = [], None
+        if tasks_per_process is not None:           # ask for processes replaced after that many candidates
+            self.tasks_per_process = tasks_per_process
 
     def to_dict(self):
         return {"name": self.name, "drop_odd": self.drop_odd}
@@ -993,6 +995,44 @@ def test_local_processes_give_the_same_archive(fake_run, tmp_path):
     assert [s.to_dict() for s in res.admissible] == [s.to_dict() for s in fake_run[0].admissible]
 
 
+@pytest.mark.parametrize("workers,per", [(1, 3), (2, 2)])
+def test_processes_replaced_after_tasks_per_process_give_the_same_archive(fake_run, tmp_path, workers, per):
+    """An evaluator asking for `tasks_per_process` runs in processes (also with one worker) that are replaced
+    after that many candidates each (at most per x workers per pool), with the in-process run's archive."""
+    res = fake_search(tmp_path / "run", workers=workers, evaluator=FakeEvaluator(tasks_per_process=per))
+    assert search_lines(tmp_path / "run") == search_lines(fake_run[2])
+    recs = [r for r in R.Archive(tmp_path / "run" / R.ARCHIVE).read()[0] if r["stage"] == "search"]
+    per_pid = {}
+    for r in recs:
+        per_pid[r["pid"]] = per_pid.get(r["pid"], 0) + 1
+    assert os.getpid() not in per_pid
+    assert max(per_pid.values()) <= per * workers
+    assert len(per_pid) >= -(-len(recs) // (per * workers))     # a fresh process at least every per x workers
+    assert [s.to_dict() for s in res.admissible] == [s.to_dict() for s in fake_run[0].admissible]
+
+
+def test_process_backend_replaces_its_pool_and_keeps_order_of_work(fake_run):
+    """ProcessBackend itself: every genome evaluated once, in pools of at most per x workers candidates."""
+    from nachos_tf.nas.backends import ProcessBackend
+
+    space = SearchSpace.mcu((8, 8, 1), 10)
+    genomes = [space.sample(i).to_dict() for i in range(7)]
+    ev = FakeEvaluator()
+    ev.setup(S.EvalContext(space=space, constraints=FAKE_CONSTRAINTS, target=FAKE_CONSTRAINTS, budget=FAKE_BUDGET,
+                           seed=3, loss=None, threads=1, run_dir=fake_run[2], data=synthetic()))
+    backend = ProcessBackend(1, ev, tasks_per_process=3)
+    try:
+        got = list(backend.run(genomes))
+    finally:
+        backend.close()
+    assert sorted(i for i, _ in got) == list(range(7))
+    assert backend.pools_started == 3                   # 3 + 3 + 1 candidates
+    pids = [rec.extra["pid"] for _, rec in sorted(got, key=lambda t: t[0])]
+    assert pids[0] == pids[1] == pids[2] != pids[3] == pids[4] == pids[5] != pids[6]
+    for (i, rec) in got:
+        assert rec.genome == genomes[i]
+
+
 def test_dask_cluster_gives_the_same_archive_and_workers_rebuild_data(fake_run, tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     data = synthetic()
@@ -1037,7 +1077,7 @@ def fashion_small():
 @pytest.fixture(scope="module")
 def real_run(fashion_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("real") / "run"
-    ev = CountingProxy()
+    ev = CountingProxy(tasks_per_process=None)          # in this process: it counts the genomes it trains
     res = S.search(tiny_space(), fashion_small, REAL_CONSTRAINTS, budget=REAL_BUDGET, seed=0, out_dir=out,
                    progress=None, evaluator=ev)
     return res, ev, out
@@ -1098,12 +1138,26 @@ def test_real_resume_after_crash_gives_the_same_pareto_set(real_run, fashion_sma
     for f in (R.PARETO, R.REPORT):
         (crashed / f).unlink()
     shutil.rmtree(crashed / R.MODELS)
-    ev2 = CountingProxy()
+    ev2 = CountingProxy(tasks_per_process=None)
     S.search(tiny_space(), fashion_small, REAL_CONSTRAINTS, budget=REAL_BUDGET, seed=0, out_dir=crashed,
              resume=True, progress=None, evaluator=ev2)
     assert ev2.calls == [ev.calls[3]]
     assert json.loads((crashed / R.PARETO).read_text()) == json.loads((out / R.PARETO).read_text())
     assert search_lines(crashed) == search_lines(out)
+
+
+def test_real_proxy_in_replaced_processes_equals_in_process_run(real_run, fashion_small, tmp_path):
+    """The proxy evaluator's default: real training in worker processes replaced every tasks_per_process
+    candidates (TensorFlow keeps every traced graph) gives the in-process run's archive and Pareto set."""
+    res, ev, out = real_run
+    assert S.ProxyEvaluator().tasks_per_process >= 1            # the default asks for replaced processes
+    run = tmp_path / "recycled"
+    S.search(tiny_space(), fashion_small, REAL_CONSTRAINTS, budget=REAL_BUDGET, seed=0, out_dir=run,
+             progress=None, evaluator=S.ProxyEvaluator(tasks_per_process=2))
+    assert search_lines(run) == search_lines(out)
+    assert json.loads((run / R.PARETO).read_text()) == json.loads((out / R.PARETO).read_text())
+    with pytest.raises(ConstraintError, match="tasks_per_process"):
+        S.ProxyEvaluator(tasks_per_process=0)
 
 
 @pytest.mark.slow

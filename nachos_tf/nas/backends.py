@@ -116,29 +116,65 @@ class LocalBackend:
 
 
 class ProcessBackend:
-    """Evaluates candidates in N local processes (spawned; each receives the evaluator once)."""
+    """Evaluates candidates in N local processes (spawned; each receives the evaluator once).
 
-    def __init__(self, workers: int, evaluator):
+    Args:
+        workers: processes.
+        evaluator: the run's evaluator (after `setup`).
+        tasks_per_process: replace the processes after about this many candidates each (None: never). For
+            evaluators whose memory grows with every candidate (TensorFlow keeps every traced graph,
+            tensorflow/tensorflow#124972): a fresh process starts from its initial memory again.
+    """
+
+    def __init__(self, workers: int, evaluator, tasks_per_process: Optional[int] = None):
+        self.workers = int(workers)
+        self.evaluator = evaluator
+        self.tasks_per_process = tasks_per_process
+        self.pool = None
+        self.pools_started = 0      # processes are replaced by replacing the whole pool
+        self._submitted = 0         # candidates given to the current pool
+
+    def _current_pool(self):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        self.workers = workers
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                        initializer=_process_init, initargs=(evaluator, os.getpid()))
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
+                                            initializer=_process_init, initargs=(self.evaluator, os.getpid()))
+            self.pools_started += 1
+            self._submitted = 0
+        return self.pool
+
+    def _pool_used_up(self) -> bool:
+        return self.tasks_per_process is not None and self._submitted >= self.tasks_per_process * self.workers
 
     def run(self, genomes: Sequence[Dict[str, Any]]) -> Iterator[Tuple[int, CandidateRecord]]:
-        from concurrent.futures import as_completed
+        from concurrent.futures import FIRST_COMPLETED, wait
 
-        futures = [self.pool.submit(_process_run, i, g) for i, g in enumerate(genomes)]
+        # At most one candidate per process is in flight, so that a used-up pool is replaced as soon as its
+        # last candidates finish (Python 3.11's max_tasks_per_child deadlocks with a backlog: cpython#115634).
+        pending = list(enumerate(genomes))[::-1]
+        running: set = set()
         try:
-            for fut in as_completed(futures):
-                yield fut.result()
+            while pending or running:
+                if self._pool_used_up() and not running:
+                    self.close()
+                while pending and len(running) < self.workers and not self._pool_used_up():
+                    i, g = pending.pop()
+                    running.add(self._current_pool().submit(_process_run, i, g))
+                    self._submitted += 1
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
         finally:
-            for f in futures:
+            for f in running:
                 f.cancel()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)      # idempotent
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)     # idempotent
+            self.pool = None
+        self._submitted = 0
 
 
 class DaskBackend:
@@ -175,6 +211,10 @@ class DaskBackend:
 def make_backend(workers: int, dask_scheduler: Optional[str], evaluator):
     """The backend for `workers` local processes or a Dask scheduler address (else this process).
 
+    An evaluator with a ``tasks_per_process`` attribute (a whole number) runs in processes replaced after
+    that many candidates each, also with one worker: its memory grows with every candidate. On Dask, start
+    the workers with ``--lifetime`` for the same effect.
+
     Raises:
         ConstraintError: workers is not a whole number >= 1.
     """
@@ -184,6 +224,9 @@ def make_backend(workers: int, dask_scheduler: Optional[str], evaluator):
         raise ConstraintError(f"workers must be a whole number >= 1, got {workers!r}")
     if dask_scheduler:
         return DaskBackend(dask_scheduler, evaluator)
+    per = getattr(evaluator, "tasks_per_process", None)
+    if per is not None:
+        return ProcessBackend(int(workers), evaluator, tasks_per_process=int(per))
     if workers > 1:
         return ProcessBackend(int(workers), evaluator)
     return LocalBackend(evaluator)

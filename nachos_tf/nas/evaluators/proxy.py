@@ -14,7 +14,7 @@ import math
 import time
 import types
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ...errors import ConstraintError
 from ...genome import Genome
@@ -25,6 +25,9 @@ from .common import (CALIBRATIONS, COST_MODELS, believed_costs, calibrate_model,
 
 if TYPE_CHECKING:
     from ...data import Dataset
+
+#: Candidates per worker process of the proxy evaluator (see `ProxyEvaluator`): about 1.1 GB of growth at most.
+DEFAULT_TASKS_PER_PROCESS = 16
 
 __all__ = ["ProxyEvaluator", "build_candidate", "train_built", "train_candidate", "set_bn_momentum",
            "proxy_subset"]
@@ -99,14 +102,24 @@ class ProxyEvaluator:
             "grid" (the NACHOS paper's grid + repair, for ablations).
         cost_model: "staged" (ours: what the device pays) or "paper" (NACHOS: an exit's own head only); the
             search then optimises what this evaluator believes, the final figures use the staged costs.
+        tasks_per_process: candidates are trained in worker processes replaced after this many candidates
+            each (None: in the search process, as long as it runs). TensorFlow never frees the graphs it
+            traces for a model's training (tensorflow/tensorflow#124972): about 70 MB per candidate here,
+            which ended multi-hour searches in the kernel's OOM killer. A fresh process costs a few seconds
+            (TensorFlow's import); results do not depend on this setting, so it is not part of the fingerprint.
 
     Raises:
-        ConstraintError: an unknown calibration or cost model.
+        ConstraintError: an unknown calibration or cost model, or tasks_per_process not a whole number >= 1.
     """
 
     name = "proxy"
 
-    def __init__(self, calibration: str = "pareto", cost_model: str = "staged"):
+    def __init__(self, calibration: str = "pareto", cost_model: str = "staged",
+                 tasks_per_process: Optional[int] = DEFAULT_TASKS_PER_PROCESS):
+        if tasks_per_process is not None and (isinstance(tasks_per_process, bool)
+                                              or not isinstance(tasks_per_process, int) or tasks_per_process < 1):
+            raise ConstraintError(f"tasks_per_process must be a whole number >= 1 or None, got {tasks_per_process!r}")
+        self.tasks_per_process = tasks_per_process
         if calibration not in CALIBRATIONS:
             raise ConstraintError(f"unknown calibration {calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
         if cost_model not in COST_MODELS:
