@@ -16,7 +16,7 @@ from .tf_logging import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
-from .errors import (ConstraintError, DataError, ExportError, GenomeError, NachosError,  # noqa: E402
+from .errors import (ConstraintError, DataError, ExportError, GenomeError, NachosError, WorkerError,  # noqa: E402
                      NoAdmissibleSolutionError, ProfileError, RunDirError)
 from . import data, naming  # noqa: E402
 from .data import Dataset  # noqa: E402

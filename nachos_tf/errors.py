@@ -39,3 +39,8 @@ class WriteError(NachosError, OSError):
 
 class SupernetError(NachosError, ValueError):
     """A supernet cannot be built, trained, loaded or extracted from (e.g. saved for another space)."""
+
+
+class WorkerError(NachosError, RuntimeError):
+    """A worker process evaluating candidates ended abruptly (e.g. killed by the system when out of memory);
+    the candidates already evaluated are safe in the run's archive and a resume continues from them."""

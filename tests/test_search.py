@@ -58,8 +58,9 @@ class FakeEvaluator:
 
     name = "fake"
 
-    def __init__(self, drop_odd: bool = False, interrupt_at: int = 0, sleep: float = 0.0, tasks_per_process=None):
-        self.drop_odd, self.interrupt_at, self.sleep = drop_odd, interrupt_at, sleep
+    def __init__(self, drop_odd: bool = False, interrupt_at: int = 0, sleep: float = 0.0, tasks_per_process=None,
+                 die_once: bool = False):
+        self.drop_odd, self.interrupt_at, self.sleep, self.die_once = drop_odd, interrupt_at, sleep, die_once
         self.calls, self.context = [], None
         if tasks_per_process is not None:           # ask for processes replaced after that many candidates
             self.tasks_per_process = tasks_per_process
@@ -80,6 +81,10 @@ class FakeEvaluator:
         if self.sleep:
             time.sleep(self.sleep)
         c = self.context
+        marker = c.run_dir / "fake_died.json"
+        if self.die_once and len(self.calls) == 2 and not marker.exists():   # as the OOM killer would
+            marker.write_text(json.dumps({"pid": os.getpid()}))
+            os.kill(os.getpid(), signal.SIGKILL)
         acc, macs = fake_metrics(genome, c.space)
         n = len(genome.exit_positions) + 1
         return CandidateRecord.measured(
@@ -1009,6 +1014,21 @@ def test_processes_replaced_after_tasks_per_process_give_the_same_archive(fake_r
     assert max(per_pid.values()) <= per * workers
     assert len(per_pid) >= -(-len(recs) // (per * workers))     # a fresh process at least every per x workers
     assert [s.to_dict() for s in res.admissible] == [s.to_dict() for s in fake_run[0].admissible]
+
+
+def test_worker_killed_by_the_system_is_one_clear_error_and_the_run_resumes(fake_run, tmp_path):
+    """A worker process killed mid-candidate (as by the OOM killer) ends the search with a WorkerError that
+    says what is safe and how to continue; the resumed run equals the uninterrupted one."""
+    from nachos_tf.errors import WorkerError
+
+    with pytest.raises(WorkerError, match=r"ended abruptly.*finished evaluations are safe in .*--resume"):
+        fake_search(tmp_path / "run", evaluator=FakeEvaluator(tasks_per_process=4, die_once=True))
+    died = json.loads((tmp_path / "run" / "fake_died.json").read_text())["pid"]
+    assert not Path(f"/proc/{died}").exists() or "Z" in Path(f"/proc/{died}/stat").read_text().rsplit(")", 1)[1][:3]
+    before = len(R.Archive(tmp_path / "run" / R.ARCHIVE).read()[0])
+    assert 1 <= before < len(search_lines(fake_run[2]))
+    fake_search(tmp_path / "run", evaluator=FakeEvaluator(tasks_per_process=4, die_once=True), resume=True)
+    assert search_lines(tmp_path / "run") == search_lines(fake_run[2])
 
 
 def test_process_backend_replaces_its_pool_and_keeps_order_of_work(fake_run):

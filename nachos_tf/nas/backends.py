@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
-from ..errors import ConstraintError, NachosError
+from ..errors import ConstraintError, NachosError, WorkerError
 from ..genome import Genome
 from ..records import CandidateRecord
 
@@ -150,6 +150,7 @@ class ProcessBackend:
 
     def run(self, genomes: Sequence[Dict[str, Any]]) -> Iterator[Tuple[int, CandidateRecord]]:
         from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
 
         # At most one candidate per process is in flight, so that a used-up pool is replaced as soon as its
         # last candidates finish (Python 3.11's max_tasks_per_child deadlocks with a backlog: cpython#115634).
@@ -165,7 +166,13 @@ class ProcessBackend:
                     self._submitted += 1
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    yield fut.result()
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        self.close()
+                        raise WorkerError("a worker process evaluating candidates ended abruptly (killed by the "
+                                          "system? when out of memory, `dmesg` says so)") from None
+                    yield result
         finally:
             for f in running:
                 f.cancel()

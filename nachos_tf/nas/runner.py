@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..errors import ConstraintError, NoAdmissibleSolutionError, RunDirError
+from ..errors import ConstraintError, NoAdmissibleSolutionError, RunDirError, WorkerError
 from ..records import CandidateRecord
 from ..results import ARCHIVE, CONFIG, MODELS, PARETO, Archive, SearchResult, admissible_front, load_run, read_json, \
     split_records, write_json
@@ -247,13 +247,21 @@ def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, re
         doc = final_stage(pool, finals, ev, spec.constraints, spec.budget, out, progress, data=ctx.dataset())
     except KeyboardInterrupt:
         clock.save()                      # (stopped with the search: the final stage does not count)
-        n = len(archive.read()[0])
-        say(f"interrupted: {n} finished evaluations are safe in {out / ARCHIVE}; continue with "
-            f"`nachos-tf search --resume {out}` (or search(..., out_dir='{out}', resume=True))")
+        say(f"interrupted: {_safe(archive, out)}")
         raise
+    except WorkerError as exc:
+        clock.save()
+        raise WorkerError(f"{exc}: {_safe(archive, out)}") from None
     finally:
         backend.close()
     return _finish(out, doc)
+
+
+def _safe(archive: Archive, out: Path) -> str:
+    """What is safe after a stop, and how to continue."""
+    n = len(archive.read()[0])
+    return (f"{n} finished evaluations are safe in {out / ARCHIVE}; continue with `nachos-tf search --resume {out}` "
+            f"(or search(..., out_dir='{out}', resume=True))")
 
 
 def _finish(out: Path, doc) -> SearchResult:
