@@ -808,6 +808,35 @@ tie("## The search (`nt.search`", "lost accuracy where it was reported: seed 2's
         u for u in J("screen_fidelity.json")["units"].values() if u["id"] == "c0853")))
 
 
+# --------------------------------------------------------------------------------------------- proxy_memory.json
+
+SRCH = "## The search (`nt.search`"
+
+
+def _pm(mode=None):
+    d = J("proxy_memory.json")
+    assert d["complete"] and d["summary"]["same_records"], "proxy_memory.json: unfinished, or the two ways differ"
+    return d if mode is None else d[mode]["summary"]
+
+
+tie(SRCH, "grows by about {} MiB per candidate here", "proxy_memory.json",
+    lambda: [_pm("in_process")["growth_mb_per_candidate"]])
+tie(SRCH, "in worker processes replaced after {} candidates each", "proxy_memory.json",
+    lambda: [_pm()["settings"]["tasks_per_process"]])
+tie(SRCH, "`benchmarks/proxy_memory.py --candidates {}` (random genomes, `quick` budget,", "proxy_memory.json",
+    lambda: [_pm()["settings"]["candidates"]] if _pm()["settings"]["budget"] == "quick" else [None])
+tie(SRCH, "in one process the RSS went from {} to {} MiB; in processes replaced every {} candidates it stayed at or "
+          "below {} MiB", "proxy_memory.json",
+    lambda: [_pm("in_process")["rss_first_mb"], _pm("in_process")["rss_last_mb"], _pm()["settings"]["tasks_per_process"],
+             _pm("replaced")["rss_peak_mb"]])
+tie(SRCH, "A new process costs about {} s (TensorFlow's import, the data), {} % of {} `quick` candidates; the whole run "
+          "took {}x the time", "proxy_memory.json",
+    lambda: [_pm("replaced")["process_start_s"],
+             100 * _pm("replaced")["process_start_s"] / (_pm()["settings"]["tasks_per_process"]
+                                                         * _pm("in_process")["seconds_total"]
+                                                         / _pm("in_process")["candidates"]),
+             _pm()["settings"]["tasks_per_process"], _pm()["summary"]["seconds_ratio"]])
+
 for _src, _label in (("compare.json", ""),):
     for _method in J(_src)["summary"]["methods"]:
         tie(CMP, _cmp12_row(_method, _src, _label)[0], _src,
