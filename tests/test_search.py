@@ -1000,7 +1000,7 @@ def test_local_processes_give_the_same_archive(fake_run, tmp_path):
     assert [s.to_dict() for s in res.admissible] == [s.to_dict() for s in fake_run[0].admissible]
 
 
-@pytest.mark.parametrize("workers,per", [(1, 3), (2, 2)])
+@pytest.mark.parametrize("workers,per", [(1, 7), (2, 4)])   # 18 candidates: 3 pools each
 def test_processes_replaced_after_tasks_per_process_give_the_same_archive(fake_run, tmp_path, workers, per):
     """An evaluator asking for `tasks_per_process` runs in processes (also with one worker) that are replaced
     after that many candidates each (at most per x workers per pool), with the in-process run's archive."""
@@ -1022,12 +1022,12 @@ def test_worker_killed_by_the_system_is_one_clear_error_and_the_run_resumes(fake
     from nachos_tf.errors import WorkerError
 
     with pytest.raises(WorkerError, match=r"ended abruptly.*finished evaluations are safe in .*--resume"):
-        fake_search(tmp_path / "run", evaluator=FakeEvaluator(tasks_per_process=4, die_once=True))
+        fake_search(tmp_path / "run", evaluator=FakeEvaluator(tasks_per_process=10, die_once=True))
     died = json.loads((tmp_path / "run" / "fake_died.json").read_text())["pid"]
     assert not Path(f"/proc/{died}").exists() or "Z" in Path(f"/proc/{died}/stat").read_text().rsplit(")", 1)[1][:3]
     before = len(R.Archive(tmp_path / "run" / R.ARCHIVE).read()[0])
     assert 1 <= before < len(search_lines(fake_run[2]))
-    fake_search(tmp_path / "run", evaluator=FakeEvaluator(tasks_per_process=4, die_once=True), resume=True)
+    fake_search(tmp_path / "run", evaluator=FakeEvaluator(tasks_per_process=10, die_once=True), resume=True)
     assert search_lines(tmp_path / "run") == search_lines(fake_run[2])
 
 
