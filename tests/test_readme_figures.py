@@ -837,6 +837,17 @@ tie(SRCH, "A new process costs about {} s (TensorFlow's import, the data), {} % 
                                                          / _pm("in_process")["candidates"]),
              _pm()["settings"]["tasks_per_process"], _pm()["summary"]["seconds_ratio"]])
 
+def _run(method, seed, source="compare.json"):
+    return next(r for r in J(source)["runs"] if r["method"] == method and r["seed"] == seed)
+
+
+tie(CMP, "for the supernet methods' {} s plus the preset's {} s of search (the generation running at the limit "
+         "finishes: {} s); {} candidates, {} admissible solutions, test hypervolume {} against nachos' {} on the same "
+         "seed.", "compare.json",
+    lambda: [J("compare.json")["settings"]["search_s"], _preset_cost(), _run("paper_choices", 0)["search_s"],
+             _run("paper_choices", 0)["candidates"], len(_run("paper_choices", 0)["solutions"]),
+             _run("paper_choices", 0)["hypervolume"], _run("nachos", 0)["hypervolume"]])
+
 for _src, _label in (("compare.json", ""),):
     for _method in J(_src)["summary"]["methods"]:
         tie(CMP, _cmp12_row(_method, _src, _label)[0], _src,
