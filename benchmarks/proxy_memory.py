@@ -31,6 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ResultFile, add_out, eval_context, positive_int, say  # noqa: E402
 
+from nachos_tf.nas import ProxyEvaluator  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -40,13 +42,7 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
-try:
-    from nachos_tf.nas import ProxyEvaluator as _Proxy
-except ImportError:  # pragma: no cover - run from a checkout without the package
-    raise SystemExit("error: nachos_tf is not importable; run `make setup` first") from None
-
-
-class MeasuringProxy(_Proxy):
+class MeasuringProxy(ProxyEvaluator):
     """`ProxyEvaluator` whose records also say the RSS (MiB) and pid of the process after the candidate."""
 
     def evaluate(self, genome):
