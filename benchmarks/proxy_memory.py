@@ -101,8 +101,7 @@ def main() -> None:
     records: Dict[str, List[Dict[str, Any]]] = {}
     for mode in ("replaced", "in_process"):
         ev = MeasuringProxy(tasks_per_process=per if mode == "replaced" else None)
-        ev.setup(eval_context(space, data, constraints, budget, a.seed, run_dir / mode))
-        ev.context.threads = 1
+        ev.setup(eval_context(space, data, constraints, budget, a.seed, run_dir / mode))   # threads: 1 (pinned)
         rows: List[Dict[str, Any]] = []
         t_last = time.perf_counter()
         if mode == "replaced":

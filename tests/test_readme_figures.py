@@ -838,7 +838,7 @@ tie(SRCH, "A new process costs about {} s (TensorFlow's import, the data), {} % 
              _pm()["settings"]["tasks_per_process"], _pm()["summary"]["seconds_ratio"]])
 
 def _run(method, seed, source="compare.json"):
-    return next(r for r in J(source)["runs"] if r["method"] == method and r["seed"] == seed)
+    return next(r for r in _cmp_runs(source, method) if r["seed"] == seed)
 
 
 tie(CMP, "for the supernet methods' {} s plus the preset's {} s of search (the generation running at the limit "
