@@ -742,6 +742,11 @@ def _cmp_runs(source, method):
     return sorted((r for r in J(source)["runs"] if r["method"] == method), key=lambda r: r["seed"])
 
 
+def _run(method, seed, source="compare.json"):
+    """The `method` row of one seed in a comparison file."""
+    return next(r for r in _cmp_runs(source, method) if r["seed"] == seed)
+
+
 def _mean_of(source, method, key):
     return statistics.fmean(r[key] for r in _cmp_runs(source, method))
 
@@ -836,10 +841,6 @@ tie(SRCH, "A new process costs about {} s (TensorFlow's import, the data), {} % 
                                                          * _pm("in_process")["seconds_total"]
                                                          / _pm("in_process")["candidates"]),
              _pm()["settings"]["tasks_per_process"], _pm()["summary"]["seconds_ratio"]])
-
-def _run(method, seed, source="compare.json"):
-    return next(r for r in _cmp_runs(source, method) if r["seed"] == seed)
-
 
 _PROXY = ("paper_choices", "nachos_proxy")
 tie(CMP, "for the supernet methods' {} s plus the preset's {} s of search (the generation running at the limit "
