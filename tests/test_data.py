@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import os
-import pickle
-import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,44 +9,7 @@ import pytest
 from nachos_tf import data
 from nachos_tf.errors import DataError
 
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-
-
-# ------------------------------------------------------------------ independent writers
-
-def idx_bytes(arr: np.ndarray) -> bytes:
-    """IDX encoding of a uint8 array, written from the format spec (not with the reader's code)."""
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
-    return header + arr.astype(np.uint8).tobytes(order="C")
-
-
-def write_idx(path: Path, arr: np.ndarray, gz: bool = True) -> Path:
-    raw = idx_bytes(arr)
-    path.write_bytes(gzip.compress(raw) if gz else raw)
-    return path
-
-
-def make_mnist_like(folder: Path, n_train: int = 40, n_test: int = 20, h: int = 5, w: int = 4,
-                    gz: bool = True, seed: int = 0):
-    """Four IDX files with balanced labels 0..9; returns the arrays written."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    xtr = rng.integers(0, 256, (n_train, h, w), dtype=np.uint8)
-    ytr = (np.arange(n_train) % 10).astype(np.uint8)
-    xte = rng.integers(0, 256, (n_test, h, w), dtype=np.uint8)
-    yte = (np.arange(n_test) % 10).astype(np.uint8)
-    sfx = ".gz" if gz else ""
-    write_idx(folder / f"train-images-idx3-ubyte{sfx}", xtr, gz)
-    write_idx(folder / f"train-labels-idx1-ubyte{sfx}", ytr, gz)
-    write_idx(folder / f"t10k-images-idx3-ubyte{sfx}", xte, gz)
-    write_idx(folder / f"t10k-labels-idx1-ubyte{sfx}", yte, gz)
-    return xtr, ytr, xte, yte
-
-
-def rows_of(x: np.ndarray) -> set:
-    return {r.tobytes() for r in x.astype(np.uint8).reshape(len(x), -1)}
+from data_writers import FASHION_DIR, FASHION_FILES, make_mnist_like, rows_of, save_png, write_idx
 
 
 # ------------------------------------------------------------------ IDX / MNIST
@@ -210,128 +169,6 @@ def test_cache_constants():
     assert str(data.FASHION_MNIST_CACHE_ROOT).endswith(".cache/nachos-tf/fashion-mnist")
 
 
-# ------------------------------------------------------------------ CIFAR-10
-
-def cifar_arrays(n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    hwc = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    labels = (np.arange(n) % 10).astype(np.uint8)
-    return hwc, labels
-
-
-def test_cifar10_binary(tmp_path):
-    folder = tmp_path / "cifar-10-batches-bin"
-    folder.mkdir()
-    written = {}
-    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        hwc, labels = cifar_arrays(10, i)
-        recs = []
-        for img, lab in zip(hwc, labels):  # record = label byte, R plane, G plane, B plane
-            recs.append(bytes([lab]) + b"".join(img[:, :, c].tobytes() for c in range(3)))
-        (folder / f"{name}.bin").write_bytes(b"".join(recs))
-        written[name] = (hwc, labels)
-    ds = data.load("cifar10", tmp_path, val_fraction=0.2)
-    assert ds.input_shape == (32, 32, 3) and ds.class_names[0] == "airplane"
-    np.testing.assert_array_equal(ds.x_test, written["test_batch"][0].astype(np.float32))
-    np.testing.assert_array_equal(ds.y_test, written["test_batch"][1])
-    assert len(ds.y_train) == 40 and len(ds.y_val) == 10
-    train_rows = set().union(*(rows_of(written[f"data_batch_{k}"][0]) for k in range(1, 6)))
-    assert rows_of(np.concatenate([ds.x_train, ds.x_val])) == train_rows
-    # a truncated record
-    f = folder / "data_batch_3.bin"
-    f.write_bytes(f.read_bytes()[:-5])
-    with pytest.raises(DataError, match=r"data_batch_3\.bin.*truncated"):
-        data.load("cifar10", folder)
-
-
-def write_py_batch(path: Path, hwc: np.ndarray, labels: np.ndarray, protocol: int = 2):
-    chw_rows = hwc.transpose(0, 3, 1, 2).reshape(len(hwc), -1)
-    obj = {b"batch_label": b"batch", b"labels": [int(v) for v in labels], b"data": chw_rows,
-           b"filenames": [b"f%d.png" % i for i in range(len(labels))]}
-    path.write_bytes(pickle.dumps(obj, protocol=protocol))
-
-
-@pytest.mark.parametrize("protocol", [2, 5])
-def test_cifar10_python(tmp_path, protocol):
-    written = {}
-    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        hwc, labels = cifar_arrays(10, 100 + i)
-        write_py_batch(tmp_path / name, hwc, labels, protocol)
-        written[name] = (hwc, labels)
-    ds = data.load("cifar10", tmp_path)
-    np.testing.assert_array_equal(ds.x_test, written["test_batch"][0].astype(np.float32))
-    np.testing.assert_array_equal(ds.y_test, written["test_batch"][1])
-    assert len(ds.y_train) + len(ds.y_val) == 50
-
-
-def py2_batch_pickle(hwc: np.ndarray, labels: np.ndarray) -> bytes:
-    """A batch pickled the way Python 2 wrote the real CIFAR-10 files (str as BINSTRING), by hand."""
-    def s(b: bytes) -> bytes:
-        return b"T" + struct.pack("<I", len(b)) + b
-
-    def i(v: int) -> bytes:
-        return b"J" + struct.pack("<i", v)
-
-    rows = hwc.transpose(0, 3, 1, 2).reshape(len(hwc), -1)
-    arr = (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + i(0) + b"\x85"
-           + s(b"b") + b"\x87R"
-           + b"(" + i(1) + i(rows.shape[0]) + i(rows.shape[1]) + b"\x86"
-           + b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R"
-           + b"(" + i(3) + s(b"|") + b"NNN" + i(-1) + i(-1) + i(0) + b"tb"
-           + b"\x89" + s(rows.tobytes()) + b"tb")
-    labs = b"](" + b"".join(i(int(v)) for v in labels) + b"e"
-    return b"\x80\x02}(" + s(b"data") + arr + s(b"labels") + labs + b"u."
-
-
-def test_cifar10_python2_style_pickle(tmp_path):
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    for k, name in enumerate([f"data_batch_{j}" for j in range(1, 6)] + ["test_batch"]):
-        hwc, labels = cifar_arrays(10 if k < 5 else 4, 200 + k)   # every class in training (issue 14.16)
-        (folder / name).write_bytes(py2_batch_pickle(hwc, labels))
-    ds = data.load("cifar10", tmp_path, val_fraction=0.25)
-    np.testing.assert_array_equal(ds.x_test, cifar_arrays(4, 205)[0].astype(np.float32))
-    np.testing.assert_array_equal(ds.y_test, [0, 1, 2, 3])
-
-
-class _Evil:
-    def __init__(self, target: str):
-        self.target = target
-
-    def __reduce__(self):
-        return (os.system, (f"echo pwned > {self.target}",))
-
-
-def test_cifar10_malicious_pickle_refused(tmp_path):
-    for k in range(1, 6):
-        hwc, labels = cifar_arrays(10, k)
-        write_py_batch(tmp_path / f"data_batch_{k}", hwc, labels)
-    target = tmp_path / "pwned.txt"
-    (tmp_path / "data_batch_2").write_bytes(
-        pickle.dumps({b"data": _Evil(str(target)), b"labels": [0]}, protocol=2))
-    write_py_batch(tmp_path / "test_batch", *cifar_arrays(10, 9))
-    with pytest.raises(DataError) as e:
-        data.load("cifar10", tmp_path)
-    assert "data_batch_2" in str(e.value) and "refused" in str(e.value)
-    assert "system" in str(e.value)
-    assert not target.exists()
-    pickle.loads((tmp_path / "data_batch_2").read_bytes())  # the file really is hostile
-    assert target.exists()
-
-
-def test_cifar10_pickle_missing_batch_and_garbage(tmp_path):
-    for k in (1, 2, 3, 5):
-        write_py_batch(tmp_path / f"data_batch_{k}", *cifar_arrays(10, k))
-    write_py_batch(tmp_path / "test_batch", *cifar_arrays(10, 9))
-    with pytest.raises(DataError, match=r"data_batch_4.*not found"):
-        data.load("cifar10", tmp_path)
-    (tmp_path / "data_batch_4").write_bytes(b"\x80\x02garbage")
-    with pytest.raises(DataError, match=r"data_batch_4.*not a readable"):
-        data.load("cifar10", tmp_path)
-    with pytest.raises(DataError, match="no CIFAR-10 batches"):
-        data.load("cifar10", tmp_path / "nothing")
-
-
 # ------------------------------------------------------------------ npz
 
 def test_npz_with_and_without_channel_axis(tmp_path):
@@ -380,11 +217,6 @@ def test_npz_bad(tmp_path):
 
 
 # ------------------------------------------------------------------ image folders
-
-def save_png(path: Path, arr: np.ndarray) -> None:
-    from PIL import Image
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
 
 
 def test_folder_split_off_test(tmp_path):
@@ -455,124 +287,3 @@ def test_real_fashion_mnist(monkeypatch):
     raw = data.read_idx(FASHION_DIR / "train-labels-idx1-ubyte.gz", ndim=1)
     assert raw[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
     assert ds.class_names[9] == "Ankle boot"
-
-
-# ------------------------------------------------------------------ reliability (issue 14: items 6, 7, 15, 16, 19)
-
-def idx_header(code: int, dims) -> bytes:
-    return bytes([0, 0, code, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims)
-
-
-def test_idx_header_dims_are_checked_against_the_file_size_without_wrapping(tmp_path):
-    # 2^31 x 2^31 x 4 bytes = 2^64: an int64 product wraps to 0 and matched an empty payload
-    (tmp_path / "huge").write_bytes(idx_header(0x08, (2 ** 31, 2 ** 31, 4)))
-    with pytest.raises(DataError, match=r"huge: truncated IDX data.*18446744073709551616 bytes"):
-        data.read_idx(tmp_path / "huge", ndim=3)
-    # the largest dims the header can hold, with a few bytes of payload
-    (tmp_path / "big").write_bytes(idx_header(0x0D, (2 ** 32 - 1,) * 3) + bytes(64))
-    with pytest.raises(DataError, match="big: truncated IDX data"):
-        data.read_idx(tmp_path / "big", ndim=3)
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_idx_float_images_with_nan_or_inf_are_refused_at_load(tmp_path, bad):
-    make_mnist_like(tmp_path)
-    x = (np.random.default_rng(0).random((40, 5, 4)) * 255).astype(np.float32)
-    x[7, 2, 1] = bad
-    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(
-        gzip.compress(idx_header(0x0D, x.shape) + x.astype(">f4").tobytes()))
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: images contain NaN or infinite"):
-        data.load("mnist", tmp_path)
-    x[7, 2, 1] = 3.5                                    # the same file with finite floats loads
-    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(
-        gzip.compress(idx_header(0x0D, x.shape) + x.astype(">f4").tobytes()))
-    ds = data.load("mnist", tmp_path, val_fraction=0.25)
-    assert np.isfinite(ds.x_train).all() and 3.5 in np.concatenate([ds.x_train, ds.x_val])
-
-
-def test_training_labels_of_one_class_are_refused(tmp_path):
-    make_mnist_like(tmp_path)
-    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.full(40, 3, np.uint8))
-    with pytest.raises(DataError, match=r"train-labels.*class\(es\) 0, 1, 2, 4, 5 and 4 more of 0\.\.9 have no "
-                                        r"sample in the training set"):
-        data.load("mnist", tmp_path)
-    f = tmp_path / "one.npz"
-    np.savez(f, x_train=np.zeros((20, 3, 3)), y_train=np.zeros(20, int), x_test=np.zeros((4, 3, 3)),
-             y_test=np.zeros(4, int))
-    with pytest.raises(DataError, match=r"one\.npz \[y_train\]: the training set holds 1 class"):
-        data.load("npz", f)
-
-
-def test_npz_huge_label_is_refused_in_one_short_line(tmp_path):
-    f = tmp_path / "huge.npz"
-    y = np.arange(60) % 3
-    y[5] = 100000
-    np.savez(f, x_train=np.zeros((60, 3, 3)), y_train=y, x_test=np.zeros((3, 3, 3)), y_test=np.arange(3))
-    with pytest.raises(DataError) as e:
-        data.load("npz", f)
-    msg = str(e.value)
-    assert "huge.npz [y_train]" in msg and "100001 classes" in msg and "\n" not in msg and len(msg) < 300
-    # enough samples for 100001 classes but most of them absent: still one short line
-    y = np.arange(200_000) % 3
-    y[5] = 100000
-    np.savez(f, x_train=np.zeros((200_000, 1, 1), np.uint8), y_train=y, x_test=np.zeros((3, 1, 1)),
-             y_test=np.arange(3))
-    with pytest.raises(DataError, match=r"class\(es\) 3, 4, 5, 6, 7 and 99992 more of 0\.\.100000") as e:
-        data.load("npz", f)
-    assert len(str(e.value)) < 300
-
-
-def test_every_class_must_be_in_training(tmp_path):
-    f = tmp_path / "gap.npz"
-    np.savez(f, x_train=np.zeros((30, 3, 3)), y_train=np.array([0, 1, 3] * 10), x_test=np.zeros((3, 3, 3)),
-             y_test=np.arange(3))
-    with pytest.raises(DataError, match=r"gap\.npz \[y_train\]: class\(es\) 2 of 0\.\.3 have no sample"):
-        data.load("npz", f)
-    # a test label the training set never shows
-    np.savez(f, x_train=np.zeros((30, 3, 3)), y_train=np.arange(30) % 3, x_test=np.zeros((4, 3, 3)),
-             y_test=np.arange(4))
-    with pytest.raises(DataError, match=r"class\(es\) 3 of 0\.\.3 have no sample in the training set"):
-        data.load("npz", f)
-    # class names announcing more classes than the training set has
-    np.savez(f, x_train=np.zeros((30, 3, 3)), y_train=np.arange(30) % 3, x_test=np.zeros((3, 3, 3)),
-             y_test=np.arange(3), class_names=np.array(["a", "b", "c", "d"]))
-    with pytest.raises(DataError, match=r"class\(es\) 3 of 0\.\.3"):
-        data.load("npz", f)
-    # a class whose only sample the validation split takes (11 of 21 held out: quotas 5.24, 5.24, 0.52,
-    # the largest remainder, 0.52, goes to the one-sample class)
-    np.savez(f, x_train=np.zeros((21, 3, 3)), y_train=np.array([0] * 10 + [1] * 10 + [2]),
-             x_test=np.zeros((3, 3, 3)), y_test=np.arange(3))
-    with pytest.raises(DataError, match=r"class\(es\) 2 of 0\.\.2 have no sample in the training set once the "
-                                        r"validation split is held out"):
-        data.load("npz", f, val_fraction=0.52)
-
-
-def test_unreadable_class_folder_is_one_data_error():
-    from fsfaults import open_tmp_dir, unprivileged
-
-    with open_tmp_dir() as root:
-        rng = np.random.default_rng(0)
-        for cls in ("ant", "bee"):
-            for i in range(4):
-                save_png(root / cls / f"{i}.png", rng.integers(0, 256, (4, 4), dtype=np.uint8))
-        os.chmod(root / "bee", 0o000)
-        with unprivileged():
-            with pytest.raises(DataError, match=r"bee: cannot read folder \(Permission denied\)"):
-                data.load("folder", root)
-        os.chmod(root / "bee", 0o755)
-        os.chmod(root / "bee" / "2.png", 0o000)
-        with unprivileged():
-            with pytest.raises(DataError, match=r"2\.png: not a readable image"):
-                data.load("folder", root)
-        os.chmod(root, 0o000)                  # the dataset folder itself
-        with unprivileged():
-            with pytest.raises(DataError, match="Permission denied"):
-                data.load("folder", root)
-        os.chmod(root, 0o777)
-
-
-def test_fashion_mnist_not_found_is_one_line(tmp_path):
-    with pytest.raises(DataError) as e:
-        data.load("fashion_mnist", tmp_path / "nowhere")
-    msg = str(e.value)
-    assert "\n" not in msg and "nowhere" in msg and "apt-get install dataset-fashion-mnist" in msg

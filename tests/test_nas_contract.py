@@ -19,7 +19,7 @@ import nachos_tf as nt
 from nachos_tf import nas as S
 from nachos_tf import results as R
 from nachos_tf.errors import ConstraintError, RunDirError
-from test_search import FAKE_BUDGET, FAKE_CONSTRAINTS, FakeEvaluator, synthetic
+from search_fakes import FAKE_BUDGET, FAKE_CONSTRAINTS, FakeEvaluator, synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_RUN = ROOT / "tests" / "fixtures" / "run_v0"
@@ -227,7 +227,7 @@ sys.path.insert(0, {tests!r})
 import nachos_tf as nt
 from nachos_tf import nas as S
 from nachos_tf.results import Archive
-from test_search import ready
+from search_fakes import ready
 run = {run!r}
 spec = S.RunSpec.from_dict(json.load(open(run + "/config.json")))
 S.pin_threads(spec.threads)                    # a fresh process: the run's thread count, as a worker would

@@ -12,7 +12,7 @@ from nachos_tf import results as R
 from nachos_tf.errors import RunDirError
 from nachos_tf.nas.clock import read_clock
 
-from test_search import FakeEvaluator, fake_search, search_lines
+from search_fakes import FakeEvaluator, fake_search, search_lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import run_state  # noqa: E402

@@ -10,7 +10,7 @@ from nachos_tf.errors import RunDirError
 from nachos_tf.nas.clock import CLOCK, SearchClock, archive_search_seconds, read_clock
 from nachos_tf.records import CandidateRecord, Metrics
 
-from test_search import FAKE_BUDGET, FakeEvaluator, fake_search, search_lines
+from search_fakes import FAKE_BUDGET, FakeEvaluator, fake_search, search_lines
 
 
 def _rec(cid: str, time: str, seconds: float) -> CandidateRecord:

@@ -12,7 +12,7 @@ from nachos_tf import nas as S
 from nachos_tf import results as R
 from nachos_tf.nas.evaluators.supernet import SupernetEvaluator
 from nachos_tf.supernet import Supernet
-from test_search import REAL_BUDGET, ready, tiny_space
+from search_fakes import REAL_BUDGET, ready, tiny_space
 
 
 @pytest.fixture(scope="module")

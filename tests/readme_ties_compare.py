@@ -1,0 +1,322 @@
+"""README ties: nachos-tf against the alternatives (compare*.json) and the proxy's memory (proxy_memory.json)."""
+from __future__ import annotations
+
+import statistics
+
+from readme_ties import J, mean_std, tie
+
+
+
+# --------------------------------------------------------------------------------------------- compare.json
+
+CMP = "## nachos-tf against the alternatives"
+
+
+def _m(method, key):
+    return J("compare_issue6.json")["methods"][method][key]
+
+
+def _cell(method, key, scale):
+    """Values of one compare.md cell: mean, std (ddof 0) and, when some seeds lack a value, k and n."""
+    vals = _m(method, key)
+    present = [v for v in vals if v is not None]
+    m, s = mean_std(vals, 0, scale)
+    out = [m] + ([s] if s is not None else [])
+    if len(present) < len(vals):
+        out += [len(present), len(vals)]
+    return out
+
+
+def _cell_text(method, key):
+    vals = _m(method, key)
+    present = [v for v in vals if v is not None]
+    if not present:
+        return "none ({}/{})"
+    text = "{} ± {}" if len(present) > 1 else "{}"
+    return text + (" ({}/{})" if len(present) < len(vals) else "")
+
+
+_CMP_COLS = (("hypervolume", 1), ("best_acc_at_0.5M", 100), ("best_acc_at_1.0M", 100), ("mac_saving_vs_static", 100),
+             ("int8_best_acc", 100), ("candidates", 1), ("wall_s", 1))
+for _method in J("compare_issue6.json")["methods"]:
+    def _cvals(method=_method):
+        out = []
+        for key, scale in _CMP_COLS:
+            vals = _m(method, key)
+            out += [0, len(vals)] if all(v is None for v in vals) else _cell(method, key, scale)
+        return out
+    tie(CMP, f"| {_method} | " + " | ".join(_cell_text(_method, k) for k, _ in _CMP_COLS) + " |", "compare_issue6.json",
+        _cvals)
+tie(CMP, "MACs of the full network of the largest genome = {}M)", "compare_issue6.json",
+    lambda: [J("compare_issue6.json")["settings"]["reference_point"]["macs"] / 1e6])
+tie(CMP, "The published run used {} seeds x {} methods at **{} s of search per run**", "compare_issue6.json",
+    lambda: [len(J("compare_issue6.json")["seeds"]), len(J("compare_issue6.json")["methods"]), J("compare_issue6.json")["budget_s"]])
+tie(CMP, "(min accuracy {}, max expected MACs {}M)", "compare_issue6.json",
+    lambda: [J("compare_issue6.json")["settings"]["constraints"]["min_accuracy"],
+             J("compare_issue6.json")["settings"]["constraints"]["max_macs"] / 1e6])
+tie(CMP, "(AMD EPYC, {} GiB,", "compare_issue6.json", lambda: [J("compare_issue6.json")["machine"]["mem_total_gib"]])
+
+
+def _mean(method, key, scale=1.0):
+    return mean_std(_m(method, key), 0, scale)[0]
+
+
+def _std(method, key, scale=1.0):
+    return mean_std(_m(method, key), 0, scale)[1]
+
+
+tie(CMP, "have a higher hypervolume than the static NAS ({} and {} vs {})", "compare_issue6.json",
+    lambda: [_mean("nachos", "hypervolume"), _mean("random", "hypervolume"), _mean("static", "hypervolume")])
+tie(CMP, "they need about a third fewer MACs ({} % and {} %, with a large spread)", "compare_issue6.json",
+    lambda: [_mean("nachos", "mac_saving_vs_static", 100), _mean("random", "mac_saving_vs_static", 100)])
+tie(CMP, "Random search is level on hypervolume ({} ± {} vs {} ± {}) and {} points better on best accuracy under {}M "
+         "({} vs {})", "compare_issue6.json",
+    lambda: [_mean("random", "hypervolume"), _std("random", "hypervolume"), _mean("nachos", "hypervolume"),
+             _std("nachos", "hypervolume"),
+             _mean("random", "best_acc_at_1.0M", 100) - _mean("nachos", "best_acc_at_1.0M", 100), 1.0,
+             _mean("random", "best_acc_at_1.0M", 100), _mean("nachos", "best_acc_at_1.0M", 100)])
+tie(CMP, "With {}-{} candidates per run", "compare_issue6.json",
+    lambda: [min(_m("nachos", "candidates") + _m("random", "candidates")),
+             max(_m("nachos", "candidates") + _m("random", "candidates"))])
+tie(CMP, "`paper_choices` scores {} points lower on best accuracy under {}M ({} vs {}) and {} points lower under {}M, "
+         "with a lower hypervolume ({} vs {}). The spread over {} seeds (±{}-{} points)", "compare_issue6.json",
+    lambda: [_mean("nachos", "best_acc_at_1.0M", 100) - _mean("paper_choices", "best_acc_at_1.0M", 100), 1.0,
+             _mean("paper_choices", "best_acc_at_1.0M", 100), _mean("nachos", "best_acc_at_1.0M", 100),
+             _mean("nachos", "best_acc_at_0.5M", 100) - _mean("paper_choices", "best_acc_at_0.5M", 100), 0.5,
+             _mean("paper_choices", "hypervolume"), _mean("nachos", "hypervolume"), len(J("compare_issue6.json")["seeds"]),
+             min(_std("paper_choices", "best_acc_at_1.0M", 100), _std("paper_choices", "best_acc_at_0.5M", 100)),
+             max(_std("paper_choices", "best_acc_at_1.0M", 100), _std("paper_choices", "best_acc_at_0.5M", 100))])
+tie(CMP, "It is below the static network's accuracy ({} vs {}), so it saves nothing at equal accuracy, and it has the "
+         "lowest hypervolume ({}).", "compare_issue6.json",
+    lambda: [_mean("handmade", "best_acc_at_1.0M", 100), _mean("static", "best_acc_at_1.0M", 100),
+             _mean("handmade", "hypervolume")])
+
+
+def _int8_gaps():
+    out = []
+    for method in J("compare_issue6.json")["methods"]:
+        for a, b in zip(_m(method, "int8_best_acc"), _m(method, "best_acc_at_1.0M")):
+            if a is not None and b is not None:
+                out.append((a - b) * 100)
+    return out
+
+
+tie(CMP, "**int8 on TFLM stays within {} points of float** for the best solution of every method and seed (from {} to "
+         "+{} points over the {} runs).", "compare_issue6.json",
+    lambda: [max(abs(g) for g in _int8_gaps()), min(_int8_gaps()), max(_int8_gaps()), len(_int8_gaps())])
+
+
+# ------------------------------------------------------------------- compare.json (issue-12 re-run, compare_report)
+
+_CMP12_COLS = (("hypervolume", 1), ("best_acc_at_0.5M", 100), ("int8_acc_at_0.5M", 100), ("best_acc_at_1.0M", 100),
+               ("mac_saving_vs_static", 100), ("int8_best_acc", 100), ("candidates", 1), ("search_s", 1),
+               ("wall_s", 1))
+
+
+def _cmp12_row(method, source="compare.json", label=""):
+    """(README row template, its values) of `compare_report.write_table` for one method of `source` (the
+    README names it `method` followed by `label`)."""
+    v = J(source)["summary"]["methods"][method]
+    texts, vals = [], []
+    for key, scale in _CMP12_COLS:
+        xs = v[key]
+        present = [x * scale for x in xs if x is not None]
+        if not present:
+            na = key == "search_s" and method == "handmade"
+            texts.append("–" if na or not xs else "none ({}/{})")
+            vals += [] if na or not xs else [0, len(xs)]
+            continue
+        texts.append("{}" + (" ± {}" if len(present) > 1 else "") + (" ({}/{})" if len(present) < len(xs) else ""))
+        vals.append(statistics.fmean(present))
+        if len(present) > 1:
+            vals.append(statistics.pstdev(present))
+        if len(present) < len(xs):
+            vals += [len(present), len(xs)]
+    return f"| {method}{label} | " + " | ".join(texts) + " |", vals
+
+
+_C12 = lambda: J("compare.json")["summary"]  # noqa: E731
+tie(CMP, "nachos reaches {} times random search's hypervolume (mean of the per seed ratios {}, {} and {};",
+    "compare.json", lambda: [_C12()["hv_nachos_vs_random"]["mean_of_ratios"]] + _C12()["hv_nachos_vs_random"]["per_seed"])
+tie(CMP, "and {} times the static NAS's ({}, {} and {}; goal", "compare.json",
+    lambda: [_C12()["hv_nachos_vs_static"]["mean_of_ratios"]] + _C12()["hv_nachos_vs_static"]["per_seed"])
+tie(CMP, "Best int8 TFLM test accuracy at <= 0.5M expected MACs: {} %** (random search, seed 0, `c0360` "
+         "re-calibrated for 0.5M: {} MACs", "compare.json",
+    lambda: [_C12()["best_int8_at_0.5M"]["accuracy"] * 100, _C12()["best_int8_at_0.5M"]["expected_macs"]])
+tie(CMP, "gives `c0360` {} % float and **{} % int8 TFLM test accuracy at {} expected MACs**, and re-calibrated for "
+         "0.5M {} % int8 at {} MACs; the run's test hypervolume rises from {} to {}.", "compare_final6.json",
+    lambda: [next(s for s in J("compare_final6.json")["runs"][0]["solutions"] if s["id"] == "c0360")["test"]["accuracy"]
+             * 100,
+             next(s for s in J("compare_final6.json")["runs"][0]["solutions"] if s["id"] == "c0360")["int8"]["accuracy"]
+             * 100,
+             next(s for s in J("compare_final6.json")["runs"][0]["solutions"] if s["id"] == "c0360")["test"][
+                 "expected_macs"],
+             J("compare_final6.json")["runs"][0]["int8_at_0.5M"]["accuracy"] * 100,
+             J("compare_final6.json")["runs"][0]["int8_at_0.5M"]["expected_macs"],
+             next(r for r in J("compare.json")["runs"] if (r["method"], r["seed"]) == ("random", 0))["hypervolume"],
+             J("compare_final6.json")["runs"][0]["hypervolume"]])
+
+_CF = lambda: J("compare_confirm.json")["summary"]["methods"]["nachos"]  # noqa: E731
+tie(CMP, "nachos' test hypervolume fell to {} (seed 0) and {} (seed 1), from {} and {}", "compare_confirm.json",
+    lambda: _CF()["hypervolume"] + [next(r for r in J("compare.json")["runs"] if (r["method"], r["seed"]) ==
+                                         ("nachos", s))["hypervolume"] for s in (0, 1)])
+tie(CMP, "left time for {} and {} candidates instead of", "compare_confirm.json", lambda: _CF()["candidates"])
+
+_F4 = lambda: J("compare_final4.json")["summary"]  # noqa: E731
+tie(CMP, "nachos {} and {}, random {} and {}, nachos / random {} and {}.", "compare_final4.json",
+    lambda: _F4()["methods"]["nachos"]["hypervolume"] + _F4()["methods"]["random"]["hypervolume"]
+    + _F4()["hv_nachos_vs_random"]["per_seed"])
+tie(CMP, "its seed-1 run gains a second one ({} % test at {} expected MACs)", "compare_final4.json",
+    lambda: [(lambda s: [s["test"]["accuracy"] * 100, s["test"]["expected_macs"]])(next(
+        s for r in J("compare_final4.json")["runs"] if (r["method"], r["seed"]) == ("random", 1)
+        for s in r["solutions"] if s["id"] == "c0219"))][0])
+def _cmp_runs(source, method):
+    """The `method` rows of a comparison file, by seed."""
+    return sorted((r for r in J(source)["runs"] if r["method"] == method), key=lambda r: r["seed"])
+
+
+def _run(method, seed, source="compare.json"):
+    """The `method` row of one seed in a comparison file."""
+    return next(r for r in _cmp_runs(source, method) if r["seed"] == seed)
+
+
+def _mean_of(source, method, key):
+    return statistics.fmean(r[key] for r in _cmp_runs(source, method))
+
+
+def _preset_cost():
+    """The shipped preset's training seconds, as the comparison recorded them (one supernet entry per seed)."""
+    costs = {v["seconds"] for v in J("compare.json")["supernets"].values()}
+    assert len(costs) == 1, costs
+    return costs.pop()
+
+
+tie(CMP, "**shipped preset** `nachos_tf/supernet/presets/fashion_mnist` (stage 3, seed 0, {} s of training) for",
+    "compare.json", lambda: [_preset_cost()])
+tie(CMP, "# search {} s + the preset's {} s, then the final stage", "compare.json",
+    lambda: [J("compare.json")["settings"]["search_s"], _preset_cost()])
+
+
+tie(CMP, "to {} and {} on average (default NSGA-II {}, random search {}), and both lower the test hypervolume after "
+         "the final stage, to {} and {} (default {}, random search {}): nachos / random {} and {} (per seed {}, {}, {} "
+         "and {}, {}, {}).", "compare_pop24.json",
+    lambda: [_mean_of("compare_pop24.json", "nachos", "search_hypervolume"),
+             _mean_of("compare_reset.json", "nachos", "search_hypervolume"),
+             _mean_of("compare.json", "nachos", "search_hypervolume"),
+             _mean_of("compare.json", "random", "search_hypervolume"),
+             _mean_of("compare_pop24.json", "nachos", "hypervolume"),
+             _mean_of("compare_reset.json", "nachos", "hypervolume"),
+             _mean_of("compare.json", "nachos", "hypervolume"), _mean_of("compare.json", "random", "hypervolume"),
+             J("compare_pop24.json")["summary"]["hv_nachos_vs_random"]["mean_of_ratios"],
+             J("compare_reset.json")["summary"]["hv_nachos_vs_random"]["mean_of_ratios"]]
+    + J("compare_pop24.json")["summary"]["hv_nachos_vs_random"]["per_seed"]
+    + J("compare_reset.json")["summary"]["hv_nachos_vs_random"]["per_seed"])
+tie(CMP, "a candidate costs about 3 s, which leaves {} and {} candidates in 1,200 s; search hypervolume {} against "
+         "random search's {}, test hypervolume {} against {}.", "compare_val6000.json",
+    lambda: [_cmp_runs("compare_val6000.json", "nachos")[0]["candidates"],
+             _cmp_runs("compare_val6000.json", "random")[0]["candidates"],
+             _cmp_runs("compare_val6000.json", "nachos")[0]["search_hypervolume"],
+             _cmp_runs("compare_val6000.json", "random")[0]["search_hypervolume"],
+             _cmp_runs("compare_val6000.json", "nachos")[0]["hypervolume"],
+             _cmp_runs("compare_val6000.json", "random")[0]["hypervolume"]])
+
+_SF = lambda: J("screen_fidelity.json")["summary"]  # noqa: E731
+tie(CMP, "Spearman over the {}: supernet estimate **{}** (Kendall {}), one epoch on 6,000 images {}, one epoch "
+         "on 20,000 images **{}** (Kendall {}); the mean gap to the fine-tuned accuracy falls from {} points to {} "
+         "(20,000 images). Among nachos' {} finalists alone it ranks no better ({} against {}), among random "
+         "search's {} it does ({} against {}).", "screen_fidelity.json",
+    lambda: [_SF()["all"]["n"], _SF()["all"]["estimate"]["spearman"], _SF()["all"]["estimate"]["kendall"],
+             _SF()["all"]["screen_6000"]["spearman"], _SF()["all"]["screen_20000"]["spearman"],
+             _SF()["all"]["screen_20000"]["kendall"], _SF()["all"]["estimate"]["mean_gap"] * 100,
+             _SF()["all"]["screen_20000"]["mean_gap"] * 100, _SF()["nachos"]["n"],
+             _SF()["nachos"]["estimate"]["spearman"], _SF()["nachos"]["screen_20000"]["spearman"],
+             _SF()["random"]["n"], _SF()["random"]["estimate"]["spearman"],
+             _SF()["random"]["screen_20000"]["spearman"]])
+tie(CMP, "(it beats them for {} of the {}; 20,000: {}), about {} and {} s per finalist on one core.",
+    "screen_fidelity.json",
+    lambda: [sum(u["screen"]["6000"]["fine_tuned_kept"] for u in J("screen_fidelity.json")["units"].values()),
+             len(J("screen_fidelity.json")["units"]),
+             sum(u["screen"]["20000"]["fine_tuned_kept"] for u in J("screen_fidelity.json")["units"].values())]
+    + [statistics.fmean(u["screen"][n]["seconds"] for u in J("screen_fidelity.json")["units"].values())
+       for n in ("6000", "20000")])
+tie("## The search (`nt.search`", "lost accuracy where it was reported: seed 2's `c0853` of the comparison below, {} % "
+                                  "estimated, "
+                                  "{} % after its fine-tune", "screen_fidelity.json",
+    lambda: (lambda u: [u["estimate"]["accuracy"] * 100, u["final"]["val_accuracy"] * 100])(next(
+        u for u in J("screen_fidelity.json")["units"].values() if u["id"] == "c0853")))
+
+
+# --------------------------------------------------------------------------------------------- proxy_memory.json
+
+SRCH = "## The search (`nt.search`"
+
+
+def _pm(mode=None):
+    d = J("proxy_memory.json")
+    assert d["complete"] and d["summary"]["same_records"], "proxy_memory.json: unfinished, or the two ways differ"
+    return d if mode is None else d[mode]["summary"]
+
+
+tie(SRCH, "grows by about {} MiB per candidate here", "proxy_memory.json",
+    lambda: [_pm("in_process")["growth_mb_per_candidate"]])
+tie(SRCH, "in worker processes replaced after {} candidates each", "proxy_memory.json",
+    lambda: [_pm()["settings"]["tasks_per_process"]])
+tie(SRCH, "`benchmarks/proxy_memory.py --candidates {}` (random genomes, `quick` budget,", "proxy_memory.json",
+    lambda: [_pm()["settings"]["candidates"]] if _pm()["settings"]["budget"] == "quick" else [None])
+tie(SRCH, "in one process the RSS went from {} to {} MiB; in processes replaced every {} candidates it stayed at or "
+          "below {} MiB", "proxy_memory.json",
+    lambda: [_pm("in_process")["rss_first_mb"], _pm("in_process")["rss_last_mb"], _pm()["settings"]["tasks_per_process"],
+             _pm("replaced")["rss_peak_mb"]])
+tie(SRCH, "A new process costs about {} s (TensorFlow's import, the data), {} % of {} `quick` candidates; the whole run "
+          "took {}x the time", "proxy_memory.json",
+    lambda: [_pm("replaced")["process_start_s"],
+             100 * _pm("replaced")["process_start_s"] / (_pm()["settings"]["tasks_per_process"]
+                                                         * _pm("in_process")["seconds_total"]
+                                                         / _pm("in_process")["candidates"]),
+             _pm()["settings"]["tasks_per_process"], _pm()["summary"]["seconds_ratio"]])
+
+_PROXY = ("paper_choices", "nachos_proxy")
+tie(CMP, "for the supernet methods' {} s plus the preset's {} s of search (the generation running at the limit "
+         "finishes: {} and {} s on seed 0). On seed 0 they evaluated {} and {} candidates (nachos: {} in its {} s) and "
+         "kept {} and {} admissible solutions, test hypervolume {} and {} against nachos' {} on the same seed; on seed "
+         "1, {} and {} candidates (nachos: {}), {} and {} admissible solutions, test hypervolume {} and {} against "
+         "nachos' {}.", "compare.json",
+    lambda: [J("compare.json")["settings"]["search_s"], _preset_cost()]
+    + [_run(m, 0)["search_s"] for m in _PROXY] + [_run(m, 0)["candidates"] for m in _PROXY]
+    + [_run("nachos", 0)["candidates"], J("compare.json")["settings"]["search_s"]]
+    + [len(_run(m, 0)["solutions"]) for m in _PROXY] + [_run(m, 0)["hypervolume"] for m in _PROXY]
+    + [_run("nachos", 0)["hypervolume"]]
+    + [_run(m, 1)["candidates"] for m in _PROXY] + [_run("nachos", 1)["candidates"]]
+    + [len(_run(m, 1)["solutions"]) for m in _PROXY] + [_run(m, 1)["hypervolume"] for m in _PROXY]
+    + [_run("nachos", 1)["hypervolume"]])
+
+
+def _hv_vs_proxy():
+    """Per-seed ratios and their mean while the proxy rows hold seeds 0 and 1 ([None] once seed 2 is merged:
+    the README sentence must then be rewritten)."""
+    r = J("compare.json")["summary"]["hv_nachos_vs_nachos_proxy"]
+    return r["per_seed"] + [r["mean_of_ratios"]] if r["seeds"] == [0, 1] else [None]
+
+
+tie(CMP, "nachos with the supernet evaluator reaches {} and {} times (seeds 0 and 1; mean {}) the hypervolume of "
+         "nachos with the proxy", "compare.json", _hv_vs_proxy)
+tie(CMP, "(best test accuracy at <= 0.5M expected MACs: {} % against {} % on seed 0, {} % against {} % on seed 1).",
+    "compare.json",
+    lambda: [_run(m, s)["best_acc_at_0.5M"] * 100 for s in (0, 1) for m in ("nachos", "nachos_proxy")])
+
+for _src, _label in (("compare.json", ""),):
+    for _method in J(_src)["summary"]["methods"]:
+        tie(CMP, _cmp12_row(_method, _src, _label)[0], _src,
+            lambda m=_method, f=_src, t=_label: _cmp12_row(m, f, t)[1])
+
+
+# compare_crossfit.json (seeds 0 and 1, --crossfit 2), against the same seeds of compare.json
+_XFC = "compare_crossfit.json"
+tie(CMP, "nachos reached test hypervolumes of {} and {} against random search's {} and {} (nachos / random {} and {}; "
+         "without cross-fitting {} and {}, nachos {} and {}), with {} and {} candidates (random search {} and {};",
+    _XFC,
+    lambda: [r["hypervolume"] for r in _cmp_runs(_XFC, "nachos")] + [r["hypervolume"] for r in _cmp_runs(_XFC, "random")]
+    + J(_XFC)["summary"]["hv_nachos_vs_random"]["per_seed"]
+    + J("compare.json")["summary"]["hv_nachos_vs_random"]["per_seed"][:2]
+    + [r["hypervolume"] for r in _cmp_runs("compare.json", "nachos")[:2]]
+    + [r["candidates"] for r in _cmp_runs(_XFC, "nachos")] + [r["candidates"] for r in _cmp_runs(_XFC, "random")])

@@ -1,0 +1,281 @@
+"""README ties: the regulariser benchmark, float vs PTQ vs QAT, checking an export, and `make demo`."""
+from __future__ import annotations
+
+import statistics
+
+from readme_ties import J, mean_std, tie
+
+
+
+# --------------------------------------------------------------------------------------------- regularisers.json
+
+REG = "### Regulariser benchmark"
+
+
+def _reg_rows():
+    return J("regularisers.json")["rows"]
+
+
+def _reg_label(r) -> str:
+    return r["rule"] if "fixed" in r["rule"] else f"{r['rule']} (calibrated)"
+
+
+for _i, _r in enumerate(_reg_rows()):
+    def _vals(i=_i):
+        r = _reg_rows()[i]
+        acc = mean_std(r["accuracy"]["values"], 1, 100)
+        em = mean_std(r["expected_macs"]["values"], 1, 1e-3)
+        fr = mean_std(r["macs_fraction"]["values"], 1, 100)
+        fin = mean_std(r["final_exit_accuracy"]["values"], 1, 100)
+        rates = [mean_std(e["values"], 1, 100)[0] for e in r["exit_rates"]]
+        return [*acc, *em, *fr, *rates, r["admissible_test"], len(r["seeds"]), *fin]
+    tie(REG, f"| {_r['variant']} | {_reg_label(_r)} | {{}} ± {{}} | {{}} ± {{}} | {{}} ± {{}} | {{}} / {{}} / {{}} | "
+             "{}/{} | {} ± {} |", "regularisers.json", _vals)
+
+tie(REG, "`.venv/bin/python benchmarks/regularisers.py` ({} s on this 2-core machine", "regularisers.json",
+    lambda: [J("regularisers.json")["wall_seconds"]])
+tie(REG, "~{}k parameters", "regularisers.json", lambda: [J("regularisers.json")["parameters"] / 1e3])
+tie(REG, "Staged costs {} / {} / {} MACs", "regularisers.json", lambda: J("regularisers.json")["exit_macs"])
+tie(REG, "M_max = {} % of the full network = {}k MACs", "regularisers.json",
+    lambda: [J("regularisers.json")["settings"]["budget_fraction"] * 100, J("regularisers.json")["max_macs"] / 1e3])
+tie(REG, "a class-balanced {}k-image subset", "regularisers.json",
+    lambda: [J("regularisers.json")["settings"]["train_limit"] / 1e3])
+tie(REG, "the {} validation images, figures on the {} test images", "regularisers.json",
+    lambda: [J("regularisers.json")["dataset"]["val"], J("regularisers.json")["dataset"]["test"]])
+
+
+def _reg(variant, rule):
+    return next(r for r in _reg_rows() if r["variant"] == variant and r["rule"] == rule)
+
+
+FIXED = "confidence, fixed D_k >= 0.5"
+tie(REG, "NACHOS equals NACHOS_NC at equal thresholds ({} ± {} % vs {} ± {} % of the full MACs)", "regularisers.json",
+    lambda: [*mean_std(_reg("nachos", FIXED)["macs_fraction"]["values"], 1, 100),
+             *mean_std(_reg("nachos_nc", FIXED)["macs_fraction"]["values"], 1, 100)])
+tie(REG, "makes no difference beyond the spread ({} ± {} vs {} ± {})", "regularisers.json",
+    lambda: [*mean_std(_reg("nachos", "confidence")["accuracy"]["values"], 1, 100),
+             *mean_std(_reg("nachos_np", "confidence")["accuracy"]["values"], 1, 100)])
+tie(REG, "the **plain CE sum is best**: {} % at {} % of the MACs", "regularisers.json",
+    lambda: [mean_std(_reg("ce_sum", "max_softmax")["accuracy"]["values"], 1, 100)[0],
+             mean_std(_reg("ce_sum", "max_softmax")["macs_fraction"]["values"], 1, 100)[0]])
+tie(REG, "which costs about {} points on the final exit", "regularisers.json",
+    lambda: [mean_std(_reg("ce_sum", "max_softmax")["final_exit_accuracy"]["values"], 1, 100)[0]
+             - mean_std(_reg("nachos", "confidence")["final_exit_accuracy"]["values"], 1, 100)[0]])
+
+
+def _signal_gaps():
+    return [mean_std(_reg(v, "max_softmax")["accuracy"]["values"], 1, 100)[0]
+            - mean_std(_reg(v, "confidence")["accuracy"]["values"], 1, 100)[0] for v in ("nachos", "nachos_np", "nachos_nc")]
+
+
+tie(REG, "a worse exit signal than max-softmax on the same models ({}-{} points)", "regularisers.json",
+    lambda: [min(_signal_gaps()), max(_signal_gaps())])
+
+
+def _over_budget():
+    d = J("regularisers.json")
+    out = []
+    for v in ("nachos", "nachos_np", "nachos_nc"):
+        r = _reg(v, "confidence")
+        out += [(m - d["max_macs"]) / d["full_macs"] * 100 for m in r["expected_macs"]["values"]]
+    return out
+
+
+tie(REG, "exceeded M_max in {} of {} seeds for the NACHOS variants, by at most {} % of the full MACs",
+    "regularisers.json", lambda: [sum(1 for x in _over_budget() if x > 0) // 3, 3, max(_over_budget())])
+tie("### Where we differ from NACHOS", "which beat it by {} to {} accuracy points at equal budget", "regularisers.json",
+    lambda: [min(_grid_gaps()), max(_grid_gaps())])
+
+
+def _grid_gaps():
+    return [(statistics.fmean(r["accuracy"]["values"]) - statistics.fmean(r["grid_accuracy"]["values"])) * 100
+            for r in _reg_rows() if "grid_accuracy" in r]
+
+
+# --------------------------------------------------------------------------------------------- quantization.json
+
+QNT = "### Float vs PTQ vs QAT"
+
+
+def _q(row):
+    return J("quantization.json")["rows"][row]
+
+
+def _qrow(row):
+    r = _q(row)
+    return [r["accuracy"], *r["exit_rates"], r["expected_macs"], r["per_exit_accuracy"]["exit_0"],
+            r["per_exit_accuracy"]["final"]]
+
+
+tie(QNT, "| float, Keras | {} | {} / {} | {} | {} / {} | – |", "quantization.json", lambda: _qrow("float"))
+tie(QNT, "| float, fine-tuned like QAT ({} epoch), Keras | {} | {} / {} | {} | {} / {} | +{} pt |", "quantization.json",
+    lambda: [J("quantization.json")["qat_epochs"], *_qrow("float_finetuned"), _q("float_finetuned")["gaps"]["accuracy_points"]])
+tie(QNT, "| int8 PTQ, TFLM staged | {} | {} / {} | {} | {} / {} | +{} pt |", "quantization.json",
+    lambda: [*_qrow("ptq"), _q("ptq")["gaps"]["accuracy_points"]])
+tie(QNT, "| int8 QAT ({} epoch), TFLM staged | {} | {} / {} | {} | {} / {} | +{} pt |", "quantization.json",
+    lambda: [_q("qat")["qat_epochs"], *_qrow("qat"), _q("qat")["gaps"]["accuracy_points"]])
+tie(QNT, "measures the whole Fashion-MNIST test split ({} images)", "quantization.json",
+    lambda: [J("quantization.json")["n"]])
+tie(QNT, "Every row uses the same threshold, {}, calibrated", "quantization.json",
+    lambda: [J("quantization.json")["thresholds"][0]])
+tie(QNT, "**PTQ costs nothing here**: +{} points thresholded. Exit 0 gains {} points and the final exit loses {}.",
+    "quantization.json", lambda: [_q("ptq")["gaps"]["accuracy_points"],
+                                  _q("ptq")["gaps"]["per_exit_accuracy_points"]["exit_0"],
+                                  -_q("ptq")["gaps"]["per_exit_accuracy_points"]["final"]])
+tie(QNT, "QAT lands {} points above the float model. The float model fine-tuned the same way lands {} points above it, "
+         "so QAT beats its own float control by only {} points.", "quantization.json",
+    lambda: [_q("qat")["gaps"]["accuracy_points"], _q("float_finetuned")["gaps"]["accuracy_points"],
+             _q("qat")["gaps"]["accuracy_points"] - _q("float_finetuned")["gaps"]["accuracy_points"]])
+tie(QNT, "took {} s. The float fine-tune took {} s and the PTQ export {} s. The thresholded TFLM evaluation ran at {} "
+         "ms per image on this x86 host. The whole script took {} s.", "quantization.json",
+    lambda: [_q("qat")["seconds"]["export"], _q("float_finetuned")["finetune_seconds"], _q("ptq")["seconds"]["export"],
+             _q("ptq")["ms_per_image"], J("quantization.json")["wall_seconds"]])
+
+# --------------------------------------------------------------------------------------------- deploy_check*.json
+
+DCK = "### Checking an export"
+tie(DCK, "**Round trip**: both arrays ({} and {} bytes) are identical byte for byte.", "deploy_check.json",
+    lambda: [s["file_bytes"] for s in J("deploy_check.json")["roundtrip"]["stages"]])
+tie(DCK, "the firmware section below measured), for the first {} test images", "deploy_check.json",
+    lambda: [J("deploy_check.json")["limit"]])
+tie(DCK, "**Independent run**: accuracy {}, exit rates {} / {}, expected MACs {}. Stage {} ran {} times.",
+    "deploy_check.json", lambda: [J("deploy_check.json")["independent"]["accuracy"],
+                                  *J("deploy_check.json")["independent"]["exit_rates"],
+                                  J("deploy_check.json")["independent"]["expected_macs"], 1,
+                                  J("deploy_check.json")["independent"]["stage_invocations"][1]])
+tie(DCK, "also agrees exactly, at {} on the same images", "deploy_check_qat.json",
+    lambda: [J("deploy_check_qat.json")["independent"]["accuracy"]])
+
+
+# --------------------------------------------------------------------------------------------- make demo (quantization + deploy_check)
+
+DEMO = "### `make demo`, measured"
+
+
+def _d(*keys):
+    v = J("demo.json")
+    for k in keys:
+        v = v[k]
+    return v
+
+
+def _sol(*keys):
+    v = _d("admissible")[0]
+    for k in keys:
+        v = v[k]
+    return v
+
+
+tie(DEMO, "From the start to the end of its two independent checks it took **{} s**", "demo.json",
+    lambda: [_d("seconds_until_checks_done")])
+tie(DEMO, "and with the firmware build and its QEMU run {} s:", "demo.json", lambda: [_d("make_demo_seconds")])
+tie(DEMO, "(min accuracy {}, max expected MACs {}M, seed {}) judged {} candidates, {} of them pruned untrained", "demo.json",
+    lambda: [_d("config", "constraints", "min_accuracy"), _d("config", "constraints", "max_macs") / 1e6,
+             _d("config", "seed"), _d("search", "candidates"), _d("search", "pruned_untrained")])
+tie(DEMO, "{} s each on average ({} s in all); {} met the search-time floor.", "demo.json",
+    lambda: [_d("search", "evaluate_seconds_mean"), _d("search", "evaluate_seconds_sum"), _d("search", "feasible")])
+tie(DEMO, "the final stage fine-tuned {} of them", "demo.json", lambda: [_d("final", "members")])
+tie(DEMO, "({} + {} epochs on {} images, {} s for the four)", "demo.json",
+    lambda: [_d("config", "budget", "final_epochs"), _d("config", "budget", "final_head_epochs"),
+             _d("config", "budget", "final_train"), _d("final", "seconds_sum")])
+tie(DEMO, "So the admissible set has **{} solutions**", "demo.json", lambda: [len(_d("admissible"))])
+
+
+def _demo_member(sid):
+    return next(a for a in _d("admissible") if a["id"] == sid)
+
+
+def _demo_moved(sid):
+    """(val accuracy, MACs) the demo's member `sid` was moved from, and to."""
+    was = _d("final", "calibration", sid, "moved", "from")
+    return was["accuracy"], was["expected_macs"], _demo_member(sid)["val"]["accuracy"], \
+        _demo_member(sid)["val"]["expected_macs"]
+
+
+tie(DEMO, "After re-training `c0040` ({} at {} expected MACs) dominated `c0027` ({} at {}) and `c0028` ({} at {}); the "
+          "final stage moved both along their own trade-off curves to cheaper points, `c0027` to {} at {} and `c0028` "
+          "to {} at {}.", "demo.json",
+    lambda: [_demo_member("c0040")["val"]["accuracy"], _demo_member("c0040")["val"]["expected_macs"],
+             *_demo_moved("c0027")[:2], *_demo_moved("c0028")[:2], *_demo_moved("c0027")[2:],
+             *_demo_moved("c0028")[2:]])
+tie(DEMO, "({} % and {} % fewer MACs for {} and {} points less validation accuracy)", "demo.json",
+    lambda: [100 * (1 - _demo_member(i)["val"]["expected_macs"] / _demo_member("c0040")["val"]["expected_macs"])
+             for i in ("c0027", "c0028")]
+    + [100 * (_demo_member("c0040")["val"]["accuracy"] - _demo_member(i)["val"]["accuracy"])
+       for i in ("c0027", "c0028")])
+
+
+def _demo_row(i):
+    s = _d("admissible")[i]
+    return [s["exits"], s["val"]["accuracy"], s["val"]["expected_macs"], s["test"]["accuracy"],
+            s["test"]["expected_macs"], s["int8"]["accuracy"], s["int8"]["expected_macs"], sum(s["int8"]["stage_bytes"]),
+            s["int8"]["arena_bytes"]]
+
+
+for _i, _s in enumerate(J("demo.json")["admissible"]):
+    tie(DEMO, f"| `{_s['id']}` | {{}} | {{}} | {{}} | {{}} | {{}} | {{}} | {{}} | {{}} | {{}} |", "demo.json",
+        lambda i=_i: _demo_row(i))
+tie(DEMO, "`c0040` was judged {} at {} expected MACs on the {} validation images of the search, and reached {} at {} on "
+          "all 6,000 after fine-tuning.", "demo.json",
+    lambda: [_d("final", "search_metrics", "c0040", "accuracy"), _d("final", "search_metrics", "c0040", "expected_macs"),
+             _d("config", "budget", "proxy_val"), _demo_member("c0040")["val"]["accuracy"],
+             _demo_member("c0040")["val"]["expected_macs"]])
+def _seed(i, *keys):
+    v = J(f"demo_seed{i}.json")
+    for k in keys:
+        v = v[k]
+    return v
+
+
+def _moved(i, sid):
+    """(val accuracy, val MACs) a seed run's member was moved from, and to (a solution of that run)."""
+    was = _seed(i, "final", "calibration", sid, "moved", "from")
+    now = next(a for a in _seed(i, "admissible") if a["id"] == sid)["val"]
+    return was["accuracy"], was["expected_macs"], now["accuracy"], now["expected_macs"]
+
+
+tie(DEMO, "kept **{}** and **{}** solutions of {} finalists each, in {} s and {} s.", "demo_seed1.json",
+    lambda: [len(_seed(1, "admissible")), len(_seed(2, "admissible")),
+             _seed(1, "final", "members") if _seed(1, "final", "members") == _seed(2, "final", "members") else -1,
+             _seed(1, "search_seconds"), _seed(2, "search_seconds")])
+tie(DEMO, "with seed 1 `c0046` ({} at {} expected MACs after its fine-tune) was dominated by `c0028` ({} at {}) and "
+          "moved along its own trade-off curve to {} at {};", "demo_seed1.json",
+    lambda: [*_moved(1, "c0046")[:2],
+             next(a for a in _seed(1, "admissible") if a["id"] == "c0028")["val"]["accuracy"],
+             next(a for a in _seed(1, "admissible") if a["id"] == "c0028")["val"]["expected_macs"],
+             *_moved(1, "c0046")[2:]])
+tie(DEMO, "with seed 2, `c0013` ({} at {}, dominated by `c0026`, {} at {}) moved to {} at {}, the cheapest solution",
+    "demo_seed2.json",
+    lambda: [*_moved(2, "c0013")[:2],
+             next(a for a in _seed(2, "admissible") if a["id"] == "c0026")["val"]["accuracy"],
+             next(a for a in _seed(2, "admissible") if a["id"] == "c0026")["val"]["expected_macs"],
+             *_moved(2, "c0013")[2:]]
+    if min(a["val"]["expected_macs"] for a in _seed(2, "admissible")) == _moved(2, "c0013")[3] else [-1])
+tie(DEMO, "kept **{}** and **{}** solutions; with seed 3 `c0024` ({} at {} after its fine-tune, dominated) moved to {} "
+          "at {}, the cheapest solution of that run; with seed 4 no member moved.", "demo_seed3.json",
+    lambda: [len(_seed(3, "admissible")), len(_seed(4, "admissible")), *_moved(3, "c0024")]
+    if not any((c or {}).get("moved") for c in _seed(4, "final", "calibration").values())
+    and min(a["val"]["expected_macs"] for a in _seed(3, "admissible")) == _moved(3, "c0024")[3] else [-1])
+tie(DEMO, "The best solutions of seeds 1 and 2 reach {} and {} int8 TFLM test accuracy.", "demo_seed1.json",
+    lambda: [max(a["int8"]["accuracy"] for a in _seed(i, "admissible")) for i in (1, 2)])
+tie(DEMO, "`make demo` exports solution 0 (the cheapest), `c0028`: {} exits, rule `confidence`, staged costs {} / {} / "
+          "{} / {} MACs.", "demo.json",
+    lambda: [_sol("exits"), *_sol("exit_macs")] if _sol("id") == _d("export", "solution") == "c0028" else [-1])
+tie(DEMO, "| validation, float | {} | {} |", "demo.json", lambda: [_sol("val", "accuracy"), _sol("val", "expected_macs")])
+tie(DEMO, "| test ({} images), float | {} | {} |", "demo.json",
+    lambda: [_sol("int8", "n"), _sol("test", "accuracy"), _sol("test", "expected_macs")])
+tie(DEMO, "| test ({} images), int8 TFLM staged (`pareto.json` \"int8\") | {} | {} |", "demo.json",
+    lambda: [_sol("int8", "n"), _sol("int8", "accuracy"), _sol("int8", "expected_macs")])
+tie(DEMO, "| test, first {} images, int8 TFLM staged (`nachos-tf evaluate`) | {} | {} |", "demo.json",
+    lambda: [_d("evaluate", "n"), _d("evaluate", "accuracy"), _d("evaluate", "expected_macs")])
+tie(DEMO, "The four stage files are {}, {}, {} and {} bytes, with one exported arena of {} bytes", "demo.json",
+    lambda: [*_d("export", "stage_bytes"), _d("export", "arena_bytes")])
+tie(DEMO, "The firmware gave the class and exit of `nachos-tf evaluate` on {} of {} test images; its flash is {} B (model "
+          "arrays {} + code {}) and its RAM {} B (it used at most {} B of the arena, in the third stage; none of these "
+          "images reached the fourth).", "demo.json",
+    lambda: [_d("firmware", "agree"), _d("firmware", "n"), _d("firmware", "flash_bytes"), _d("firmware", "model_bytes"),
+             _d("firmware", "code_bytes"), _d("firmware", "ram_bytes"),
+             max(_d("firmware", "arena_used")) if _d("firmware", "arena_used")[2] == max(_d("firmware", "arena_used"))
+             and _d("firmware", "arena_used")[3] == 0 else -1])
+tie(DEMO, "so the whole `make demo` took {} s.", "demo.json", lambda: [_d("make_demo_seconds")])
+tie(DEMO, "TFLM took {} ms per image on this x86 host.", "demo.json", lambda: [_d("evaluate", "ms_per_image")])
