@@ -78,8 +78,27 @@ def _cell(values: Sequence[Optional[float]], scale: float = 1.0, digits: int = 2
     return s + (f" ({len(v)}/{len(values)})" if missing else "")
 
 
+def _seed_cell(row: Optional[Dict[str, Any]]) -> str:
+    """One run of the per-seed table: test hypervolume / candidates / admissible finalists / best acc @ 0.5M."""
+    if row is None:
+        return "–"
+    hv, acc = row.get("hypervolume"), row.get("best_acc_at_0.5M")
+    return " / ".join([f"{hv:.4f}" if hv is not None else "none", f"{row.get('candidates', 0):,}",
+                       str(len(row.get("solutions") or [])), f"{100 * acc:.2f}" if acc is not None else "none"])
+
+
+def per_seed_table(doc: Dict[str, Any]) -> List[str]:
+    """Markdown lines: one row per seed, one column per method that ran (each run's own figures, no means)."""
+    runs = {(r["method"], r["seed"]): r for r in doc.get("runs", [])}
+    methods = [m for m in METHODS if any(k[0] == m for k in runs)]
+    seeds = sorted({k[1] for k in runs})
+    lines = ["| seed | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+    lines += [f"| {s} | " + " | ".join(_seed_cell(runs.get((m, s))) for m in methods) + " |" for s in seeds]
+    return lines
+
+
 def write_table(doc: Dict[str, Any], path: Path) -> str:
-    """The Markdown table (mean ± std over seeds) and the headline ratios; written to `path`."""
+    """The Markdown table (mean ± std over seeds), the headline ratios and the per-seed table; written to `path`."""
     s = doc.get("summary") or summarise(doc)
     lines = ["| method | hypervolume (test) | best acc @ ≤0.5M (%) | its int8 TFLM acc (%) | best acc @ ≤1.0M (%) "
              "| MAC saving vs static (%) | int8 TFLM acc of best (%) | candidates | search (s) | wall (s) |",
@@ -114,6 +133,8 @@ def write_table(doc: Dict[str, Any], path: Path) -> str:
     if not doc.get("complete"):
         notes.append("**incomplete**: not every (method, seed) run has finished.")
     text = "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+    text += ("\nPer seed, each run: test hypervolume / candidates evaluated / admissible finalists / best test "
+             "acc @ ≤0.5M expected MACs (%):\n\n" + "\n".join(per_seed_table(doc)) + "\n")
     Path(path).write_text(text)
     return text
 

@@ -275,34 +275,44 @@ tie(SRCH, "A new process costs about {} s (TensorFlow's import, the data), {} % 
                                                          / _pm("in_process")["candidates"]),
              _pm()["settings"]["tasks_per_process"], _pm()["summary"]["seconds_ratio"]])
 
-_PROXY = ("paper_choices", "nachos_proxy")
 tie(CMP, "for the supernet methods' {} s plus the preset's {} s of search (the generation running at the limit "
-         "finishes: {} and {} s on seed 0). On seed 0 they evaluated {} and {} candidates (nachos: {} in its {} s) and "
-         "kept {} and {} admissible solutions, test hypervolume {} and {} against nachos' {} on the same seed; on seed "
-         "1, {} and {} candidates (nachos: {}), {} and {} admissible solutions, test hypervolume {} and {} against "
-         "nachos' {}.", "compare.json",
+         "finishes: {} and {} s on seed 0).", "compare.json",
     lambda: [J("compare.json")["settings"]["search_s"], _preset_cost()]
-    + [_run(m, 0)["search_s"] for m in _PROXY] + [_run(m, 0)["candidates"] for m in _PROXY]
-    + [_run("nachos", 0)["candidates"], J("compare.json")["settings"]["search_s"]]
-    + [len(_run(m, 0)["solutions"]) for m in _PROXY] + [_run(m, 0)["hypervolume"] for m in _PROXY]
-    + [_run("nachos", 0)["hypervolume"]]
-    + [_run(m, 1)["candidates"] for m in _PROXY] + [_run("nachos", 1)["candidates"]]
-    + [len(_run(m, 1)["solutions"]) for m in _PROXY] + [_run(m, 1)["hypervolume"] for m in _PROXY]
-    + [_run("nachos", 1)["hypervolume"]])
+    + [_run(m, 0)["search_s"] for m in ("paper_choices", "nachos_proxy")])
 
 
-def _hv_vs_proxy():
-    """Per-seed ratios and their mean while the proxy rows hold seeds 0 and 1 ([None] once seed 2 is merged:
-    the README sentence must then be rewritten)."""
-    r = J("compare.json")["summary"]["hv_nachos_vs_nachos_proxy"]
-    return r["per_seed"] + [r["mean_of_ratios"]] if r["seeds"] == [0, 1] else [None]
+def _and(n: int) -> str:
+    """"{}", "{} and {}", "{}, {} and {}", ... for n numbers."""
+    return "{}" if n == 1 else ", ".join(["{}"] * (n - 1)) + " and {}"
 
 
-tie(CMP, "nachos with the supernet evaluator reaches {} and {} times (seeds 0 and 1; mean {}) the hypervolume of "
-         "nachos with the proxy", "compare.json", _hv_vs_proxy)
-tie(CMP, "(best test accuracy at <= 0.5M expected MACs: {} % against {} % on seed 0, {} % against {} % on seed 1).",
-    "compare.json",
-    lambda: [_run(m, s)["best_acc_at_0.5M"] * 100 for s in (0, 1) for m in ("nachos", "nachos_proxy")])
+_HVP = lambda: J("compare.json")["summary"]["hv_nachos_vs_nachos_proxy"]  # noqa: E731
+tie(CMP, "nachos with the supernet evaluator reaches {} times the hypervolume of nachos with the proxy** (mean of "
+         "the per-seed ratios " + _and(len(_HVP()["per_seed"])) + ")", "compare.json",
+    lambda: [_HVP()["mean_of_ratios"]] + _HVP()["per_seed"])
+
+
+def _seed_row(seed: int):
+    """(README row template, its values) of the per-seed table (`compare_report.per_seed_table`), computed here
+    from the runs: test hypervolume / candidates / admissible finalists / best test acc @ 0.5M (%)."""
+    runs = {(r["method"], r["seed"]): r for r in J("compare.json")["runs"]}
+    methods = [m for m in ("nachos", "random", "static", "handmade", "paper_choices", "nachos_proxy")
+               if any(k[0] == m for k in runs)]
+    cells, vals = [], []
+    for m in methods:
+        r = runs.get((m, seed))
+        if r is None:
+            cells.append("–")
+            continue
+        hv, acc = r["hypervolume"], r["best_acc_at_0.5M"]
+        cells.append(" / ".join(["none" if hv is None else "{}", "{}", "{}", "none" if acc is None else "{}"]))
+        vals += ([] if hv is None else [hv]) + [r["candidates"], len(r["solutions"])] + (
+            [] if acc is None else [100 * acc])
+    return f"| {seed} | " + " | ".join(cells) + " |", vals
+
+
+for _seed in sorted({r["seed"] for r in J("compare.json")["runs"]}):
+    tie(CMP, _seed_row(_seed)[0], "compare.json", lambda s=_seed: _seed_row(s)[1])
 
 for _src, _label in (("compare.json", ""),):
     for _method in J(_src)["summary"]["methods"]:

@@ -101,3 +101,17 @@ def test_table_notes_the_search_slack_only_when_methods_differ(tmp_path):
     doc["runs"].append(row)
     note = [ln for ln in report.write_table(doc, tmp_path / "b.md").splitlines() if "slack" in ln]
     assert len(note) == 1 and f"nachos {default:g}," in note[0] and "nachos_proxy 0.15" in note[0]
+
+
+def test_per_seed_table_gives_each_run_its_own_figures_and_a_dash_where_none_ran():
+    report = _load("compare_report")
+    base = {"candidates": 1234, "solutions": [{}, {}]}
+    doc = {"runs": [dict(base, method="random", seed=3, hypervolume=0.31234, **{"best_acc_at_0.5M": 0.8801}),
+                    dict(base, method="nachos", seed=3, hypervolume=0.25, **{"best_acc_at_0.5M": None}),
+                    dict(base, method="nachos", seed=5, hypervolume=None, solutions=[], candidates=7,
+                         **{"best_acc_at_0.5M": None})]}
+    lines = report.per_seed_table(doc)
+    assert lines[0] == "| seed | nachos | random |"           # METHODS order, only methods that ran
+    assert lines[2] == "| 3 | 0.2500 / 1,234 / 2 / none | 0.3123 / 1,234 / 2 / 88.01 |"
+    assert lines[3] == "| 5 | none / 7 / 0 / none | – |"
+    assert len(lines) == 4

@@ -19,6 +19,7 @@ import pytest
 
 import readme_ties_compare  # noqa: F401  (each registers its ties)
 import readme_ties_deploy  # noqa: F401
+import readme_ties_speed  # noqa: F401
 from readme_ties import (RESULTS_SECTIONS, TIES, UNTIED, J, Tie, matches, pattern, section_lines,
                          section_text)
 from readme_ties_compare import _XFC, _cmp_runs
