@@ -479,7 +479,7 @@ class Bench:
 if __name__ == "__main__":
     args = parse_args(description=__doc__.split("\n")[0])
     if args.merge:
-        merge(args.merge, args.out, args.static_from or (), args.nachos_from or ())
+        merge(args.merge, args.out, args.static_from or (), args.nachos_from or (), args.replace or ())
         print(args.out.with_suffix(".md").read_text())
     else:
         try:

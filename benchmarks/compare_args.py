@@ -99,4 +99,8 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
                    help="with --merge: also take the nachos rows of these files, which may differ from the parts in "
                         "--population, --mutation and --mutation-rate only (NSGA-II's own settings; they agree "
                         "among themselves)")
+    p.add_argument("--replace", nargs="+", type=Path, metavar="PART", default=None,
+                   help="with --merge: these parts' rows take the place of the joined rows of the same (method, seed), "
+                        "e.g. a seed's nachos / random / static runs made again with a supernet trained for that seed "
+                        "(all of that seed's supernet rows then; the proxy rows are kept, noted under 'replaced')")
     return p.parse_args(argv)

@@ -21,12 +21,14 @@ LOOSE_BUDGET = {"static": ("accuracy_tolerance",), "nachos": ("population", "mut
 
 
 def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = (),
-          nachos_from: Sequence[Path] = ()) -> Dict[str, Any]:
+          nachos_from: Sequence[Path] = (), replace: Sequence[Path] = ()) -> Dict[str, Any]:
     """Join result files of runs made in parallel (one process per seed) into one `out` + table + plot.
     Refuses parts written with other settings, and (method, seed) rows present twice. The `static_from`
     parts give their ``static`` rows only, the `nachos_from` parts their ``nachos`` rows only; each may
     differ from the others in the budget fields `LOOSE_BUDGET` names for its method (those of the
-    `nachos_from` parts, which must agree among themselves, are written as ``settings.nachos_budget``)."""
+    `nachos_from` parts, which must agree among themselves, are written as ``settings.nachos_budget``).
+    The `replace` parts' rows then take the place of the joined rows of the same (method, seed)
+    (`replace_rows`)."""
     extra = [(p, "static") for p in static_from] + [(p, "nachos") for p in nachos_from]
     files = list(parts) + [p for p, _ in extra]
     only = [None] * len(parts) + [m for _, m in extra]
@@ -77,8 +79,70 @@ def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = (),
                        **({"nachos_rows_only": True} if method == "nachos" else {})}
                       for p, d, method in zip(files, docs, only)],
                merged=utc_now(), complete=all((m, s) in seen for m in METHODS for s in seeds))
+    if replace:
+        doc = replace_rows(doc, replace)
     doc["summary"] = summarise(doc)
     write_json(out, doc)
     write_table(doc, out.with_suffix(".md"))
     plot(doc, out.with_suffix(".png"))
+    return doc
+
+
+def _without_folders(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """Settings without the per-seed supernet folders and the notes on where runs came from."""
+    sn = {k: v for k, v in (settings.get("supernet") or {}).items() if k != "from"}
+    return {k: v for k, v in dict(settings, supernet=sn).items()
+            if k not in ("refinalized_from", "finalists_note", "nachos_budget")}
+
+
+def replace_rows(doc: Dict[str, Any], parts: Sequence[Path]) -> Dict[str, Any]:
+    """`doc` (a joined comparison) with the rows of `parts` in place of its rows of the same (method, seed):
+    runs made again, e.g. a seed's supernet methods with a supernet trained for that seed. A part must have
+    the comparison's settings (its seeds' supernet folders aside). Where a part brings a seed's supernet from
+    another folder, every supernet row of that seed (evaluator "supernet") must be among the part's rows
+    (refused otherwise: they would no longer share one supernet); rows of other evaluators made with the
+    earlier supernet's cost (the proxy methods' time limit) are kept, and ``replaced`` says which and with what
+    cost they ran. Refuses rows present twice among the parts, and rows the comparison does not have."""
+    doc = dict(doc, runs=list(doc["runs"]), supernets=dict(doc.get("supernets") or {}))
+    settings = doc["settings"]
+    given = dict((settings.get("supernet") or {}).get("from") or {})
+    key = lambda r: (r["method"], r["seed"])  # noqa: E731
+    index = {key(r): i for i, r in enumerate(doc["runs"])}
+    notes, seen = list(doc.get("replaced") or []), set()
+    for p in parts:
+        d = read_json(p)
+        if d is None or not d.get("runs"):
+            raise SystemExit(f"--replace: {p} is not a comparison result with runs")
+        if _without_folders(d.get("settings") or {}) != _without_folders(settings):
+            raise SystemExit(f"--replace: {p} was written with other settings than the comparison")
+        new_from = (d["settings"].get("supernet") or {}).get("from") or {}
+        for r in d["runs"]:
+            if key(r) in seen:
+                raise SystemExit(f"--replace: {key(r)} appears twice (again in {p})")
+            if key(r) not in index:
+                raise SystemExit(f"--replace: {key(r)} is not a row of the comparison ({p})")
+            seen.add(key(r))
+            doc["runs"][index[key(r)]] = r
+        for seed, folder in new_from.items():
+            if given.get(seed) == folder:
+                continue
+            mine = {key(r) for r in d["runs"] if r["seed"] == int(seed)}
+            stale = [r for r in doc["runs"] if r["seed"] == int(seed) and key(r) not in mine]
+            left = [r["method"] for r in stale if (r.get("evaluator") or {}).get("name") == "supernet"]
+            if left:
+                raise SystemExit(f"--replace: seed {seed}'s supernet becomes {folder} ({p}), but its "
+                                 f"{', '.join(left)} row(s) are not re-run with it")
+            before = (doc["supernets"].get(str(seed)) or {}).get("seconds")
+            notes.append({"seed": int(seed), "supernet": folder, "previous_supernet": given.get(seed),
+                          "previous_seconds": before,
+                          "seconds": ((d.get("supernets") or {}).get(str(seed)) or {}).get("seconds"),
+                          "rows_replaced": sorted(m for m, _ in mine),
+                          "rows_kept_with_previous_cost": sorted(r["method"] for r in stale
+                                                                 if r["method"] != "handmade"),
+                          "file": str(p)})
+            given[seed] = folder
+            doc["supernets"][str(seed)] = (d.get("supernets") or {}).get(str(seed))
+    doc["settings"] = dict(settings, supernet=dict(settings.get("supernet") or {}, **{"from": given}))
+    doc["replaced"] = notes
+    doc["parts"] = list(doc.get("parts") or []) + [{"file": str(p), "replaces_rows": True} for p in parts]
     return doc

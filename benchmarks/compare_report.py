@@ -126,6 +126,11 @@ def write_table(doc: Dict[str, Any], path: Path) -> str:
     if s.get("supernet_seconds"):
         notes.append("supernet (one per seed, shared by nachos / random / static): "
                      + ", ".join(f"seed {k}: {v} s" for k, v in s["supernet_seconds"].items()) + ".")
+    for rep in doc.get("replaced") or []:
+        notes.append(f"seed {rep['seed']}: its own supernet {rep['supernet']} ({rep['seconds']} s) in place of "
+                     f"{rep['previous_supernet']} ({rep['previous_seconds']} s); re-run with it: "
+                     f"{', '.join(rep['rows_replaced'])}; kept, their time limit set by the earlier cost: "
+                     f"{', '.join(rep['rows_kept_with_previous_cost']) or 'none'}.")
     if s.get("best_int8_at_0.5M"):
         b = s["best_int8_at_0.5M"]
         notes.append(f"best int8 TFLM test accuracy at ≤ 0.5M expected MACs: {100 * b['accuracy']:.2f} % "

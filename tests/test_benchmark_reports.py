@@ -115,3 +115,78 @@ def test_per_seed_table_gives_each_run_its_own_figures_and_a_dash_where_none_ran
     assert lines[2] == "| 3 | 0.2500 / 1,234 / 2 / none | 0.3123 / 1,234 / 2 / 88.01 |"
     assert lines[3] == "| 5 | none / 7 / 0 / none | – |"
     assert len(lines) == 4
+
+
+def _replacement(doc, seed, methods, folder, tmp_path, name="new.json", seconds=9000.0):
+    """A part re-running `methods` of `seed` with the supernet in `folder`: the committed rows, changed so that
+    a replaced row is told apart from the one it replaces."""
+    part = copy.deepcopy(doc)
+    part["runs"] = [dict(r, candidates=r["candidates"] + 1, hypervolume=(r["hypervolume"] or 0) / 2)
+                    for r in doc["runs"] if r["seed"] == seed and r["method"] in methods]
+    part["seeds"] = [seed]
+    part["settings"]["supernet"]["from"] = {str(seed): folder}
+    part["supernets"] = {str(seed): {"folder": folder, "seconds": seconds}}
+    path = tmp_path / name
+    path.write_text(json.dumps(part))
+    return path
+
+
+def test_merge_replace_puts_rerun_rows_in_place_and_notes_the_kept_proxy_rows(tmp_path):
+    merge = _load("compare_merge").merge
+    doc, paths = _parts(tmp_path)
+    seed = sorted({r["seed"] for r in doc["runs"]})[-1]
+    sn_methods = sorted({r["method"] for r in doc["runs"] if (r.get("evaluator") or {}).get("name") == "supernet"})
+    assert sn_methods, "the committed comparison has supernet rows"
+    new = _replacement(doc, seed, sn_methods, "runs/own_supernet", tmp_path)
+    out = merge(paths, tmp_path / "m.json", replace=[new])
+    key = lambda r: (r["method"], r["seed"])  # noqa: E731
+    before = {key(r): r for r in doc["runs"]}
+    after = {key(r): r for r in out["runs"]}
+    assert set(after) == set(before)                       # same rows, none added or lost
+    for k, r in after.items():
+        if k[1] == seed and k[0] in sn_methods:
+            assert r["candidates"] == before[k]["candidates"] + 1
+        else:
+            assert r == before[k]
+    assert out["settings"]["supernet"]["from"][str(seed)] == "runs/own_supernet"
+    assert out["supernets"][str(seed)]["seconds"] == 9000.0
+    others = {s: v for s, v in out["supernets"].items() if s != str(seed)}
+    assert others == {s: v for s, v in doc["supernets"].items() if s != str(seed)}
+    (note,) = out["replaced"]
+    assert note["seed"] == seed and note["rows_replaced"] == sn_methods
+    kept = sorted(m for (m, s) in before if s == seed and m not in sn_methods and m != "handmade")
+    assert note["rows_kept_with_previous_cost"] == kept
+    assert note["previous_seconds"] == doc["supernets"][str(seed)]["seconds"]
+    table = (tmp_path / "m.md").read_text()
+    assert f"seed {seed}: its own supernet runs/own_supernet (9000.0 s)" in table
+    # the summary is that of the new rows (recomputed, not carried over): halved hypervolumes, the proxy's kept
+    m = out["summary"]["methods"]
+    i = m["nachos"]["seeds"].index(seed)
+    assert m["nachos"]["hypervolume"][i] == pytest.approx(before[("nachos", seed)]["hypervolume"] / 2)
+    r = out["summary"]["hv_nachos_vs_nachos_proxy"]
+    assert r["per_seed"][r["seeds"].index(seed)] == pytest.approx(
+        doc["summary"]["hv_nachos_vs_nachos_proxy"]["per_seed"][r["seeds"].index(seed)] / 2, abs=1e-4)
+
+
+def test_merge_replace_refuses_a_partial_rerun_and_rows_it_does_not_have(tmp_path):
+    merge = _load("compare_merge").merge
+    doc, paths = _parts(tmp_path)
+    seed = sorted({r["seed"] for r in doc["runs"]})[-1]
+    half = _replacement(doc, seed, ["nachos"], "runs/own_supernet", tmp_path, "half.json")
+    with pytest.raises(SystemExit, match="not re-run with it"):
+        merge(paths, tmp_path / "a.json", replace=[half])
+    same_folder = _replacement(doc, seed, ["nachos"], doc["settings"]["supernet"]["from"][str(seed)], tmp_path,
+                               "same.json", seconds=doc["supernets"][str(seed)]["seconds"])
+    out = merge(paths, tmp_path / "b.json", replace=[same_folder])   # same supernet: one row may be re-run
+    assert out["replaced"] == []
+    stranger = json.loads(same_folder.read_text())
+    stranger["runs"][0]["seed"] = 99
+    (tmp_path / "stranger.json").write_text(json.dumps(stranger))
+    with pytest.raises(SystemExit, match="not a row of the comparison"):
+        merge(paths, tmp_path / "c.json", replace=[tmp_path / "stranger.json"])
+    other = json.loads(same_folder.read_text())
+    other["settings"]["budget"]["rescore"] = 7
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="other settings"):
+        merge(paths, tmp_path / "d.json", replace=[tmp_path / "other.json"])
+    assert not (tmp_path / "a.json").exists() and not (tmp_path / "c.json").exists()

@@ -68,6 +68,7 @@ def test_record_equals_extract_then_simulate(small, saved_supernet, shared_ev):
     assert rec.metrics.params == model.count_params()
 
 
+@pytest.mark.slow   # an option that is off by default (about 45 s)
 def test_crossfit_budget_ranks_on_out_of_fold_figures(small, saved_supernet, shared_ev):
     """`Budget.crossfit`: the record's figures are the out-of-fold ones of the extracted model's outputs
     (second path: extract, BN re-estimated, `policy.crossfit_calibrate` split by the run seed); its thresholds
@@ -332,6 +333,7 @@ def test_rescore_judges_again_on_the_whole_validation_split(small, saved_superne
     assert kept[0] is again[0] and kept[1].metrics == again[1].metrics
 
 
+@pytest.mark.slow   # an option that is off by default (about 45 s)
 def test_screen_fine_tunes_briefly_and_judges_on_the_whole_split(small, saved_supernet, shared_ev):
     """`screen` (Budget.screen, the final stage's middle fidelity) against a second path: the extracted model,
     BN re-estimated, trained by `train_eenn` itself (BN momentum set for its length) for one exit-phase epoch

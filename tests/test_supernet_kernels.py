@@ -71,7 +71,7 @@ def test_extraction_with_transformed_kernels_equals_the_supernet_forward_pass(sp
     assert sn.kernel_transform and not base.kernel_transform
     x = np.random.default_rng(2).uniform(0, 255, (6,) + SHAPE).astype("float32")
     kernels, differs = set(), 0
-    for g in [space.sample(seed=i) for i in range(8)] + [sn.extreme_genome(True), sn.extreme_genome(False)]:
+    for g in [space.sample(seed=i) for i in range(5)] + [sn.extreme_genome(True), sn.extreme_genome(False)]:
         kernels |= {g.params[f"s{s}_kernel"] for s in range(1, 6)}
         want = sn.extract(g)(x, training=False)
         want = want if isinstance(want, (list, tuple)) else [want]
@@ -85,7 +85,7 @@ def test_extraction_with_transformed_kernels_equals_the_supernet_forward_pass(sp
             differs += not np.allclose(plain, got[-1], atol=1e-4)
         else:                                            # only smaller kernels are transformed
             np.testing.assert_allclose(plain, got[-1], atol=1e-5, rtol=1e-5)
-    assert kernels == {3, 5, 7} and differs >= 4
+    assert kernels == {3, 5, 7} and differs >= 3
 
 
 def test_save_load_keeps_the_matrices(space, tmp_path):
