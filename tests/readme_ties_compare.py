@@ -324,3 +324,59 @@ tie(CMP, "nachos reached test hypervolumes of {} and {} against random search's 
     + J("compare.json")["summary"]["hv_nachos_vs_random"]["per_seed"][:2]
     + [r["hypervolume"] for r in _cmp_runs("compare.json", "nachos")[:2]]
     + [r["candidates"] for r in _cmp_runs(_XFC, "nachos")] + [r["candidates"] for r in _cmp_runs(_XFC, "random")])
+
+
+def _seed_supernet(seed):
+    """A comparison seed's own supernet: its manifest and evaluation (benchmarks/supernets/)."""
+    import json
+
+    from readme_ties import REPO
+
+    folder = REPO / "benchmarks" / "supernets" / f"fashion_mnist_seed{seed}"
+    return (json.loads((folder / "supernet.json").read_text()), json.loads((folder / "evaluation.json").read_text()))
+
+
+def _training_seconds(manifest):
+    """Sum of the epochs' seconds over the stages (each manifest's init_from is the stage before)."""
+    total = 0.0
+    while isinstance(manifest, dict):
+        total += sum(float(h["seconds"]) for h in manifest.get("history", []))
+        manifest = manifest.get("init_from")
+    return total
+
+
+def _preset_eval():
+    import json
+
+    from readme_ties import REPO
+
+    return json.loads((REPO / "nachos_tf/supernet/presets/fashion_mnist/evaluation.json").read_text())
+
+
+tie(CMP, "(2026-12-06, {} epochs, {} s of training on the two cores; the preset's {} s ran with older, slower",
+    "benchmarks/supernets/fashion_mnist_seed1/supernet.json",
+    lambda: [_seed_supernet(1)[0]["epochs_done"] + _seed_supernet(1)[0]["init_from"]["epochs_done"]
+             + _seed_supernet(1)[0]["init_from"]["init_from"]["epochs_done"],
+             _training_seconds(_seed_supernet(1)[0]), _preset_cost()])
+tie(CMP, "largest subnet reaches {} and its smallest {} (the preset: {} and {}), and the three sampled genomes {}, {} "
+    "and {} (the preset: {}, {} and {})", "benchmarks/supernets/fashion_mnist_seed1/evaluation.json",
+    lambda: [_seed_supernet(1)[1][k]["val_acc_final"] for k in ("largest", "smallest")]
+    + [_preset_eval()[k]["val_acc_final"] for k in ("largest", "smallest")]
+    + [_seed_supernet(1)[1][f"sample{i}"]["val_acc_final"] for i in range(3)]
+    + [_preset_eval()[f"sample{i}"]["val_acc_final"] for i in range(3)])
+
+
+def _own(method, seed=1):
+    (run,) = J(f"parts/own_s{seed}_{method}.json")["runs"]
+    return run
+
+
+def _preset_run(method, seed=1):
+    return next(r for r in J("compare.json")["runs"] if r["method"] == method and r["seed"] == seed)
+
+
+tie(CMP, "reach test hypervolumes {} and {} (with the preset: {} and {}) from {} and {} candidates", "parts/own_s1_*.json",
+    lambda: [_own("nachos")["hypervolume"], _own("random")["hypervolume"], _preset_run("nachos")["hypervolume"],
+             _preset_run("random")["hypervolume"], _own("nachos")["candidates"], _own("random")["candidates"]])
+tie(CMP, "(with the preset: {} and {}); seed 1's static run is under way", "compare.json",
+    lambda: [_preset_run("nachos")["candidates"], _preset_run("random")["candidates"]])

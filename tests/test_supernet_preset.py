@@ -81,3 +81,37 @@ def test_checkpoint_export_holds_the_checkpoint_weights(fmnist, tmp_path):
     write_weights(tmp_path / "bad.weights.h5", w)
     with pytest.raises(SupernetError):
         script.export_checkpoint(tmp_path / "bad.weights.h5", tmp_path / "bad", space, fmnist)
+
+
+def _chain(manifest: dict) -> list:
+    """A supernet's training stages, first to last (each manifest's ``init_from`` is the stage before)."""
+    out = []
+    while isinstance(manifest, dict) and manifest.get("settings"):
+        out.append(manifest)
+        manifest = manifest.get("init_from")
+    return out[::-1]
+
+
+SEED_SUPERNETS = sorted((REPO / "benchmarks" / "supernets").glob("fashion_mnist_seed*"))
+
+
+@pytest.mark.parametrize("folder", SEED_SUPERNETS, ids=[p.name for p in SEED_SUPERNETS])
+def test_comparison_seed_supernets_follow_the_preset_recipe_with_their_seed(fmnist, folder):
+    """The supernets of `benchmarks/compare.py`'s other seeds (`--supernet-from S=benchmarks/supernets/
+    fashion_mnist_seedS`): made for the current space by the committed script, stage by stage with the shipped
+    preset's settings (epochs, images, random subnets, learning rate, ...) but the folder's seed; they load."""
+    seed = int(folder.name.rsplit("seed", 1)[1])
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    space = nt.SearchSpace.mcu(fmnist.input_shape, fmnist.num_classes)
+    assert manifest["space_fingerprint"] == space_fingerprint(space)
+    preset = _chain(json.loads((preset_folder() / MANIFEST_FILE).read_text()))
+    mine = _chain(manifest)
+    assert len(mine) == len(preset) == 3
+    for a, b in zip(mine, preset):
+        assert a["settings"]["seed"] == seed and b["settings"]["seed"] == 0
+        drop = ("seed", "init_from")
+        assert {k: v for k, v in a["settings"].items() if k not in drop} == \
+            {k: v for k, v in b["settings"].items() if k not in drop}
+        assert a["epochs_done"] == b["epochs_done"] == len(a["history"])
+        assert a["command"].startswith("scripts/train_default_supernet.py")
+    Supernet.load(folder, space, fmnist)
