@@ -98,50 +98,55 @@ def _without_folders(settings: Dict[str, Any]) -> Dict[str, Any]:
 def replace_rows(doc: Dict[str, Any], parts: Sequence[Path]) -> Dict[str, Any]:
     """`doc` (a joined comparison) with the rows of `parts` in place of its rows of the same (method, seed):
     runs made again, e.g. a seed's supernet methods with a supernet trained for that seed. A part must have
-    the comparison's settings (its seeds' supernet folders aside). Where a part brings a seed's supernet from
-    another folder, every supernet row of that seed (evaluator "supernet") must be among the part's rows
-    (refused otherwise: they would no longer share one supernet); rows of other evaluators made with the
-    earlier supernet's cost (the proxy methods' time limit) are kept, and ``replaced`` says which and with what
-    cost they ran. Refuses rows present twice among the parts, and rows the comparison does not have."""
+    the comparison's settings (its seeds' supernet folders aside). Where the parts bring a seed's supernet from
+    another folder (all of them the same one), every supernet row of that seed (evaluator "supernet") must be
+    among their rows (refused otherwise: they would no longer share one supernet); rows of other evaluators
+    made with the earlier supernet's cost (the proxy methods' time limit) are kept, and ``replaced`` says which
+    and with what cost they ran. Refuses rows present twice among the parts, and rows the comparison does not
+    have."""
     doc = dict(doc, runs=list(doc["runs"]), supernets=dict(doc.get("supernets") or {}))
     settings = doc["settings"]
     given = dict((settings.get("supernet") or {}).get("from") or {})
     key = lambda r: (r["method"], r["seed"])  # noqa: E731
     index = {key(r): i for i, r in enumerate(doc["runs"])}
-    notes, seen = list(doc.get("replaced") or []), set()
+    new_rows: Dict[Any, Dict[str, Any]] = {}
+    moved: Dict[str, Dict[str, Any]] = {}                 # seed -> {"folder", "record", "file"}
     for p in parts:
         d = read_json(p)
         if d is None or not d.get("runs"):
             raise SystemExit(f"--replace: {p} is not a comparison result with runs")
         if _without_folders(d.get("settings") or {}) != _without_folders(settings):
             raise SystemExit(f"--replace: {p} was written with other settings than the comparison")
-        new_from = (d["settings"].get("supernet") or {}).get("from") or {}
         for r in d["runs"]:
-            if key(r) in seen:
+            if key(r) in new_rows:
                 raise SystemExit(f"--replace: {key(r)} appears twice (again in {p})")
             if key(r) not in index:
                 raise SystemExit(f"--replace: {key(r)} is not a row of the comparison ({p})")
-            seen.add(key(r))
-            doc["runs"][index[key(r)]] = r
-        for seed, folder in new_from.items():
+            new_rows[key(r)] = r
+        for seed, folder in ((d["settings"].get("supernet") or {}).get("from") or {}).items():
             if given.get(seed) == folder:
                 continue
-            mine = {key(r) for r in d["runs"] if r["seed"] == int(seed)}
-            stale = [r for r in doc["runs"] if r["seed"] == int(seed) and key(r) not in mine]
-            left = [r["method"] for r in stale if (r.get("evaluator") or {}).get("name") == "supernet"]
-            if left:
-                raise SystemExit(f"--replace: seed {seed}'s supernet becomes {folder} ({p}), but its "
-                                 f"{', '.join(left)} row(s) are not re-run with it")
-            before = (doc["supernets"].get(str(seed)) or {}).get("seconds")
-            notes.append({"seed": int(seed), "supernet": folder, "previous_supernet": given.get(seed),
-                          "previous_seconds": before,
-                          "seconds": ((d.get("supernets") or {}).get(str(seed)) or {}).get("seconds"),
-                          "rows_replaced": sorted(m for m, _ in mine),
-                          "rows_kept_with_previous_cost": sorted(r["method"] for r in stale
-                                                                 if r["method"] != "handmade"),
-                          "file": str(p)})
-            given[seed] = folder
-            doc["supernets"][str(seed)] = (d.get("supernets") or {}).get(str(seed))
+            if moved.setdefault(seed, {"folder": folder, "file": str(p)})["folder"] != folder:
+                raise SystemExit(f"--replace: seed {seed}'s supernet is {folder} in {p}, "
+                                 f"{moved[seed]['folder']} in {moved[seed]['file']}")
+            moved[seed]["record"] = (d.get("supernets") or {}).get(str(seed))
+    notes = list(doc.get("replaced") or [])
+    for seed, m in sorted(moved.items()):
+        mine = {k for k in new_rows if k[1] == int(seed)}
+        stale = [r for r in doc["runs"] if r["seed"] == int(seed) and key(r) not in mine]
+        left = [r["method"] for r in stale if (r.get("evaluator") or {}).get("name") == "supernet"]
+        if left:
+            raise SystemExit(f"--replace: seed {seed}'s supernet becomes {m['folder']}, but its "
+                             f"{', '.join(left)} row(s) are not re-run with it")
+        notes.append({"seed": int(seed), "supernet": m["folder"], "previous_supernet": given.get(seed),
+                      "previous_seconds": (doc["supernets"].get(str(seed)) or {}).get("seconds"),
+                      "seconds": (m.get("record") or {}).get("seconds"),
+                      "rows_replaced": sorted(k[0] for k in mine),
+                      "rows_kept_with_previous_cost": sorted(r["method"] for r in stale if r["method"] != "handmade")})
+        given[seed] = m["folder"]
+        doc["supernets"][str(seed)] = m.get("record")
+    for k, r in new_rows.items():
+        doc["runs"][index[k]] = r
     doc["settings"] = dict(settings, supernet=dict(settings.get("supernet") or {}, **{"from": given}))
     doc["replaced"] = notes
     doc["parts"] = list(doc.get("parts") or []) + [{"file": str(p), "replaces_rows": True} for p in parts]

@@ -117,18 +117,21 @@ def test_per_seed_table_gives_each_run_its_own_figures_and_a_dash_where_none_ran
     assert len(lines) == 4
 
 
-def _replacement(doc, seed, methods, folder, tmp_path, name="new.json", seconds=9000.0):
-    """A part re-running `methods` of `seed` with the supernet in `folder`: the committed rows, changed so that
-    a replaced row is told apart from the one it replaces."""
-    part = copy.deepcopy(doc)
-    part["runs"] = [dict(r, candidates=r["candidates"] + 1, hypervolume=(r["hypervolume"] or 0) / 2)
-                    for r in doc["runs"] if r["seed"] == seed and r["method"] in methods]
-    part["seeds"] = [seed]
-    part["settings"]["supernet"]["from"] = {str(seed): folder}
-    part["supernets"] = {str(seed): {"folder": folder, "seconds": seconds}}
-    path = tmp_path / name
-    path.write_text(json.dumps(part))
-    return path
+def _replacement(doc, seed, methods, folder, tmp_path, name="new", seconds=9000.0):
+    """Parts re-running `methods` of `seed` with the supernet in `folder`, one file per method as
+    `compare.py --methods M` writes them: the committed rows, changed so that a replaced row is told apart
+    from the one it replaces."""
+    paths = []
+    for m in methods:
+        part = copy.deepcopy(doc)
+        part["runs"] = [dict(r, candidates=r["candidates"] + 1, hypervolume=(r["hypervolume"] or 0) / 2)
+                        for r in doc["runs"] if r["seed"] == seed and r["method"] == m]
+        part["seeds"] = [seed]
+        part["settings"]["supernet"]["from"] = {str(seed): folder}
+        part["supernets"] = {str(seed): {"folder": folder, "seconds": seconds}}
+        paths.append(tmp_path / f"{name}_{m}.json")
+        paths[-1].write_text(json.dumps(part))
+    return paths
 
 
 def test_merge_replace_puts_rerun_rows_in_place_and_notes_the_kept_proxy_rows(tmp_path):
@@ -136,9 +139,9 @@ def test_merge_replace_puts_rerun_rows_in_place_and_notes_the_kept_proxy_rows(tm
     doc, paths = _parts(tmp_path)
     seed = sorted({r["seed"] for r in doc["runs"]})[-1]
     sn_methods = sorted({r["method"] for r in doc["runs"] if (r.get("evaluator") or {}).get("name") == "supernet"})
-    assert sn_methods, "the committed comparison has supernet rows"
+    assert len(sn_methods) >= 2, "the committed comparison has several supernet methods"
     new = _replacement(doc, seed, sn_methods, "runs/own_supernet", tmp_path)
-    out = merge(paths, tmp_path / "m.json", replace=[new])
+    out = merge(paths, tmp_path / "m.json", replace=new)
     key = lambda r: (r["method"], r["seed"])  # noqa: E731
     before = {key(r): r for r in doc["runs"]}
     after = {key(r): r for r in out["runs"]}
@@ -172,11 +175,15 @@ def test_merge_replace_refuses_a_partial_rerun_and_rows_it_does_not_have(tmp_pat
     merge = _load("compare_merge").merge
     doc, paths = _parts(tmp_path)
     seed = sorted({r["seed"] for r in doc["runs"]})[-1]
-    half = _replacement(doc, seed, ["nachos"], "runs/own_supernet", tmp_path, "half.json")
-    with pytest.raises(SystemExit, match="not re-run with it"):
-        merge(paths, tmp_path / "a.json", replace=[half])
-    same_folder = _replacement(doc, seed, ["nachos"], doc["settings"]["supernet"]["from"][str(seed)], tmp_path,
-                               "same.json", seconds=doc["supernets"][str(seed)]["seconds"])
+    half = _replacement(doc, seed, ["nachos", "random"], "runs/own_supernet", tmp_path, "half")
+    with pytest.raises(SystemExit, match=r"its static row\(s\) are not re-run with it"):
+        merge(paths, tmp_path / "a.json", replace=half)
+    two = _replacement(doc, seed, ["nachos", "random"], "runs/own_supernet", tmp_path, "two") + \
+        _replacement(doc, seed, ["static"], "runs/another_supernet", tmp_path, "two")
+    with pytest.raises(SystemExit, match="runs/another_supernet in"):
+        merge(paths, tmp_path / "a.json", replace=two)
+    (same_folder,) = _replacement(doc, seed, ["nachos"], doc["settings"]["supernet"]["from"][str(seed)], tmp_path,
+                                  "same", seconds=doc["supernets"][str(seed)]["seconds"])
     out = merge(paths, tmp_path / "b.json", replace=[same_folder])   # same supernet: one row may be re-run
     assert out["replaced"] == []
     stranger = json.loads(same_folder.read_text())
