@@ -378,5 +378,7 @@ def _preset_run(method, seed=1):
 tie(CMP, "reach test hypervolumes {} and {} (with the preset: {} and {}) from {} and {} candidates", "parts/own_s1_*.json",
     lambda: [_own("nachos")["hypervolume"], _own("random")["hypervolume"], _preset_run("nachos")["hypervolume"],
              _preset_run("random")["hypervolume"], _own("nachos")["candidates"], _own("random")["candidates"]])
-tie(CMP, "(with the preset: {} and {}); seed 1's static run is under way", "compare.json",
-    lambda: [_preset_run("nachos")["candidates"], _preset_run("random")["candidates"]])
+tie(CMP, "(with the preset: {} and {}), and its static NAS (`own_s1_static.json`) {} from {} candidates (with the "
+    "preset: {} from {})", "parts/own_s1_static.json",
+    lambda: [_preset_run("nachos")["candidates"], _preset_run("random")["candidates"], _own("static")["hypervolume"],
+             _own("static")["candidates"], _preset_run("static")["hypervolume"], _preset_run("static")["candidates"]])
