@@ -35,20 +35,12 @@ def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = (),
     docs = [read_json(p) for p in files]
     first = docs[0]
 
-    def comparable(settings: Dict[str, Any], loose: Sequence[str] = ()) -> Dict[str, Any]:
-        """The settings without the per-seed supernet folders (parts of different seeds name their own)."""
-        sn = {k: v for k, v in (settings.get("supernet") or {}).items() if k != "from"}
-        budget = {k: v for k, v in (settings.get("budget") or {}).items() if k not in loose}
-        rest = {k: v for k, v in settings.items()                    # notes on where a part's runs came from
-                if k not in ("refinalized_from", "finalists_note")}
-        return dict(rest, supernet=sn, budget=budget)
-
     given: Dict[str, str] = {}
     nachos_budget: Dict[str, Any] = {}
     defaults = Budget()                                           # a part lacks the defaults it used
     for p, d, method in zip(files, docs, only):
         loose = LOOSE_BUDGET.get(method, ())
-        if comparable(d.get("settings") or {}, loose) != comparable(first.get("settings") or {}, loose):
+        if _comparable(d.get("settings") or {}, loose) != _comparable(first.get("settings") or {}, loose):
             raise SystemExit(f"--merge: {p} was written with other settings than {parts[0]}")
         if method:
             d["runs"] = [r for r in d.get("runs", []) if r["method"] == method]
@@ -88,11 +80,14 @@ def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = (),
     return doc
 
 
-def _without_folders(settings: Dict[str, Any]) -> Dict[str, Any]:
-    """Settings without the per-seed supernet folders and the notes on where runs came from."""
+def _comparable(settings: Dict[str, Any], loose: Sequence[str] = (),
+                notes: Sequence[str] = ("refinalized_from", "finalists_note")) -> Dict[str, Any]:
+    """The settings without the per-seed supernet folders (parts of different seeds name their own), the budget
+    fields `loose` and the `notes` on where a part's runs came from."""
     sn = {k: v for k, v in (settings.get("supernet") or {}).items() if k != "from"}
-    return {k: v for k, v in dict(settings, supernet=sn).items()
-            if k not in ("refinalized_from", "finalists_note", "nachos_budget")}
+    budget = {k: v for k, v in (settings.get("budget") or {}).items() if k not in loose}
+    rest = {k: v for k, v in settings.items() if k not in notes}
+    return dict(rest, supernet=sn, budget=budget)
 
 
 def replace_rows(doc: Dict[str, Any], parts: Sequence[Path]) -> Dict[str, Any]:
@@ -115,7 +110,8 @@ def replace_rows(doc: Dict[str, Any], parts: Sequence[Path]) -> Dict[str, Any]:
         d = read_json(p)
         if d is None or not d.get("runs"):
             raise SystemExit(f"--replace: {p} is not a comparison result with runs")
-        if _without_folders(d.get("settings") or {}) != _without_folders(settings):
+        ignored = ("refinalized_from", "finalists_note", "nachos_budget")
+        if _comparable(d.get("settings") or {}, notes=ignored) != _comparable(settings, notes=ignored):
             raise SystemExit(f"--replace: {p} was written with other settings than the comparison")
         for r in d["runs"]:
             if key(r) in new_rows:
