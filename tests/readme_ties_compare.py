@@ -136,6 +136,9 @@ def _cmp12_row(method, source="compare.json", label=""):
 
 
 _C12 = lambda: J("compare.json")["summary"]  # noqa: E731
+# the comparison as it stood with seed 0's preset shared by every seed (2026-12-03 to 12-05): the experiments below
+# (--confirm, --max-final 4, --population 24, --mutation reset, --crossfit 2, --final-epochs 6) were measured against it
+_SP = "compare_shared_preset.json"
 tie(CMP, "nachos reaches {} times random search's hypervolume (mean of the per seed ratios {}, {} and {};",
     "compare.json", lambda: [_C12()["hv_nachos_vs_random"]["mean_of_ratios"]] + _C12()["hv_nachos_vs_random"]["per_seed"])
 tie(CMP, "and {} times the static NAS's ({}, {} and {}; goal", "compare.json",
@@ -153,13 +156,12 @@ tie(CMP, "gives `c0360` {} % float and **{} % int8 TFLM test accuracy at {} expe
                  "expected_macs"],
              J("compare_final6.json")["runs"][0]["int8_at_0.5M"]["accuracy"] * 100,
              J("compare_final6.json")["runs"][0]["int8_at_0.5M"]["expected_macs"],
-             next(r for r in J("compare.json")["runs"] if (r["method"], r["seed"]) == ("random", 0))["hypervolume"],
+             _run("random", 0, _SP)["hypervolume"],
              J("compare_final6.json")["runs"][0]["hypervolume"]])
 
 _CF = lambda: J("compare_confirm.json")["summary"]["methods"]["nachos"]  # noqa: E731
 tie(CMP, "nachos' test hypervolume fell to {} (seed 0) and {} (seed 1), from {} and {}", "compare_confirm.json",
-    lambda: _CF()["hypervolume"] + [next(r for r in J("compare.json")["runs"] if (r["method"], r["seed"]) ==
-                                         ("nachos", s))["hypervolume"] for s in (0, 1)])
+    lambda: _CF()["hypervolume"] + [_run("nachos", s, _SP)["hypervolume"] for s in (0, 1)])
 tie(CMP, "left time for {} and {} candidates instead of", "compare_confirm.json", lambda: _CF()["candidates"])
 
 _F4 = lambda: J("compare_final4.json")["summary"]  # noqa: E731
@@ -185,16 +187,16 @@ def _mean_of(source, method, key):
 
 
 def _preset_cost():
-    """The shipped preset's training seconds, as the comparison recorded them (one supernet entry per seed)."""
-    costs = {v["seconds"] for v in J("compare.json")["supernets"].values()}
+    """The shipped preset's training seconds, as the shared-preset comparison recorded them (one entry per seed)."""
+    costs = {v["seconds"] for v in J(_SP)["supernets"].values()}
     assert len(costs) == 1, costs
     return costs.pop()
 
 
 tie(CMP, "**shipped preset** `nachos_tf/supernet/presets/fashion_mnist` (stage 3, seed 0, {} s of training) for",
-    "compare.json", lambda: [_preset_cost()])
-tie(CMP, "# search {} s + the preset's {} s, then the final stage", "compare.json",
-    lambda: [J("compare.json")["settings"]["search_s"], _preset_cost()])
+    _SP, lambda: [_preset_cost()])
+tie(CMP, "# search {} s + the preset's {} s, then the final stage", _SP,
+    lambda: [J(_SP)["settings"]["search_s"], _preset_cost()])
 
 
 tie(CMP, "to {} and {} on average (default NSGA-II {}, random search {}), and both lower the test hypervolume after "
@@ -202,11 +204,11 @@ tie(CMP, "to {} and {} on average (default NSGA-II {}, random search {}), and bo
          "and {}, {}, {}).", "compare_pop24.json",
     lambda: [_mean_of("compare_pop24.json", "nachos", "search_hypervolume"),
              _mean_of("compare_reset.json", "nachos", "search_hypervolume"),
-             _mean_of("compare.json", "nachos", "search_hypervolume"),
-             _mean_of("compare.json", "random", "search_hypervolume"),
+             _mean_of(_SP, "nachos", "search_hypervolume"),
+             _mean_of(_SP, "random", "search_hypervolume"),
              _mean_of("compare_pop24.json", "nachos", "hypervolume"),
              _mean_of("compare_reset.json", "nachos", "hypervolume"),
-             _mean_of("compare.json", "nachos", "hypervolume"), _mean_of("compare.json", "random", "hypervolume"),
+             _mean_of(_SP, "nachos", "hypervolume"), _mean_of(_SP, "random", "hypervolume"),
              J("compare_pop24.json")["summary"]["hv_nachos_vs_random"]["mean_of_ratios"],
              J("compare_reset.json")["summary"]["hv_nachos_vs_random"]["mean_of_ratios"]]
     + J("compare_pop24.json")["summary"]["hv_nachos_vs_random"]["per_seed"]
@@ -314,15 +316,15 @@ for _src, _label in (("compare.json", ""),):
             lambda m=_method, f=_src, t=_label: _cmp12_row(m, f, t)[1])
 
 
-# compare_crossfit.json (seeds 0 and 1, --crossfit 2), against the same seeds of compare.json
+# compare_crossfit.json (seeds 0 and 1, --crossfit 2), against the same seeds of the shared-preset comparison
 _XFC = "compare_crossfit.json"
 tie(CMP, "nachos reached test hypervolumes of {} and {} against random search's {} and {} (nachos / random {} and {}; "
          "without cross-fitting {} and {}, nachos {} and {}), with {} and {} candidates (random search {} and {};",
     _XFC,
     lambda: [r["hypervolume"] for r in _cmp_runs(_XFC, "nachos")] + [r["hypervolume"] for r in _cmp_runs(_XFC, "random")]
     + J(_XFC)["summary"]["hv_nachos_vs_random"]["per_seed"]
-    + J("compare.json")["summary"]["hv_nachos_vs_random"]["per_seed"][:2]
-    + [r["hypervolume"] for r in _cmp_runs("compare.json", "nachos")[:2]]
+    + J(_SP)["summary"]["hv_nachos_vs_random"]["per_seed"][:2]
+    + [r["hypervolume"] for r in _cmp_runs(_SP, "nachos")[:2]]
     + [r["candidates"] for r in _cmp_runs(_XFC, "nachos")] + [r["candidates"] for r in _cmp_runs(_XFC, "random")])
 
 
@@ -372,7 +374,7 @@ def _own(method, seed=1):
 
 
 def _preset_run(method, seed=1):
-    return next(r for r in J("compare.json")["runs"] if r["method"] == method and r["seed"] == seed)
+    return _run(method, seed, _SP)
 
 
 tie(CMP, "reach test hypervolumes {} and {} (with the preset: {} and {}) from {} and {} candidates", "parts/own_s1_*.json",
@@ -382,3 +384,12 @@ tie(CMP, "(with the preset: {} and {}), and its static NAS (`own_s1_static.json`
     "preset: {} from {})", "parts/own_s1_static.json",
     lambda: [_preset_run("nachos")["candidates"], _preset_run("random")["candidates"], _own("static")["hypervolume"],
              _own("static")["candidates"], _preset_run("static")["hypervolume"], _preset_run("static")["candidates"]])
+tie(CMP, "The supernets the comparison records (`supernets` in `compare.json`): seed 0 {} s (the preset), seed 1 {} s, "
+         "seed 2 {} s.", "compare.json",
+    lambda: [J("compare.json")["supernets"][str(s)]["seconds"] for s in (0, 1, 2)])
+tie(CMP, "With the one preset shared by every seed (`compare_shared_preset.json`) it was {} and {}", _SP,
+    lambda: [J(_SP)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"],
+             J(_SP)["summary"]["hv_nachos_vs_static"]["mean_of_ratios"]])
+tie(CMP, "Seed 1's own supernet cost {} s, so its proxy rows had about {} s more search than that rule gives them",
+    "compare.json", lambda: [J("compare.json")["supernets"]["1"]["seconds"],
+                             _preset_cost() - J("compare.json")["supernets"]["1"]["seconds"]])

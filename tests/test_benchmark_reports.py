@@ -197,3 +197,34 @@ def test_merge_replace_refuses_a_partial_rerun_and_rows_it_does_not_have(tmp_pat
     with pytest.raises(SystemExit, match="other settings"):
         merge(paths, tmp_path / "d.json", replace=[tmp_path / "other.json"])
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "c.json").exists()
+
+
+def test_committed_comparison_is_the_shared_preset_one_with_the_own_supernet_parts_in_place():
+    """compare.json against its inputs, checked row by row here rather than by re-running the merge: the rows of
+    a seed that has its own supernet part are that part's rows, every other row is the shared-preset comparison's,
+    and the recorded supernet per seed is the part's folder (or the preset)."""
+    results = BENCH / "results"
+    doc = json.loads(COMPARE.read_text())
+    shared = json.loads((results / "compare_shared_preset.json").read_text())
+    assert {Path(v["folder"]).name for v in shared["supernets"].values()} == {"fashion_mnist"}   # one preset for all
+    own = {}
+    for path in sorted((results / "parts").glob("own_s*_*.json")):
+        part = json.loads(path.read_text())
+        (run,) = part["runs"]
+        own[(run["method"], run["seed"])] = (run, Path(part["supernets"][str(run["seed"])]["folder"]).name)
+    assert own, "parts of seeds with their own supernet are committed"
+    rows = {(r["method"], r["seed"]): r for r in doc["runs"]}
+    assert set(rows) == {(r["method"], r["seed"]) for r in shared["runs"]}
+    for r in shared["runs"]:
+        key = (r["method"], r["seed"])
+        assert rows[key] == (own[key][0] if key in own else r), key
+    for (method, seed), (_, folder) in own.items():
+        assert Path(doc["supernets"][str(seed)]["folder"]).name == folder == f"fashion_mnist_seed{seed}"
+    replaced = {seed for _, seed in own}
+    for seed, v in doc["supernets"].items():
+        if int(seed) not in replaced:
+            assert Path(v["folder"]).name == "fashion_mnist"
+    # the summary's ratios are recomputed from the rows now in place
+    for name, other in (("hv_nachos_vs_random", "random"), ("hv_nachos_vs_static", "static")):
+        per_seed = [rows[("nachos", s)]["hypervolume"] / rows[(other, s)]["hypervolume"] for s in doc["seeds"]]
+        assert doc["summary"][name]["per_seed"] == pytest.approx(per_seed, abs=1e-4)

@@ -22,7 +22,7 @@ import readme_ties_deploy  # noqa: F401
 import readme_ties_speed  # noqa: F401
 from readme_ties import (RESULTS_SECTIONS, TIES, UNTIED, J, Tie, matches, pattern, section_lines,
                          section_text)
-from readme_ties_compare import _XFC, _cmp_runs
+from readme_ties_compare import _SP, _XFC, _cmp_runs
 from readme_ties_speed import FG, R10, RN10, SWE, _KT, _P5, _SE, _ps, _scr, _snaps, _stem, _vm
 
 
@@ -30,7 +30,7 @@ def test_crossfit_comparison_claims():
     """The prose around the cross-fitting figures: random search's seed-1 hypervolume unchanged, `c0360` among its
     seed-0 finalists, NSGA-II's finalists with two or three early exits at 20 or 24 px."""
     assert [r["seed"] for r in _cmp_runs(_XFC, "nachos")] == [0, 1] == [r["seed"] for r in _cmp_runs(_XFC, "random")]
-    assert _cmp_runs(_XFC, "random")[1]["hypervolume"] == pytest.approx(_cmp_runs("compare.json", "random")[1]["hypervolume"])
+    assert _cmp_runs(_XFC, "random")[1]["hypervolume"] == pytest.approx(_cmp_runs(_SP, "random")[1]["hypervolume"])
     assert "c0360" in [s["id"] for s in _cmp_runs(_XFC, "random")[0]["solutions"]]
     fin = [s["genome"] for r in _cmp_runs(_XFC, "nachos") for s in r["solutions"]]
     assert {sum(e["enabled"] for e in g["exits"]) for g in fin} == {2, 3}
