@@ -347,6 +347,12 @@ def _training_seconds(manifest):
     return total
 
 
+def _supernets_dir():
+    from readme_ties import REPO
+
+    return REPO / "benchmarks" / "supernets"
+
+
 def _preset_eval():
     import json
 
@@ -355,17 +361,12 @@ def _preset_eval():
     return json.loads((REPO / "nachos_tf/supernet/presets/fashion_mnist/evaluation.json").read_text())
 
 
-tie(CMP, "(2026-12-06, {} epochs, {} s of training on the two cores; the preset's {} s ran with older, slower",
-    "benchmarks/supernets/fashion_mnist_seed1/supernet.json",
-    lambda: [_seed_supernet(1)[0]["epochs_done"] + _seed_supernet(1)[0]["init_from"]["epochs_done"]
-             + _seed_supernet(1)[0]["init_from"]["init_from"]["epochs_done"],
-             _training_seconds(_seed_supernet(1)[0]), _preset_cost()])
-tie(CMP, "largest subnet reaches {} and its smallest {} (the preset: {} and {}), and the three sampled genomes {}, {} "
-    "and {} (the preset: {}, {} and {})", "benchmarks/supernets/fashion_mnist_seed1/evaluation.json",
-    lambda: [_seed_supernet(1)[1][k]["val_acc_final"] for k in ("largest", "smallest")]
-    + [_preset_eval()[k]["val_acc_final"] for k in ("largest", "smallest")]
-    + [_seed_supernet(1)[1][f"sample{i}"]["val_acc_final"] for i in range(3)]
-    + [_preset_eval()[f"sample{i}"]["val_acc_final"] for i in range(3)])
+def _preset_manifest():
+    import json
+
+    from readme_ties import REPO
+
+    return json.loads((REPO / "nachos_tf/supernet/presets/fashion_mnist/supernet.json").read_text())
 
 
 def _own(method, seed=1):
@@ -377,13 +378,32 @@ def _preset_run(method, seed=1):
     return _run(method, seed, _SP)
 
 
-tie(CMP, "reach test hypervolumes {} and {} (with the preset: {} and {}) from {} and {} candidates", "parts/own_s1_*.json",
-    lambda: [_own("nachos")["hypervolume"], _own("random")["hypervolume"], _preset_run("nachos")["hypervolume"],
-             _preset_run("random")["hypervolume"], _own("nachos")["candidates"], _own("random")["candidates"]])
-tie(CMP, "(with the preset: {} and {}), and its static NAS (`own_s1_static.json`) {} from {} candidates (with the "
-    "preset: {} from {})", "parts/own_s1_static.json",
-    lambda: [_preset_run("nachos")["candidates"], _preset_run("random")["candidates"], _own("static")["hypervolume"],
-             _own("static")["candidates"], _preset_run("static")["hypervolume"], _preset_run("static")["candidates"]])
+
+def _epochs(manifest):
+    """Epochs over the stages (each manifest's init_from is the stage before)."""
+    total = 0
+    while isinstance(manifest, dict):
+        total += int(manifest["epochs_done"])
+        manifest = manifest.get("init_from")
+    return total
+
+
+def _supernet_row(manifest, evaluation):
+    return ([_epochs(manifest), _training_seconds(manifest)]
+            + [evaluation[k]["val_acc_final"] for k in ("largest", "smallest", "sample0", "sample1", "sample2")])
+
+
+_ROW6 = " | {} | {} | {} | {} | {} / {} / {} |"
+tie(CMP, "| shipped preset (seed 0)" + _ROW6, "nachos_tf/supernet/presets/fashion_mnist/evaluation.json",
+    lambda: [_epochs(_preset_manifest()), _preset_cost()] + _supernet_row(_preset_manifest(), _preset_eval())[2:])
+_OWN_SEEDS = sorted(int(p.name.removeprefix("fashion_mnist_seed")) for p in _supernets_dir().glob("fashion_mnist_seed*"))
+for _s in _OWN_SEEDS:
+    tie(CMP, f"| seed {_s}" + _ROW6, f"benchmarks/supernets/fashion_mnist_seed{_s}",
+        lambda s=_s: _supernet_row(*_seed_supernet(s)))
+    for _meth in ("nachos", "random", "static"):
+        tie(CMP, f"| {_s} | {_meth} | {{}} | {{}} | {{}} | {{}} / {{}} |", f"parts/own_s{_s}_{_meth}.json",
+            lambda s=_s, m=_meth: [_own(m, s)["hypervolume"], _own(m, s)["candidates"], 100 * _own(m, s)["best_acc_at_0.5M"],
+                                _preset_run(m, s)["hypervolume"], _preset_run(m, s)["candidates"]])
 tie(CMP, "The supernets the comparison records (`supernets` in `compare.json`): seed 0 {} s (the preset), seed 1 {} s, "
          "seed 2 {} s.", "compare.json",
     lambda: [J("compare.json")["supernets"][str(s)]["seconds"] for s in (0, 1, 2)])

@@ -182,3 +182,15 @@ def test_the_rounding_rule_itself():
     assert matches("0.020", 0.0201) and matches("-0.00", -0.0045) and matches("0.98", 0.977)
     assert not matches("0.8696", 0.8604) and not matches("911,558", 798245.1)
     assert matches("82.81", 82.8067) and not matches("82.8", 82.86)
+
+
+def test_random_search_draws_the_same_genomes_whatever_the_supernet():
+    """The prose of *One supernet per seed*: seed 1's random search with its own supernet chose `c0065` and `c0219`,
+    the same genomes as its run with the shared preset (with 4 finalists, compare_final4.json); NSGA-II's differ."""
+    own = {s["id"]: s["genome"] for s in J("parts/own_s1_random.json")["runs"][0]["solutions"]}
+    shared = {s["id"]: s["genome"] for r in _cmp_runs("compare_final4.json", "random") if r["seed"] == 1
+              for s in r["solutions"]}
+    assert sorted(own) == ["c0065", "c0219"] and all(own[k] == shared[k] for k in own)
+    nachos_own = [s["genome"] for s in J("parts/own_s1_nachos.json")["runs"][0]["solutions"]]
+    nachos_shared = [s["genome"] for r in _cmp_runs(_SP, "nachos") if r["seed"] == 1 for s in r["solutions"]]
+    assert not any(g in nachos_shared for g in nachos_own)
