@@ -71,6 +71,11 @@ def merge(parts: Sequence[Path], out: Path, static_from: Sequence[Path] = (),
                        **({"nachos_rows_only": True} if method == "nachos" else {})}
                       for p, d, method in zip(files, docs, only)],
                merged=utc_now(), complete=all((m, s) in seen for m in METHODS for s in seeds))
+    notes: List[Dict[str, Any]] = []                      # a comparison merged again keeps its notes, once each
+    for n in (n for d in docs for n in (d.get("replaced") or [])):
+        notes += [] if n in notes else [n]
+    if notes:
+        doc["replaced"] = notes
     if replace:
         doc = replace_rows(doc, replace)
     doc["summary"] = summarise(doc)

@@ -155,7 +155,8 @@ def test_merge_replace_puts_rerun_rows_in_place_and_notes_the_kept_proxy_rows(tm
     assert out["supernets"][str(seed)]["seconds"] == 9000.0
     others = {s: v for s, v in out["supernets"].items() if s != str(seed)}
     assert others == {s: v for s, v in doc["supernets"].items() if s != str(seed)}
-    (note,) = out["replaced"]
+    *earlier, note = out["replaced"]                       # the seeds replaced before keep their notes
+    assert earlier == (doc.get("replaced") or [])
     assert note["seed"] == seed and note["rows_replaced"] == sn_methods
     kept = sorted(m for (m, s) in before if s == seed and m not in sn_methods and m != "handmade")
     assert note["rows_kept_with_previous_cost"] == kept
@@ -185,7 +186,7 @@ def test_merge_replace_refuses_a_partial_rerun_and_rows_it_does_not_have(tmp_pat
     (same_folder,) = _replacement(doc, seed, ["nachos"], doc["settings"]["supernet"]["from"][str(seed)], tmp_path,
                                   "same", seconds=doc["supernets"][str(seed)]["seconds"])
     out = merge(paths, tmp_path / "b.json", replace=[same_folder])   # same supernet: one row may be re-run
-    assert out["replaced"] == []
+    assert out["replaced"] == (doc.get("replaced") or [])           # no new note
     stranger = json.loads(same_folder.read_text())
     stranger["runs"][0]["seed"] = 99
     (tmp_path / "stranger.json").write_text(json.dumps(stranger))
@@ -232,3 +233,15 @@ def test_committed_comparison_is_the_shared_preset_one_with_the_own_supernet_par
     for name, other in (("hv_nachos_vs_random", "random"), ("hv_nachos_vs_static", "static")):
         per_seed = [rows[("nachos", s)]["hypervolume"] / rows[(other, s)]["hypervolume"] for s in doc["seeds"]]
         assert doc["summary"][name]["per_seed"] == pytest.approx(per_seed, abs=1e-4)
+
+
+def test_merge_again_keeps_the_replacement_notes(tmp_path):
+    """A comparison merged again (e.g. before a second seed's --replace) keeps the notes of the seeds replaced
+    before, in its JSON and its table."""
+    merge = _load("compare_merge").merge
+    doc = json.loads(COMPARE.read_text())
+    assert doc.get("replaced"), "the committed comparison has replaced seeds"
+    again = merge([COMPARE], tmp_path / "again.json")
+    assert again["replaced"] == doc["replaced"]
+    table = (tmp_path / "again.md").read_text()
+    assert all(f"seed {n['seed']}: its own supernet" in table for n in doc["replaced"])
