@@ -95,6 +95,21 @@ def _comparable(settings: Dict[str, Any], loose: Sequence[str] = (),
     return dict(rest, supernet=sn, budget=budget)
 
 
+def _catch_up(note: Dict[str, Any], new_rows: Dict[Any, Dict[str, Any]]) -> Dict[str, Any]:
+    """A seed's replacement note once rows it kept with the earlier supernet's cost are re-run too (e.g. the
+    proxy rows cut to the seed's own cost): those move from ``rows_kept_with_previous_cost`` to
+    ``rows_rerun_with_its_cost``, each with the time limit it ran with."""
+    later = {m: r for (m, s), r in new_rows.items() if s == note["seed"]
+             and m in (note.get("rows_kept_with_previous_cost") or [])}
+    if not later:
+        return note
+    done = dict(note.get("rows_rerun_with_its_cost") or {})
+    done.update({m: {"time_limit_s": r.get("time_limit_s"), "search_s": r.get("search_s")}
+                 for m, r in sorted(later.items())})
+    return dict(note, rows_kept_with_previous_cost=[m for m in note["rows_kept_with_previous_cost"]
+                                                    if m not in later], rows_rerun_with_its_cost=done)
+
+
 def replace_rows(doc: Dict[str, Any], parts: Sequence[Path]) -> Dict[str, Any]:
     """`doc` (a joined comparison) with the rows of `parts` in place of its rows of the same (method, seed):
     runs made again, e.g. a seed's supernet methods with a supernet trained for that seed. A part must have
@@ -102,7 +117,8 @@ def replace_rows(doc: Dict[str, Any], parts: Sequence[Path]) -> Dict[str, Any]:
     another folder (all of them the same one), every supernet row of that seed (evaluator "supernet") must be
     among their rows (refused otherwise: they would no longer share one supernet); rows of other evaluators
     made with the earlier supernet's cost (the proxy methods' time limit) are kept, and ``replaced`` says which
-    and with what cost they ran. Refuses rows present twice among the parts, and rows the comparison does not
+    and with what cost they ran; when such rows are replaced later (re-run, or cut to the seed's own cost), the
+    note moves them to ``rows_rerun_with_its_cost``. Refuses rows present twice among the parts, and rows the comparison does not
     have."""
     doc = dict(doc, runs=list(doc["runs"]), supernets=dict(doc.get("supernets") or {}))
     settings = doc["settings"]
@@ -146,6 +162,7 @@ def replace_rows(doc: Dict[str, Any], parts: Sequence[Path]) -> Dict[str, Any]:
                       "rows_kept_with_previous_cost": sorted(r["method"] for r in stale if r["method"] != "handmade")})
         given[seed] = m["folder"]
         doc["supernets"][str(seed)] = m.get("record")
+    notes = [_catch_up(n, new_rows) for n in notes]
     for k, r in new_rows.items():
         doc["runs"][index[k]] = r
     doc["settings"] = dict(settings, supernet=dict(settings.get("supernet") or {}, **{"from": given}))

@@ -130,7 +130,9 @@ def write_table(doc: Dict[str, Any], path: Path) -> str:
         notes.append(f"seed {rep['seed']}: its own supernet {rep['supernet']} ({rep['seconds']} s) in place of "
                      f"{rep['previous_supernet']} ({rep['previous_seconds']} s); re-run with it: "
                      f"{', '.join(rep['rows_replaced'])}; kept, their time limit set by the earlier cost: "
-                     f"{', '.join(rep['rows_kept_with_previous_cost']) or 'none'}.")
+                     f"{', '.join(rep['rows_kept_with_previous_cost']) or 'none'}"
+                     + "".join(f"; {m} later given this cost (time limit {v['time_limit_s']} s)"
+                               for m, v in (rep.get("rows_rerun_with_its_cost") or {}).items()) + ".")
     if s.get("best_int8_at_0.5M"):
         b = s["best_int8_at_0.5M"]
         notes.append(f"best int8 TFLM test accuracy at ≤ 0.5M expected MACs: {100 * b['accuracy']:.2f} % "

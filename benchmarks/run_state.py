@@ -4,7 +4,7 @@ A `compare.py` run of the proxy methods searches for 3.1 h, longer than a sessio
 starts from a fresh clone: the ``runs/`` folder of the last one is gone, and with it what ``--resume`` would
 continue. A run folder's resumable state is three small JSON files (``config.json``, ``archive.jsonl``,
 ``search_clock.json``; `nt.search(..., resume=True)` replays the archive and the clock keeps the search time
-already spent), so this script copies them into the checkout, where they can be committed, and back:
+already spent; a run cut at a search time, `nachos_tf.nas.cut`, also has ``cut.json``), so this script copies them into the checkout, where they can be committed, and back:
 
     .venv/bin/python benchmarks/run_state.py save runs/compare_rs benchmarks/state/compare_rs      # end of a session
     .venv/bin/python benchmarks/run_state.py restore benchmarks/state/compare_rs runs/compare_rs   # next session
@@ -31,6 +31,7 @@ from _common import git_state, utc_now, write_json  # noqa: E402
 
 from nachos_tf.errors import RunDirError  # noqa: E402
 from nachos_tf.nas.clock import CLOCK, read_clock  # noqa: E402
+from nachos_tf.nas.cut import CUT  # noqa: E402
 from nachos_tf.results import Archive, read_json  # noqa: E402
 
 STATE = "state.json"
@@ -108,10 +109,11 @@ def save(runs_dir: Path, state_dir: Path) -> Dict[str, Any]:
         shutil.copy2(d / CONFIG, dst / CONFIG)
         end = Archive(d / ARCHIVE).read()[1]         # the valid part only: no truncated last line
         (dst / ARCHIVE).write_bytes((d / ARCHIVE).read_bytes()[:end])
-        if (d / CLOCK).exists():
-            shutil.copy2(d / CLOCK, dst / CLOCK)
-        elif (dst / CLOCK).exists():
-            (dst / CLOCK).unlink()
+        for name in (CLOCK, CUT):                   # a run cut at a search time (cut_run) keeps its note
+            if (d / name).exists():
+                shutil.copy2(d / name, dst / name)
+            elif (dst / name).exists():
+                (dst / name).unlink()
         manifest["runs"][rel] = dict(info, saved=utc_now(), commit=commit)
     for rel in [r for r in manifest["runs"] if (runs_dir / r / PARETO).exists()]:
         del manifest["runs"][rel]                   # finished since it was saved: its figures are in the results
@@ -152,7 +154,7 @@ def restore(state_dir: Path, runs_dir: Path) -> List[str]:
             raise RunDirError(f"{runs_dir / rel} already holds a run; move it away to restore the saved one")
     for rel in rels:
         (runs_dir / rel).mkdir(parents=True, exist_ok=True)
-        for name in (CONFIG, ARCHIVE, CLOCK):
+        for name in (CONFIG, ARCHIVE, CLOCK, CUT):
             if (state_dir / rel / name).exists():
                 shutil.copy2(state_dir / rel / name, runs_dir / rel / name)
     return rels

@@ -34,6 +34,6 @@ from .results import SearchResult, Solution, load_run  # noqa: E402
 from .report import report  # noqa: E402
 from .supernet import ShrinkStage, Supernet, train_progressive, train_supernet  # noqa: E402
 from .nas import (BUDGETS, Budget, Constraints, DataRef, EvalContext, Evaluator, ProxyEvaluator,  # noqa: E402
-                  SupernetEvaluator, refinalize, register_evaluator, resume_search, search)
+                  SupernetEvaluator, cut_run, refinalize, register_evaluator, resume_search, search)
 
 __version__ = "0.1.0"

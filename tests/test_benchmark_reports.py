@@ -200,6 +200,38 @@ def test_merge_replace_refuses_a_partial_rerun_and_rows_it_does_not_have(tmp_pat
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "c.json").exists()
 
 
+def test_rows_kept_with_the_earlier_cost_and_replaced_later_leave_the_note(tmp_path):
+    """A seed's proxy rows kept with the earlier supernet's time limit, then replaced by runs with the seed's own
+    cost (same supernet folder): the note lists them as given that cost, with the limit each part ran with."""
+    merge = _load("compare_merge").merge
+    doc = json.loads(COMPARE.read_text())
+    base = copy.deepcopy(doc)
+    base["replaced"] = [{"seed": 5, "supernet": "runs/own", "previous_supernet": "preset", "previous_seconds": 100.0,
+                         "seconds": 60.0, "rows_replaced": ["nachos"],
+                         "rows_kept_with_previous_cost": ["nachos_proxy", "paper_choices"]}]
+    base["runs"] = [r for r in doc["runs"] if r["seed"] == doc["seeds"][0]]
+    base["runs"] = [dict(r, seed=5) for r in base["runs"]]
+    base["seeds"] = [5]
+    base["settings"]["supernet"]["from"] = {"5": "runs/own"}
+    base["supernets"] = {"5": {"folder": "runs/own", "seconds": 60.0}}
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    part = copy.deepcopy(base)
+    part.pop("replaced")
+    part["runs"] = [dict(r, time_limit_s=1260.0, search_s=1262.5) for r in base["runs"] if r["method"] == "nachos_proxy"]
+    (tmp_path / "proxy.json").write_text(json.dumps(part))
+    out = merge([tmp_path / "base.json"], tmp_path / "m.json", replace=[tmp_path / "proxy.json"])
+    (note,) = out["replaced"]
+    assert note["rows_kept_with_previous_cost"] == ["paper_choices"]
+    assert note["rows_rerun_with_its_cost"] == {"nachos_proxy": {"time_limit_s": 1260.0, "search_s": 1262.5}}
+    row = next(r for r in out["runs"] if r["method"] == "nachos_proxy")
+    assert row["time_limit_s"] == 1260.0
+    line = next(ln for ln in (tmp_path / "m.md").read_text().splitlines() if ln.startswith("seed 5:"))
+    assert line.endswith("kept, their time limit set by the earlier cost: paper_choices; nachos_proxy later given "
+                         "this cost (time limit 1260.0 s).")
+    again = merge([tmp_path / "m.json"], tmp_path / "m2.json")      # merged again: the note as it now stands
+    assert again["replaced"] == out["replaced"]
+
+
 def test_committed_comparison_is_the_shared_preset_one_with_the_own_supernet_parts_in_place():
     """compare.json against its inputs, checked row by row here rather than by re-running the merge: the rows of
     a seed that has its own supernet part are that part's rows, every other row is the shared-preset comparison's,
@@ -219,10 +251,22 @@ def test_committed_comparison_is_the_shared_preset_one_with_the_own_supernet_par
     done = {seed for _, seed in own if all((m, seed) in own for m in ("nachos", "random", "static"))}
     own = {k: v for k, v in own.items() if k[1] in done}
     rows = {(r["method"], r["seed"]): r for r in doc["runs"]}
+    # proxy rows of replaced seeds cut to that seed's own cost (benchmarks/cut_run.py, then resumed): the rule is the
+    # supernet methods' search time plus the seed's supernet cost, the generation running at the limit finishing
+    cut = {}
+    for path in sorted((results / "parts").glob("cut_s*_*.json")):
+        (run,) = json.loads(path.read_text())["runs"]
+        assert run["method"] in ("nachos_proxy", "paper_choices") and run["seed"] in done, path
+        limit = shared["settings"]["search_s"] + doc["supernets"][str(run["seed"])]["seconds"]
+        assert run["time_limit_s"] == pytest.approx(limit, abs=0.1), path
+        assert limit <= run["search_s"] < limit + 600, path
+        cut[(run["method"], run["seed"])] = run
     assert set(rows) == {(r["method"], r["seed"]) for r in shared["runs"]}
     for r in shared["runs"]:
         key = (r["method"], r["seed"])
-        assert rows[key] == (own[key][0] if key in own else r), key
+        assert rows[key] == (own[key][0] if key in own else cut.get(key, r)), key
+        if key[0] in ("nachos_proxy", "paper_choices") and key[1] in done:
+            assert key in cut, f"{key}: a replaced seed's proxy row keeps the shared preset's time limit"
     for (method, seed), (_, folder) in own.items():
         assert Path(doc["supernets"][str(seed)]["folder"]).name == folder == f"fashion_mnist_seed{seed}"
     replaced = {seed for _, seed in own}

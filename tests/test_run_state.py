@@ -77,3 +77,18 @@ def test_restore_never_overwrites_a_run_and_checks_what_it_reads(tmp_path, capsy
     with pytest.raises(RunDirError, match="leaves the state folder"):
         run_state.restore(state, tmp_path / "new")
     assert run_state.main(["save", str(tmp_path / "empty"), str(state)]) == 2   # no run folder there
+
+
+def test_a_cut_run_is_carried_with_its_cut_note(tmp_path):
+    from nachos_tf.nas.cut import CUT, cut_run
+
+    long = fake_search(tmp_path / "long", evaluator=FakeEvaluator(sleep=0.02), generations=500, max_seconds=1.5)
+    runs = tmp_path / "runs"
+    note = cut_run(long.out_dir, runs / "nachos_proxy" / "seed1", read_clock(long.out_dir)["seconds"] / 2)
+    manifest = run_state.save(runs, tmp_path / "state")
+    assert manifest["runs"]["nachos_proxy/seed1"]["records"] == note["kept"]
+    assert manifest["runs"]["nachos_proxy/seed1"]["search_s"] == pytest.approx(note["clock_s"], abs=0.1)
+    run_state.restore(tmp_path / "state", tmp_path / "again")
+    back = tmp_path / "again" / "nachos_proxy" / "seed1"
+    assert json.loads((back / CUT).read_text()) == note
+    assert search_lines(back) == search_lines(runs / "nachos_proxy" / "seed1")

@@ -6,7 +6,8 @@ weights inherited from a trained weight-sharing supernet), `backends` (this proc
 `pool` (archive look-up, replay, append), `clock` (search seconds over a run's sessions), `problem` (pymoo Problem, Repair, algorithm, termination,
 progress), `final` (finalize the front, pareto.json), `final_points` (move members dominated after
 re-training along their own trade-off curves; int8 figures of the final set), `explain` (what failed, what to relax), `lock` (one
-process per run folder), `runner` (`search`, `resume_search`, `refinalize`).
+process per run folder), `runner` (`search`, `resume_search`, `refinalize`), `cut` (a run folder cut at a search
+time, to be resumed with that shorter limit).
 """
 from .settings import BUDGETS, PROXY_BUDGETS, Budget, Constraints, DataRef, RunSpec
 from .evaluators.base import EvalContext, Evaluator, register_evaluator
@@ -19,8 +20,9 @@ from .problem import EENNProblem, GenomeRepair, make_algorithm, make_termination
 from .pool import CandidatePool
 from .backends import pin_threads
 from .runner import refinalize, resume_search, search
+from .cut import cut_run
 
 __all__ = ["BUDGETS", "PROXY_BUDGETS", "Budget", "Constraints", "DataRef", "RunSpec", "EvalContext", "Evaluator", "evaluator_names",
            "make_evaluator", "register_evaluator", "candidate_seed", "exit_rule", "ProxyEvaluator", "SupernetEvaluator",
            "explain_no_admissible", "EENNProblem", "GenomeRepair", "make_algorithm", "make_termination",
-           "CandidatePool", "pin_threads", "search", "resume_search", "refinalize"]
+           "CandidatePool", "pin_threads", "search", "resume_search", "refinalize", "cut_run"]

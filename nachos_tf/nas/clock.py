@@ -18,13 +18,13 @@ import datetime as _dt
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import RunDirError
 from ..records import CandidateRecord, utc_now
 from ..results import read_json, write_json
 
-__all__ = ["CLOCK", "SearchClock", "time_limit", "archive_search_seconds", "read_clock"]
+__all__ = ["CLOCK", "SearchClock", "time_limit", "archive_search_seconds", "read_clock", "record_search_seconds"]
 
 CLOCK = "search_clock.json"
 _WRITE_EVERY = 5.0          # seconds between writes while candidates finish
@@ -96,6 +96,42 @@ def read_clock(run_dir: Path) -> Optional[Dict[str, Any]]:
             _when(s["started"], f"{path}: session {i}")
     total = sum(float(s["seconds"]) for s in sessions)
     return {"seconds": total, "sessions": [dict(s) for s in sessions]}
+
+
+def record_search_seconds(records: Sequence[CandidateRecord],
+                          sessions: Sequence[Dict[str, Any]]) -> List[Tuple[int, float]]:
+    """The search time at which each record was written, on the run's clock (all sessions counted).
+
+    A record written in session k (the last session started at or before its time stamp) was written at the
+    seconds of sessions 0..k-1 plus its time since session k's search began.
+
+    Args:
+        records: search-stage records, each with its ``time`` stamp.
+        sessions: the clock file's sessions (`read_clock`), each with ``started`` and ``seconds``.
+
+    Returns:
+        One ``(session index, search seconds)`` pair per record, in the records' order.
+
+    Raises:
+        RunDirError: a session without a start time, a record without a time stamp or written before the
+            first session began.
+    """
+    starts = []
+    for i, s in enumerate(sessions):
+        if not s.get("started"):
+            raise RunDirError(f"{CLOCK}: session {i} has no start time, so its records cannot be placed on the clock")
+        starts.append(_when(s["started"], f"{CLOCK}: session {i}"))
+    before = [sum(float(s["seconds"]) for s in sessions[:i]) for i in range(len(sessions))]
+    out = []
+    for r in records:
+        if not r.time:
+            raise RunDirError(f"archive record {r.id} has no time stamp")
+        t = _when(r.time, f"archive record {r.id}")
+        k = max((i for i, st in enumerate(starts) if st <= t), default=None)
+        if k is None:
+            raise RunDirError(f"archive record {r.id} ({r.time}) was written before the run's first session began")
+        out.append((k, before[k] + (t - starts[k]).total_seconds()))
+    return out
 
 
 class SearchClock:
