@@ -110,6 +110,8 @@ def test_real_resume_after_crash_gives_the_same_pareto_set(real_run, fashion_sma
     assert search_lines(crashed) == search_lines(out)
 
 
+@pytest.mark.slow  # real training in replaced processes (about 45 s); the mechanism is tested with fakes in
+# test_search_runs.py::test_processes_replaced_after_tasks_per_process_give_the_same_archive
 def test_real_proxy_in_replaced_processes_equals_in_process_run(real_run, fashion_small, tmp_path):
     """The proxy evaluator's default: real training in worker processes replaced every tasks_per_process
     candidates (TensorFlow keeps every traced graph) gives the in-process run's archive and Pareto set."""
