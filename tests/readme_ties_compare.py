@@ -423,3 +423,24 @@ tie(CMP, "The supernets the comparison records (`supernets` in `compare.json`): 
 tie(CMP, "With the one preset shared by every seed (`compare_shared_preset.json`) it was {} and {}", _SP,
     lambda: [J(_SP)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"],
              J(_SP)["summary"]["hv_nachos_vs_static"]["mean_of_ratios"]])
+
+_F6O = "compare_final6_own.json"
+
+
+def _sol(source, method, seed, sid):
+    return next(s for s in _run(method, seed, source)["solutions"] if s["id"] == sid)
+
+
+tie(CMP, "test hypervolume nachos {} and {} (with the 2-epoch final stage {} and {}), random search {} and {} ({} and {}), "
+         "**nachos / random {}** ({} and {}; with 2 epochs {} and {} on these seeds)", _F6O,
+    lambda: [_run("nachos", s, _F6O)["hypervolume"] for s in (1, 2)] + [_run("nachos", s)["hypervolume"] for s in (1, 2)]
+    + [_run("random", s, _F6O)["hypervolume"] for s in (1, 2)] + [_run("random", s)["hypervolume"] for s in (1, 2)]
+    + [J(_F6O)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"]] + J(_F6O)["summary"]["hv_nachos_vs_random"]["per_seed"]
+    + [_run("nachos", s)["hypervolume"] / _run("random", s)["hypervolume"] for s in (1, 2)])
+tie(CMP, "seed 1's `c0787` reaches {} % test at {} expected MACs (2 epochs: {} % at {})", _F6O,
+    lambda: [100 * _sol(_F6O, "nachos", 1, "c0787")["test"]["accuracy"], _sol(_F6O, "nachos", 1, "c0787")["test"]["expected_macs"],
+             100 * _sol("compare.json", "nachos", 1, "c0787")["test"]["accuracy"],
+             _sol("compare.json", "nachos", 1, "c0787")["test"]["expected_macs"]])
+tie(CMP, "Best int8 TFLM test accuracy at <= 0.5M expected MACs on these seeds: {} % (random, seed 1, `c0219`, {} MACs)",
+    _F6O, lambda: [100 * J(_F6O)["summary"]["best_int8_at_0.5M"]["accuracy"],
+                   J(_F6O)["summary"]["best_int8_at_0.5M"]["expected_macs"]])
