@@ -118,8 +118,8 @@ def replace_rows(doc: Dict[str, Any], parts: Sequence[Path]) -> Dict[str, Any]:
     among their rows (refused otherwise: they would no longer share one supernet); rows of other evaluators
     made with the earlier supernet's cost (the proxy methods' time limit) are kept, and ``replaced`` says which
     and with what cost they ran; when such rows are replaced later (re-run, or cut to the seed's own cost), the
-    note moves them to ``rows_rerun_with_its_cost``. Refuses rows present twice among the parts, and rows the comparison does not
-    have."""
+    note moves them to ``rows_rerun_with_its_cost``. Refuses rows present twice among the parts, and rows the
+    comparison does not have."""
     doc = dict(doc, runs=list(doc["runs"]), supernets=dict(doc.get("supernets") or {}))
     settings = doc["settings"]
     given = dict((settings.get("supernet") or {}).get("from") or {})

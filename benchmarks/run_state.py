@@ -4,7 +4,8 @@ A `compare.py` run of the proxy methods searches for 3.1 h, longer than a sessio
 starts from a fresh clone: the ``runs/`` folder of the last one is gone, and with it what ``--resume`` would
 continue. A run folder's resumable state is three small JSON files (``config.json``, ``archive.jsonl``,
 ``search_clock.json``; `nt.search(..., resume=True)` replays the archive and the clock keeps the search time
-already spent; a run cut at a search time, `nachos_tf.nas.cut`, also has ``cut.json``), so this script copies them into the checkout, where they can be committed, and back:
+already spent; a run cut at a search time, `nachos_tf.nas.cut`, also has ``cut.json``), so this script copies
+them into the checkout, where they can be committed, and back:
 
     .venv/bin/python benchmarks/run_state.py save runs/compare_rs benchmarks/state/compare_rs      # end of a session
     .venv/bin/python benchmarks/run_state.py restore benchmarks/state/compare_rs runs/compare_rs   # next session
