@@ -33,9 +33,13 @@ demo: setup data firmware-tools
 	  .venv/bin/nachos-tf firmware $(DEMO_RUN)/deploy --target cortex-m4 --kernels cmsis-nn --run 2000; \
 	else echo "--- TFLM_ROOT not set: skipping the firmware build (nachos-tf firmware, README 'On a microcontroller')"; fi
 
+# the suite in two pytest-xdist workers, one test file per worker at a time (module fixtures such as a traced
+# supernet are built once per file); most tests are bound to one core (graph tracing, process start-up), so
+# this halves the wall clock on 2 cores. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 test: setup data firmware-tools
 	.venv/bin/lint-imports
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile)
 
 # the export compiled against real TFLM and run on the host and emulated Cortex-M4F (needs TFLM_ROOT;
 # about 20 min the first time, then the TFLM libraries come from ~/.cache/nachos-tf/tflm)

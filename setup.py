@@ -26,6 +26,6 @@ setup(
         "dask>=2024.1",
         "distributed>=2024.1",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"]},
     entry_points={"console_scripts": ["nachos-tf=nachos_tf_main:main"]},
 )

@@ -309,7 +309,8 @@ def test_local_processes_give_the_same_archive(fake_run, tmp_path):
     assert [s.to_dict() for s in res.admissible] == [s.to_dict() for s in fake_run[0].admissible]
 
 
-@pytest.mark.parametrize("workers,per", [(1, 7), (2, 4)])   # 18 candidates: 3 pools each
+# 18 candidates: 3 pools each; one worker's processes also by ProcessBackend's own test below
+@pytest.mark.parametrize("workers,per", [pytest.param(1, 7, marks=pytest.mark.slow), (2, 4)])
 def test_processes_replaced_after_tasks_per_process_give_the_same_archive(fake_run, tmp_path, workers, per):
     """An evaluator asking for `tasks_per_process` runs in processes (also with one worker) that are replaced
     after that many candidates each (at most per x workers per pool), with the in-process run's archive."""

@@ -56,18 +56,31 @@ def test_transformed_kernels_by_hand():
     np.testing.assert_array_equal(dw_kernel_np(plain, "s1_b0", 3, (3, 5, 7)), big[2:5, 2:5])
 
 
-def test_identity_matrices_change_nothing(space):
-    base = randomized_supernet(space, seed=4)
-    same = _with_transforms(space, base, scale=0.0)
-    x = np.random.default_rng(1).uniform(0, 255, (5,) + SHAPE).astype("float32")
-    for g in [space.sample(seed=i) for i in range(3)]:
-        for a, b in zip(base.subnet_predict(g, x), same.subnet_predict(g, x)):
-            np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
-
-
-def test_extraction_with_transformed_kernels_equals_the_supernet_forward_pass(space):
+@pytest.fixture(scope="module")
+def pair(space):
+    """A plain supernet and one with transformation matrices, every other weight the same (each traced once by
+    its first `subnet_predict`, which is most of these tests' time)."""
     base = randomized_supernet(space, seed=2)
-    sn = _with_transforms(space, base)
+    return base, _with_transforms(space, base)
+
+
+def test_identity_matrices_change_nothing(space, pair):
+    base, sn = pair
+    saved = {k: v.numpy() for k, v in sn.net.vars.items() if is_transform(k)}
+    x = np.random.default_rng(1).uniform(0, 255, (5,) + SHAPE).astype("float32")
+    try:
+        for k, v in saved.items():
+            sn.net.vars[k].assign(np.eye(v.shape[0], dtype="float32"))
+        for g in [space.sample(seed=i) for i in range(3)]:
+            for a, b in zip(base.subnet_predict(g, x), sn.subnet_predict(g, x)):
+                np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    finally:
+        for k, v in saved.items():
+            sn.net.vars[k].assign(v)
+
+
+def test_extraction_with_transformed_kernels_equals_the_supernet_forward_pass(space, pair):
+    base, sn = pair
     assert sn.kernel_transform and not base.kernel_transform
     x = np.random.default_rng(2).uniform(0, 255, (6,) + SHAPE).astype("float32")
     kernels, differs = set(), 0
@@ -88,8 +101,8 @@ def test_extraction_with_transformed_kernels_equals_the_supernet_forward_pass(sp
     assert kernels == {3, 5, 7} and differs >= 3
 
 
-def test_save_load_keeps_the_matrices(space, tmp_path):
-    sn = _with_transforms(space, randomized_supernet(space, seed=1))
+def test_save_load_keeps_the_matrices(space, pair, tmp_path):
+    sn = pair[1]
     sn.save(tmp_path / "kt")
     back = Supernet.load(tmp_path / "kt", space)
     assert back.kernel_transform
