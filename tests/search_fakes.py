@@ -173,3 +173,15 @@ REAL_BUDGET = S.Budget("test-real", population=4, generations=1, proxy_train=600
                        head_epochs=1, batch_size=64, final_train=600, final_epochs=0, final_head_epochs=1,
                        max_final=1)
 REAL_CONSTRAINTS = S.Constraints(min_accuracy=0.12, max_macs=6.0e4)
+
+
+def middle_cut(run_dir) -> float:
+    """A search time at which `cut_run` keeps some but not all of a run's search records. Records are stamped
+    to the second, so a fixed fraction of a few-second clock can fall before the first stamp; this takes the
+    middle one of the distinct times the records are placed at (`record_search_seconds`)."""
+    from nachos_tf.nas.clock import read_clock, record_search_seconds
+
+    recs = [r for r in R.Archive(Path(run_dir) / R.ARCHIVE).records() if isinstance(r, CandidateRecord)]
+    at = sorted({t for _, t in record_search_seconds(recs, read_clock(run_dir)["sessions"])})
+    assert len(at) >= 3, f"the run's records fall on only {len(at)} distinct seconds; run it longer"
+    return at[(len(at) - 1) // 2]

@@ -12,7 +12,7 @@ from nachos_tf import results as R
 from nachos_tf.errors import RunDirError
 from nachos_tf.nas.clock import read_clock
 
-from search_fakes import FakeEvaluator, fake_search, search_lines
+from search_fakes import FakeEvaluator, fake_search, middle_cut, search_lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import run_state  # noqa: E402
@@ -82,9 +82,9 @@ def test_restore_never_overwrites_a_run_and_checks_what_it_reads(tmp_path, capsy
 def test_a_cut_run_is_carried_with_its_cut_note(tmp_path):
     from nachos_tf.nas.cut import CUT, cut_run
 
-    long = fake_search(tmp_path / "long", evaluator=FakeEvaluator(sleep=0.02), generations=500, max_seconds=1.5)
+    long = fake_search(tmp_path / "long", evaluator=FakeEvaluator(sleep=0.02), generations=500, max_seconds=3.0)
     runs = tmp_path / "runs"
-    note = cut_run(long.out_dir, runs / "nachos_proxy" / "seed1", read_clock(long.out_dir)["seconds"] / 2)
+    note = cut_run(long.out_dir, runs / "nachos_proxy" / "seed1", middle_cut(long.out_dir))
     manifest = run_state.save(runs, tmp_path / "state")
     assert manifest["runs"]["nachos_proxy/seed1"]["records"] == note["kept"]
     assert manifest["runs"]["nachos_proxy/seed1"]["search_s"] == pytest.approx(note["clock_s"], abs=0.1)
