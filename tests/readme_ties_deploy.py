@@ -152,8 +152,8 @@ tie(DCK, "also agrees exactly, at {} on the same images", "deploy_check_qat.json
 DEMO = "### `make demo`, measured"
 
 
-def _d(*keys):
-    v = J("demo.json")
+def _d(*keys, source="demo.json"):
+    v = J(source)
     for k in keys:
         v = v[k]
     return v
@@ -182,10 +182,7 @@ tie(DEMO, "So the admissible set has **{} solutions**", "demo.json", lambda: [le
 
 
 def _r(*keys):
-    v = J("demo_recheck.json")
-    for k in keys:
-        v = v[k]
-    return v
+    return _d(*keys, source="demo_recheck.json")
 
 
 tie(DEMO, "where a candidate took {} s on average instead of {}", "demo_recheck.json",
