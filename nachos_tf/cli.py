@@ -210,7 +210,8 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
               help="NSGA-II, or random search (a baseline).")
 @click.option("--max-time", type=_Number(0.0, lo_open=True), default=None,
               help="Stop the search after this many seconds (at the end of a generation); final re-training follows.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Local processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local processes judging candidates, then re-training the finalists in parallel (same results).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="TensorFlow threads per process (default: all cores); e.g. --workers 2 --threads 1 on 2 cores.")
 @click.option("--dask-scheduler", default=None, help="Address of a running Dask scheduler (tcp://host:port).")
@@ -327,9 +328,11 @@ def _print_result(result) -> None:
               help="Leading candidates fine-tuned briefly before choosing (see `search --screen`; 0: off).")
 @click.option("--screen-train", type=click.IntRange(min=10), default=None,
               help="Training images of each screening fine-tune.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local processes re-training the finalists in parallel (same results).")
 @_friendly
 def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final_train, final_macs, rescore,
-             finalists, screen, screen_train):
+             finalists, screen, screen_train, workers):
     """Run the final stage of a finished search again into a new folder (more finalists, a longer
     re-training); nothing is searched again. Prints the admissible set."""
     from .fsio import ensure_writable
@@ -341,7 +344,7 @@ def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final
                                  ("screen", screen), ("screen_train", screen_train))
                if v is not None}
     ensure_writable(out_dir, folder=True)
-    _print_result(refinalize(run_dir, out_dir, progress=click.echo, **changes))
+    _print_result(refinalize(run_dir, out_dir, progress=click.echo, workers=workers, **changes))
 
 
 def _evaluator_name(value: str) -> str:

@@ -30,6 +30,7 @@ import keras
 from .errors import ConstraintError, DataError
 from .losses import LossConfig, distillation_kl, eenn_loss
 from .naming import exit_layout
+from .optim import LeanAdam
 from .predict import exit_outputs, predict_exits  # noqa: F401  (also importable from here, their home before)
 
 __all__ = ["train_eenn", "TrainHistory", "predict_exits", "exit_outputs", "EENNTrainer", "SupportSetCalibration",
@@ -462,7 +463,7 @@ def train_eenn(model: keras.Model, data: Any, loss: Optional[LossConfig] = None,
                                                     start_from_epoch=loss.calibration_warmup if use_sup else 0)
             cbs.append(stopper)
         cbs += list(callbacks or [])
-        trainer.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=False)
+        trainer.compile(optimizer=LeanAdam(lr), jit_compile=False)   # keras Adam, bit-identical, traced faster
         # create the optimizer slots now, so that tf.function does not trace the step twice
         trainer.optimizer.build(trainer.trainable_variables)
         steps = math.ceil(order.shape[1] / batch_size)

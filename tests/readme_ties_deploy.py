@@ -197,6 +197,24 @@ tie(DEMO, "holds on the faster machine only (with {} s to spare)", "demo.json",
     lambda: [600 - _d("seconds_until_checks_done")])
 
 
+def _w(*keys):
+    return _d(*keys, source="demo_workers.json")
+
+
+tie(DEMO, "the `make demo` above took **{} s** until the end of its checks", "demo_one_process.json",
+    lambda: [_d("seconds_until_checks_done", source="demo_one_process.json")])
+tie(DEMO, "a candidate {} s on average that time", "demo_one_process.json",
+    lambda: [_d("search", "evaluate_seconds_mean", source="demo_one_process.json")])
+tie(DEMO, "Two changes brought the same `make demo` to **{} s** until the end of its checks and {} s with the firmware",
+    "demo_workers.json", lambda: [_w("seconds_until_checks_done"), _w("make_demo_seconds")])
+tie(DEMO, "with the same {} candidates, the same four finalists and the same {} solutions", "demo_workers.json",
+    lambda: [_w("search", "candidates"), len(_w("admissible"))])
+tie(DEMO, "Two worker processes and a faster-tracing Adam (2026-12-07): {} s on that slower machine", "demo_workers.json",
+    lambda: [_w("seconds_until_checks_done")])
+tie(DEMO, "That is still {} s over the 10-minute goal on this machine", "demo_workers.json",
+    lambda: [_w("seconds_until_checks_done") - 600])
+
+
 def _demo_member(sid):
     return next(a for a in _d("admissible") if a["id"] == sid)
 

@@ -95,7 +95,7 @@ class FakeEvaluator:
             failed = failed or ["accuracy"]
         fin = FinalRecord(id=rec.id, genome=rec.genome, seed=rec.seed, rule=rec.rule, thresholds=rec.thresholds,
                           exit_macs=rec.exit_macs, val=val, test=test, constraints=g,
-                          metrics=dict(val, error=1 - acc), feasible=not failed, time="x",
+                          metrics=dict(val, error=1 - acc), feasible=not failed, time="x", extra={"pid": os.getpid()},
                           dropped="after re-training, validation misses " + ", ".join(failed) if failed else None)
         if not failed:
             rel = f"{R.MODELS}/{rec.id}.keras"
@@ -158,8 +158,9 @@ FAKE_CONSTRAINTS = S.Constraints(min_accuracy=0.6, max_macs=8.0e4)
 def fake_search(out_dir, data=None, **kw):
     kw.setdefault("evaluator", FakeEvaluator())
     kw.setdefault("progress", None)
+    kw.setdefault("budget", FAKE_BUDGET)
     return S.search(SearchSpace.mcu((8, 8, 1), 10), synthetic() if data is None else data, FAKE_CONSTRAINTS,
-                    budget=FAKE_BUDGET, seed=3, out_dir=out_dir, **kw)
+                    seed=3, out_dir=out_dir, **kw)
 
 
 def search_lines(path: Path):
@@ -167,6 +168,13 @@ def search_lines(path: Path):
     recs = R.Archive(path / R.ARCHIVE).read()[0]
     drop = ("time", "seconds", "train_seconds", "pid")
     return {r["id"]: {k: v for k, v in r.items() if k not in drop} for r in recs if r["stage"] == R.STAGE_SEARCH}
+
+
+def final_lines(path: Path):
+    """Final-stage archive records by id (the newest line of each), without wall-clock fields and the worker tag."""
+    recs = R.Archive(path / R.ARCHIVE).read()[0]
+    drop = ("time", "seconds", "train_seconds", "pid")
+    return {r["id"]: {k: v for k, v in r.items() if k not in drop} for r in recs if r["stage"] != R.STAGE_SEARCH}
 
 
 REAL_BUDGET = S.Budget("test-real", population=4, generations=1, proxy_train=600, proxy_val=300, epochs=0,

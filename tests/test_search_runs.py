@@ -18,7 +18,8 @@ from nachos_tf.genome import Genome
 from nachos_tf.report import report as draw_report
 from nachos_tf.space import SearchSpace
 
-from search_fakes import FAKE_BUDGET, FAKE_CONSTRAINTS, FakeEvaluator, fake_search, search_lines, synthetic
+from search_fakes import (FAKE_BUDGET, FAKE_CONSTRAINTS, FakeEvaluator, fake_search, final_lines, search_lines,
+                          synthetic)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,6 +283,18 @@ def test_dropped_after_retraining_is_reported(tmp_path):
     assert all(any(i in m and "dropped" in m for m in msgs) for i in dropped)
 
 
+def test_dropped_members_and_their_reserve_are_the_same_with_parallel_workers(tmp_path):
+    """The first max_final finalists are re-trained together by two workers; when one is dropped, one reserve
+    is tried after them, as in one process: the same final lines, and one line more than max_final."""
+    budget = FAKE_BUDGET.with_(max_final=2)
+    one = fake_search(tmp_path / "one", evaluator=FakeEvaluator(drop_odd=True), budget=budget)
+    two = fake_search(tmp_path / "two", evaluator=FakeEvaluator(drop_odd=True), budget=budget, workers=2)
+    lines = final_lines(tmp_path / "one")
+    assert lines == final_lines(tmp_path / "two")
+    assert one.dropped and len(lines) == budget.max_final + 1
+    assert [s.to_dict() for s in one.admissible] == [s.to_dict() for s in two.admissible]
+
+
 def test_accuracy_slack_lowers_only_the_search_floor(tmp_path):
     """Candidates are judged against min_accuracy - slack during the search; the admissible set against
     the true floor after re-training (the fake re-training keeps the proxy accuracy, so misses drop)."""
@@ -302,10 +315,16 @@ def test_accuracy_slack_lowers_only_the_search_floor(tmp_path):
 
 
 def test_local_processes_give_the_same_archive(fake_run, tmp_path):
+    """Two worker processes judge the candidates and re-train the finalists (in parallel): the same search and
+    final lines, and the same admissible set, as the run in this process."""
     res = fake_search(tmp_path / "run", workers=2)
     assert search_lines(tmp_path / "run") == search_lines(fake_run[2])
-    pids = {r["pid"] for r in R.Archive(tmp_path / "run" / R.ARCHIVE).read()[0] if r["stage"] == "search"}
+    lines = R.Archive(tmp_path / "run" / R.ARCHIVE).read()[0]
+    pids = {r["pid"] for r in lines if r["stage"] == "search"}
     assert os.getpid() not in pids
+    final_pids = {r["pid"] for r in lines if r["stage"] != "search"}
+    assert final_pids and os.getpid() not in final_pids
+    assert final_lines(tmp_path / "run") == final_lines(fake_run[2])
     assert [s.to_dict() for s in res.admissible] == [s.to_dict() for s in fake_run[0].admissible]
 
 

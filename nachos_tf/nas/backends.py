@@ -4,12 +4,16 @@ Every backend runs the run's evaluator (after its `setup`) on genomes and yields
 each finishes. A failing candidate becomes a `CandidateRecord.failed` record (one broken candidate must not
 end a long search); a `ConstraintError` (a wrong setting) stops the search. Every process pins TensorFlow
 to the run's thread count, which is what makes a worker's result equal to this process's.
+
+`map(task, items)` runs other work of the run with the workers' evaluator, e.g. the final stage's
+re-trainings (`nas.final`): local worker processes run it in parallel; a Dask backend runs it in this process
+(the tasks write models into the run folder, which Dask workers on other machines may not see).
 """
 from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 from ..errors import ConstraintError, NachosError, WorkerError
 from ..genome import Genome
@@ -18,6 +22,8 @@ from ..records import CandidateRecord
 __all__ = ["LocalBackend", "ProcessBackend", "DaskBackend", "make_backend", "pin_threads", "default_threads"]
 
 _PROCESS: Dict[str, Any] = {}   # per worker process: its copy of the evaluator
+#: work for `map`: ``task(evaluator, index, item) -> (index, result)``, a module-level function
+Task = Callable[[Any, int, Any], Tuple[int, Any]]
 
 
 def default_threads() -> int:
@@ -95,8 +101,8 @@ def _process_init(evaluator, parent_pid: int) -> None:
     _PROCESS["evaluator"] = evaluator
 
 
-def _process_run(index: int, genome: Dict[str, Any]) -> Tuple[int, CandidateRecord]:
-    return run_one(_PROCESS["evaluator"], index, genome)
+def _process_call(task: Task, index: int, item: Any) -> Tuple[int, Any]:
+    return task(_PROCESS["evaluator"], index, item)
 
 
 class LocalBackend:
@@ -108,8 +114,20 @@ class LocalBackend:
         self.evaluator = evaluator
 
     def run(self, genomes: Sequence[Dict[str, Any]]) -> Iterator[Tuple[int, CandidateRecord]]:
-        for i, g in enumerate(genomes):
-            yield run_one(self.evaluator, i, g)
+        return self.map(run_one, genomes)
+
+    def map(self, task: Task, items: Sequence[Any]) -> Iterator[Tuple[int, Any]]:
+        """``task(evaluator, index, item)`` for each item, one after another in this process.
+
+        Args:
+            task: a module-level function returning ``(index, result)``.
+            items: its inputs.
+
+        Returns:
+            An iterator of ``(index, result)`` in the order of `items`.
+        """
+        for i, item in enumerate(items):
+            yield task(self.evaluator, i, item)
 
     def close(self) -> None:
         pass
@@ -149,20 +167,36 @@ class ProcessBackend:
         return self.tasks_per_process is not None and self._submitted >= self.tasks_per_process * self.workers
 
     def run(self, genomes: Sequence[Dict[str, Any]]) -> Iterator[Tuple[int, CandidateRecord]]:
+        return self.map(run_one, genomes)
+
+    def map(self, task: Task, items: Sequence[Any]) -> Iterator[Tuple[int, Any]]:
+        """``task(evaluator, index, item)`` for each item, in the worker processes (at most one per process
+        at a time).
+
+        Args:
+            task: a module-level function (pickled by reference) returning ``(index, result)``.
+            items: its inputs (pickled).
+
+        Returns:
+            An iterator of ``(index, result)`` as each finishes.
+
+        Raises:
+            WorkerError: a worker process ended abruptly.
+        """
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
-        # At most one candidate per process is in flight, so that a used-up pool is replaced as soon as its
-        # last candidates finish (Python 3.11's max_tasks_per_child deadlocks with a backlog: cpython#115634).
-        pending = list(enumerate(genomes))[::-1]
+        # At most one task per process is in flight, so that a used-up pool is replaced as soon as its
+        # last tasks finish (Python 3.11's max_tasks_per_child deadlocks with a backlog: cpython#115634).
+        pending = list(enumerate(items))[::-1]
         running: set = set()
         try:
             while pending or running:
                 if self._pool_used_up() and not running:
                     self.close()
                 while pending and len(running) < self.workers and not self._pool_used_up():
-                    i, g = pending.pop()
-                    running.add(self._current_pool().submit(_process_run, i, g))
+                    i, item = pending.pop()
+                    running.add(self._current_pool().submit(_process_call, task, i, item))
                     self._submitted += 1
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -170,8 +204,9 @@ class ProcessBackend:
                         result = fut.result()
                     except BrokenProcessPool:
                         self.close()
-                        raise WorkerError("a worker process evaluating candidates ended abruptly (killed by the "
-                                          "system? when out of memory, `dmesg` says so)") from None
+                        what = "evaluating candidates" if task is run_one else "of the run"
+                        raise WorkerError(f"a worker process {what} ended abruptly (killed by the system? when "
+                                          "out of memory, `dmesg` says so)") from None
                     yield result
         finally:
             for f in running:
@@ -199,6 +234,7 @@ class DaskBackend:
             raise NachosError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         self.evaluator = self.client.scatter(evaluator, broadcast=True)
+        self.here = LocalBackend(evaluator)
 
     def run(self, genomes: Sequence[Dict[str, Any]]) -> Iterator[Tuple[int, CandidateRecord]]:
         from dask.distributed import as_completed
@@ -209,6 +245,19 @@ class DaskBackend:
                 yield fut.result()
         finally:
             self.client.cancel(futures)
+
+    def map(self, task: Task, items: Sequence[Any]) -> Iterator[Tuple[int, Any]]:
+        """``task(evaluator, index, item)`` for each item in this process (`LocalBackend.map`): the final stage's
+        tasks write into the run folder, which workers on other machines may not see.
+
+        Args:
+            task: a function returning ``(index, result)``.
+            items: its inputs.
+
+        Returns:
+            An iterator of ``(index, result)`` in the order of `items`.
+        """
+        return self.here.map(task, items)
 
     def close(self) -> None:
         if self.client.status not in ("closed", "closing"):

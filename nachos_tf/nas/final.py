@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from .pool import CandidatePool, fmt_time
 from ..macs import human as _human
 
 __all__ = ["spread", "by_hypervolume", "finalists", "leading_layers", "rescored", "distinct", "screened",
-           "pareto_doc", "final_stage"]
+           "pareto_doc", "final_stage", "finalize_task", "int8_task"]
 
 
 def spread(front: Sequence[CandidateRecord], k: int) -> List[CandidateRecord]:
@@ -208,7 +208,7 @@ def pareto_doc(constraints, finals: Sequence[FinalRecord]) -> Dict[str, Any]:
 
 
 def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, constraints, budget, out_dir: Path,
-                progress: Optional[Callable[[str], Any]], data=None) -> Dict[str, Any]:
+                progress: Optional[Callable[[str], Any]], data=None, backend=None) -> Dict[str, Any]:
     """Finalize the admissible front (reusing finished finalizations from the archive); write pareto.json.
 
     After re-training, a member that another one dominates is moved along its own trade-off curve to the
@@ -223,6 +223,8 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
         constraints: the user's constraints (what a finalized member must meet on validation).
         budget: the run's budget (`max_final` members chosen by `finalists`, after `rescored`).
         data: the run's Dataset (validation / test for moved members, int8 figures); None: neither step.
+        backend: where the re-trainings and int8 measurements run (`nas.backends`; with local worker processes
+            they run in parallel, with the same results); None: here, one after another.
 
     Returns:
         The pareto.json document.
@@ -234,53 +236,30 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
                                  budget.finalists)
     queue = chosen + reserves             # if a member is dropped after re-training, one reserve is tried
     by_id = {r.id: r for r in done}
-    finals: List[FinalRecord] = []
     if chosen:
         extra = len(chosen) - min(len(front), len(chosen))
         more = f" (the front and {extra} of the next non-dominated layers)" if extra else ""
         say(f"admissible front: {len(front)} candidates; re-training {len(chosen)}{more} with the final budget "
             f"({budget.final_train or 'all'} samples, {budget.final_epochs}+{budget.final_head_epochs} epochs)")
-    kept = 0
-    for i, rec in enumerate(queue):
-        if kept >= budget.max_final or i >= budget.max_final + 1:
-            break
-        tag = f"  [{i + 1}/{len(chosen)}]" if i < len(chosen) else "  [reserve]"
-        prev = by_id.get(rec.id)
-        if prev and (prev.dropped or (prev.model and (out_dir / prev.model).exists())):
-            fin = prev
-            say(f"{tag} {rec.id}: re-trained earlier (archive)")
-        else:
-            fin = evaluator.finalize(rec, out_dir)
-            if rec.extra.get("screened"):      # the middle fidelity it was chosen on, next to its search figures
-                was = rec.extra["screened"]
-                fin.extra["screened"] = dict(was, accuracy=float(rec.metrics.accuracy),
-                                             expected_macs=float(rec.metrics.expected_macs))
-                fin.search_metrics = {"accuracy": was["before_accuracy"], "expected_macs": was["before_expected_macs"]}
-            pool.archive.append(fin)
-            if fin.dropped:
-                say(f"{tag} {rec.id}: dropped: {fin.dropped}")
-            else:
-                held = (fin.extra.get("calibration") or {}).get("held_at")
-                at = f" (held at its search cost, {_human(held)})" if held else ""
-                tuned = fin.extra.get("fine_tune") or {}
-                if tuned and not tuned.get("kept"):
-                    at += (f"; inherited weights kept (fine-tuned: val acc {tuned['fine_tuned_accuracy']:.4f} "
-                           f"< {tuned['inherited_accuracy']:.4f})")
-                say(f"{tag} {rec.id}: val acc {fin.val['accuracy']:.4f}, "
-                    f"E[MACs] {_human(fin.val['expected_macs'])}{at}; test acc {fin.test['accuracy']:.4f}, "
-                    f"E[MACs] {_human(fin.test['expected_macs'])} ({fmt_time(fin.seconds)})")
-        finals.append(fin)
-        kept += not fin.dropped
+    by_pos: Dict[int, FinalRecord] = {}
+    first = queue[:budget.max_final]
+    _finalize_into(by_pos, list(enumerate(first)), len(chosen), by_id, evaluator, backend, pool, out_dir, say)
+    kept = sum(not f.dropped for f in by_pos.values())
+    if kept < budget.max_final and len(queue) > len(first):      # one reserve for the dropped, as before
+        _finalize_into(by_pos, [(len(first), queue[len(first)])], len(chosen), by_id, evaluator, backend, pool,
+                       out_dir, say)
+    finals: List[FinalRecord] = [by_pos[i] for i in sorted(by_pos)]
     if data is not None:
         finals = _reposition(finals, pool, out_dir, data, constraints, say)
         doc = pareto_doc(constraints, finals)
         on_front = {s["id"] for s in doc["solutions"]}
-        for k, fin in enumerate(finals):
-            if fin.id in on_front and fin.extra.get("int8_pending"):
-                finals[k] = measure_pending_int8(fin, out_dir, data)
-                pool.archive.append(finals[k])
-                q = finals[k].int8
-                say(f"  {fin.id}: int8 on TFLM: test acc {q['accuracy']:.4f}, E[MACs] {_human(q['expected_macs'])}")
+        pending = [(k, (fin, str(out_dir))) for k, fin in enumerate(finals)
+                   if fin.id in on_front and fin.extra.get("int8_pending")]
+        for _, (k, q) in _tasks(backend, evaluator, int8_task, pending):
+            finals[k] = q
+            pool.archive.append(q)
+            say(f"  {q.id}: int8 on TFLM: test acc {q.int8['accuracy']:.4f}, E[MACs] "
+                f"{_human(q.int8['expected_macs'])}")
     doc = pareto_doc(constraints, finals)
     kept_ids = {f.id for f in finals if not f.dropped}
     dominated = sorted(kept_ids - {s["id"] for s in doc["solutions"]})
@@ -288,6 +267,73 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
         say(f"  not in the final Pareto set (dominated after re-training): {', '.join(dominated)}")
     write_json(out_dir / PARETO, doc)
     return doc
+
+
+def finalize_task(evaluator, index: int, item: Tuple[CandidateRecord, str]) -> Tuple[int, FinalRecord]:
+    """A backend task: ``evaluator.finalize(record, out_dir)`` (in a worker process, or here)."""
+    from .backends import pin_threads
+
+    pin_threads(evaluator.context.threads)
+    record, out_dir = item
+    return index, evaluator.finalize(record, Path(out_dir))
+
+
+def int8_task(evaluator, index: int, item: Tuple[FinalRecord, str]) -> Tuple[int, FinalRecord]:
+    """A backend task: `measure_pending_int8` on the evaluator's dataset (in a worker process, or here)."""
+    fin, out_dir = item
+    return index, measure_pending_int8(fin, Path(out_dir), evaluator.context.dataset())
+
+
+def _tasks(backend, evaluator, task, keyed: Sequence[Tuple[Any, Any]]):
+    """``(j, (key, result))`` of `task` on each keyed item, through `backend` (None: here, in order)."""
+    from .backends import LocalBackend
+
+    run = (backend if backend is not None else LocalBackend(evaluator)).map(task, [item for _, item in keyed])
+    for j, result in run:
+        yield j, (keyed[j][0], result)
+
+
+def _finalize_into(by_pos: Dict[int, FinalRecord], todo: Sequence[Tuple[int, CandidateRecord]], n_chosen: int,
+                   by_id: Mapping[str, FinalRecord], evaluator, backend, pool: CandidatePool, out_dir: Path,
+                   say: Callable[[str], Any]) -> None:
+    """Finalize the (queue position, record) pairs into `by_pos`: those re-trained earlier from the archive, the
+    others through the backend (in parallel with worker processes); each new one archived as it finishes."""
+    fresh = []
+    for pos, rec in todo:
+        prev = by_id.get(rec.id)
+        if prev and (prev.dropped or (prev.model and (out_dir / prev.model).exists())):
+            by_pos[pos] = prev
+            say(f"{_tag(pos, n_chosen)} {rec.id}: re-trained earlier (archive)")
+        else:
+            fresh.append((pos, (rec, str(out_dir))))
+    for _, (pos, fin) in _tasks(backend, evaluator, finalize_task, fresh):
+        rec = next(r for p, r in todo if p == pos)
+        if rec.extra.get("screened"):      # the middle fidelity it was chosen on, next to its search figures
+            was = rec.extra["screened"]
+            fin.extra["screened"] = dict(was, accuracy=float(rec.metrics.accuracy),
+                                         expected_macs=float(rec.metrics.expected_macs))
+            fin.search_metrics = {"accuracy": was["before_accuracy"], "expected_macs": was["before_expected_macs"]}
+        pool.archive.append(fin)
+        by_pos[pos] = fin
+        say(f"{_tag(pos, n_chosen)} {rec.id}: {_final_line(fin)}")
+
+
+def _tag(pos: int, n_chosen: int) -> str:
+    return f"  [{pos + 1}/{n_chosen}]" if pos < n_chosen else "  [reserve]"
+
+
+def _final_line(fin: FinalRecord) -> str:
+    """What a finalized member's progress line says after its id."""
+    if fin.dropped:
+        return f"dropped: {fin.dropped}"
+    held = (fin.extra.get("calibration") or {}).get("held_at")
+    at = f" (held at its search cost, {_human(held)})" if held else ""
+    tuned = fin.extra.get("fine_tune") or {}
+    if tuned and not tuned.get("kept"):
+        at += (f"; inherited weights kept (fine-tuned: val acc {tuned['fine_tuned_accuracy']:.4f} "
+               f"< {tuned['inherited_accuracy']:.4f})")
+    return (f"val acc {fin.val['accuracy']:.4f}, E[MACs] {_human(fin.val['expected_macs'])}{at}; test acc "
+            f"{fin.test['accuracy']:.4f}, E[MACs] {_human(fin.test['expected_macs'])} ({fmt_time(fin.seconds)})")
 
 
 def _reposition(finals: List[FinalRecord], pool: CandidatePool, out_dir: Path, data, constraints,

@@ -152,8 +152,9 @@ def search(space: SearchSpace, data: Union[Dataset, DataRef, str], constraints: 
         seed: the run's seed (sampling, candidate training, data subsets).
         out_dir: the run folder (a new temporary folder when None).
         resume: continue an interrupted run in out_dir, evaluating nothing twice.
-        workers: local worker processes.
-        dask_scheduler: "tcp://host:port" of a running Dask cluster.
+        workers: local worker processes: they judge the candidates and then re-train and measure the finalists,
+            in parallel, with the results of one process (same `threads`).
+        dask_scheduler: "tcp://host:port" of a running Dask cluster (the final stage then runs in this process).
         generations: overrides the budget's generations (None: kept).
         population: overrides the budget's population (None: kept).
         progress: called with one line per candidate and generation (None: silent).
@@ -238,13 +239,13 @@ def _run(space, dataset, ref, spec: RunSpec, ev, out: Path, archive: Archive, re
                  make_termination(spec.budget.generations, spec.max_seconds, clock, pool.replaying), seed=spec.seed,
                  callback=callback, verbose=False, copy_algorithm=False)
         clock.stop()                      # the final stage is not search time
-        backend.close()                   # the final stage runs here: free the workers first
         if not admissible_front(pool.records):
             write_json(out / PARETO, {"constraints": spec.constraints.to_dict(), "solutions": []})
             _report(out)
             raise NoAdmissibleSolutionError(explain_no_admissible(pool.records, search_c, spec.constraints)
                                             + f"\n(run folder: {out})")
-        doc = final_stage(pool, finals, ev, spec.constraints, spec.budget, out, progress, data=ctx.dataset())
+        doc = final_stage(pool, finals, ev, spec.constraints, spec.budget, out, progress, data=ctx.dataset(),
+                          backend=backend)  # local workers re-train the finalists in parallel
     except KeyboardInterrupt:
         clock.save()                      # (stopped with the search: the final stage does not count)
         say(f"interrupted: {_safe(archive, out)}")
@@ -344,7 +345,7 @@ FINAL_FIELDS = ("final_train", "final_epochs", "final_head_epochs", "max_final",
 
 
 def refinalize(run_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], progress: Progress = print,
-               data: Optional[Union[Dataset, DataRef, str]] = None, **changes: Any) -> SearchResult:
+               data: Optional[Union[Dataset, DataRef, str]] = None, workers: int = 1, **changes: Any) -> SearchResult:
     """Run the final stage of a finished search again, into a new run folder, with a changed final budget.
 
     Nothing is searched again: the search's candidate lines of ``archive.jsonl`` are copied as they are, with
@@ -358,6 +359,8 @@ def refinalize(run_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike
         out_dir: the new run folder (absent or empty; or an interrupted refinalize with the same settings).
         progress: progress lines (None: silent).
         data: needed only if the run was started from an in-memory Dataset.
+        workers: local worker processes re-training the finalists in parallel (same results; a script must
+            then guard its entry code with ``if __name__ == "__main__":``).
         **changes: Budget fields of the final stage (`FINAL_FIELDS`), e.g. ``max_final=4, final_epochs=5``.
 
     Returns:
@@ -428,10 +431,13 @@ def refinalize(run_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike
         if not admissible_front(pool.records):
             raise NoAdmissibleSolutionError(explain_no_admissible(pool.records, new.search_constraints,
                                                                   new.constraints) + f"\n(run folder: {src})")
+        backend = make_backend(workers, None, ev)
         try:
-            doc = final_stage(pool, finals, ev, new.constraints, budget, out, progress, data=dataset)
+            doc = final_stage(pool, finals, ev, new.constraints, budget, out, progress, data=dataset, backend=backend)
         except KeyboardInterrupt:
             say(f"interrupted: finished re-trainings are safe in {out / ARCHIVE}; run the same refinalize again "
                 "to continue")
             raise
+        finally:
+            backend.close()
     return _finish(out, doc)
