@@ -19,21 +19,28 @@ DEMO_SEARCH_BOARD ?=
 # TensorFlow's single-threaded graph tracing and TFLM runs with the other worker's training.
 DEMO_WORKERS ?= 2
 
-# The quick search on real Fashion-MNIST (under 10 min on 2 idle cores, README "make demo, measured"), then the int8 staged export of the first
-# admissible solution and its figures measured on TFLM, then two independent checks of what was reported.
+# The quick search on real Fashion-MNIST (about 10 min on 2 idle cores, README "make demo, measured"), then the int8 staged
+# export of the first admissible solution and its figures measured on TFLM, and two independent checks of what was
+# reported (the first runs beside the export and evaluation: it only reads the run folder).
 # A second `make demo` resumes (replays) the run.
 demo: setup data firmware-tools
 	@if [ -f $(DEMO_RUN)/config.json ]; then .venv/bin/nachos-tf search --resume $(DEMO_RUN) --workers $(DEMO_WORKERS); \
 	else .venv/bin/nachos-tf search --dataset fashion_mnist --min-accuracy 0.85 --max-macs 1.0M \
 	  --budget quick --seed 0 --workers $(DEMO_WORKERS) $(if $(DEMO_SEARCH_BOARD),--target $(DEMO_SEARCH_BOARD)) \
 	  --out $(DEMO_RUN); fi
-	.venv/bin/nachos-tf export $(DEMO_RUN) --solution 0 --out $(DEMO_RUN)/deploy $(if $(DEMO_BOARD),--target $(DEMO_BOARD))
+	@echo "--- check 1 of 2, beside the export (one core each): the saved Keras models vs pareto.json"
+	@$(PY) benchmarks/verify_run.py $(DEMO_RUN) --out $(DEMO_RUN)/verify.json > $(DEMO_RUN)/verify.log 2>&1 & vpid=$$!; \
+	set -e; \
+	echo ".venv/bin/nachos-tf export $(DEMO_RUN) --solution 0 --out $(DEMO_RUN)/deploy $(if $(DEMO_BOARD),--target $(DEMO_BOARD))"; \
+	.venv/bin/nachos-tf export $(DEMO_RUN) --solution 0 --out $(DEMO_RUN)/deploy $(if $(DEMO_BOARD),--target $(DEMO_BOARD)); \
+	echo ".venv/bin/nachos-tf evaluate $(DEMO_RUN)/deploy --dataset fashion_mnist --split test --limit 2000"; \
 	.venv/bin/nachos-tf evaluate $(DEMO_RUN)/deploy --dataset fashion_mnist --split test --limit 2000 \
-	  --json $(DEMO_RUN)/deploy/evaluate.json
-	@echo "--- independent checks: saved Keras models vs pareto.json; C arrays and a second TFLM runner vs evaluate"
-	$(PY) benchmarks/verify_run.py $(DEMO_RUN) --out $(DEMO_RUN)/verify.json
+	  --json $(DEMO_RUN)/deploy/evaluate.json; \
+	echo "--- check 2 of 2: the C arrays and a second TFLM runner vs evaluate"; \
 	$(PY) benchmarks/deploy_check.py $(DEMO_RUN)/deploy --dataset fashion_mnist --limit 2000 \
-	  --out $(DEMO_RUN)/deploy/deploy_check.json
+	  --out $(DEMO_RUN)/deploy/deploy_check.json; \
+	echo "--- check 1 of 2 (benchmarks/verify_run.py, $(DEMO_RUN)/verify.log):"; \
+	if wait $$vpid; then cat $(DEMO_RUN)/verify.log; else cat $(DEMO_RUN)/verify.log; exit 1; fi
 	@if [ -n "$$TFLM_ROOT" ]; then echo "--- the export as Cortex-M4F firmware (TFLM, CMSIS-NN) under QEMU, checked image by image"; \
 	  .venv/bin/nachos-tf firmware $(DEMO_RUN)/deploy --target cortex-m4 --kernels cmsis-nn --run 2000; \
 	else echo "--- TFLM_ROOT not set: skipping the firmware build (nachos-tf firmware, README 'On a microcontroller')"; fi
