@@ -18,6 +18,9 @@ DEMO_SEARCH_BOARD ?=
 # two at a time. Same results as one process (each keeps the run's thread count); on 2 cores this overlaps
 # TensorFlow's single-threaded graph tracing and TFLM runs with the other worker's training.
 DEMO_WORKERS ?= 2
+DEMO_EXPORT = .venv/bin/nachos-tf export $(DEMO_RUN) --solution 0 --out $(DEMO_RUN)/deploy $(if $(DEMO_BOARD),--target $(DEMO_BOARD))
+DEMO_EVALUATE = .venv/bin/nachos-tf evaluate $(DEMO_RUN)/deploy --dataset fashion_mnist --split test --limit 2000 \
+  --json $(DEMO_RUN)/deploy/evaluate.json
 
 # The quick search on real Fashion-MNIST (about 10 min on 2 idle cores, README "make demo, measured"), then the int8 staged
 # export of the first admissible solution and its figures measured on TFLM, and two independent checks of what was
@@ -31,11 +34,8 @@ demo: setup data firmware-tools
 	@echo "--- check 1 of 2, beside the export (one core each): the saved Keras models vs pareto.json"
 	@$(PY) benchmarks/verify_run.py $(DEMO_RUN) --out $(DEMO_RUN)/verify.json > $(DEMO_RUN)/verify.log 2>&1 & vpid=$$!; \
 	set -e; \
-	echo ".venv/bin/nachos-tf export $(DEMO_RUN) --solution 0 --out $(DEMO_RUN)/deploy $(if $(DEMO_BOARD),--target $(DEMO_BOARD))"; \
-	.venv/bin/nachos-tf export $(DEMO_RUN) --solution 0 --out $(DEMO_RUN)/deploy $(if $(DEMO_BOARD),--target $(DEMO_BOARD)); \
-	echo ".venv/bin/nachos-tf evaluate $(DEMO_RUN)/deploy --dataset fashion_mnist --split test --limit 2000"; \
-	.venv/bin/nachos-tf evaluate $(DEMO_RUN)/deploy --dataset fashion_mnist --split test --limit 2000 \
-	  --json $(DEMO_RUN)/deploy/evaluate.json; \
+	echo "$(DEMO_EXPORT)"; $(DEMO_EXPORT); \
+	echo "$(DEMO_EVALUATE)"; $(DEMO_EVALUATE); \
 	echo "--- check 2 of 2: the C arrays and a second TFLM runner vs evaluate"; \
 	$(PY) benchmarks/deploy_check.py $(DEMO_RUN)/deploy --dataset fashion_mnist --limit 2000 \
 	  --out $(DEMO_RUN)/deploy/deploy_check.json; \

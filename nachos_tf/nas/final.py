@@ -255,7 +255,7 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
         on_front = {s["id"] for s in doc["solutions"]}
         pending = [(k, (fin, str(out_dir))) for k, fin in enumerate(finals)
                    if fin.id in on_front and fin.extra.get("int8_pending")]
-        for _, (k, q) in _tasks(backend, evaluator, int8_task, pending):
+        for k, q in _tasks(backend, evaluator, int8_task, pending):
             finals[k] = q
             pool.archive.append(q)
             say(f"  {q.id}: int8 on TFLM: test acc {q.int8['accuracy']:.4f}, E[MACs] "
@@ -270,10 +270,8 @@ def final_stage(pool: CandidatePool, done: Sequence[FinalRecord], evaluator, con
 
 
 def finalize_task(evaluator, index: int, item: Tuple[CandidateRecord, str]) -> Tuple[int, FinalRecord]:
-    """A backend task: ``evaluator.finalize(record, out_dir)`` (in a worker process, or here)."""
-    from .backends import pin_threads
-
-    pin_threads(evaluator.context.threads)
+    """A backend task: ``evaluator.finalize(record, out_dir)`` (in a worker process, or here; both run with the
+    run's thread count)."""
     record, out_dir = item
     return index, evaluator.finalize(record, Path(out_dir))
 
@@ -285,12 +283,12 @@ def int8_task(evaluator, index: int, item: Tuple[FinalRecord, str]) -> Tuple[int
 
 
 def _tasks(backend, evaluator, task, keyed: Sequence[Tuple[Any, Any]]):
-    """``(j, (key, result))`` of `task` on each keyed item, through `backend` (None: here, in order)."""
+    """``(key, result)`` of `task` on each (key, item), as each finishes, through `backend` (None: here, in order)."""
     from .backends import LocalBackend
 
     run = (backend if backend is not None else LocalBackend(evaluator)).map(task, [item for _, item in keyed])
     for j, result in run:
-        yield j, (keyed[j][0], result)
+        yield keyed[j][0], result
 
 
 def _finalize_into(by_pos: Dict[int, FinalRecord], todo: Sequence[Tuple[int, CandidateRecord]], n_chosen: int,
@@ -305,9 +303,8 @@ def _finalize_into(by_pos: Dict[int, FinalRecord], todo: Sequence[Tuple[int, Can
             by_pos[pos] = prev
             say(f"{_tag(pos, n_chosen)} {rec.id}: re-trained earlier (archive)")
         else:
-            fresh.append((pos, (rec, str(out_dir))))
-    for _, (pos, fin) in _tasks(backend, evaluator, finalize_task, fresh):
-        rec = next(r for p, r in todo if p == pos)
+            fresh.append(((pos, rec), (rec, str(out_dir))))
+    for (pos, rec), fin in _tasks(backend, evaluator, finalize_task, fresh):
         if rec.extra.get("screened"):      # the middle fidelity it was chosen on, next to its search figures
             was = rec.extra["screened"]
             fin.extra["screened"] = dict(was, accuracy=float(rec.metrics.accuracy),
