@@ -217,6 +217,31 @@ tie(DEMO, "a candidate took {} s on average in this run", "demo_workers.json",
     lambda: [_w("search", "evaluate_seconds_mean")])
 
 
+CONCRETE = ("demo_before_concrete.json", "demo_concrete.json", "demo_concrete2.json")
+
+
+def _cs(*keys):
+    v = J("convert_speed.json")
+    for k in keys:
+        v = v[k]
+    return v
+
+
+tie(DEMO, "the conversion took {} s through the SavedModel export and {} s without it", "convert_speed.json",
+    lambda: [_cs("seconds_keras_export"), _cs("seconds_concrete_function")])
+tie(DEMO, "TFLM on the 10,000 test images) {} s", "convert_speed.json", lambda: [_cs("int8_report", "seconds")])
+tie(DEMO, "a candidate took {} to {} s on average with the two workers, {} s in the run above", "demo_concrete*.json",
+    lambda: [min(_d("search", "evaluate_seconds_mean", source=f) for f in CONCRETE),
+             max(_d("search", "evaluate_seconds_mean", source=f) for f in CONCRETE),
+             _w("search", "evaluate_seconds_mean")])
+tie(DEMO, "of the commit before took **{} s** until the end of its checks", CONCRETE[0],
+    lambda: [_d("seconds_until_checks_done", source=CONCRETE[0])])
+tie(DEMO, "with the change **{} s** and **{} s** in two runs after it", "demo_concrete*.json",
+    lambda: [_d("seconds_until_checks_done", source=f) for f in CONCRETE[1:]])
+tie(DEMO, "each with the same {} candidates, the same four finalists and the same {} solutions", "demo_concrete*.json",
+    lambda: [_d("search", "candidates", source=CONCRETE[2]), len(_d("admissible", source=CONCRETE[2]))])
+
+
 def _demo_member(sid):
     return next(a for a in _d("admissible") if a["id"] == sid)
 

@@ -26,6 +26,22 @@ from readme_ties_compare import _SP, _XFC, _cmp_runs
 from readme_ties_speed import FG, R10, RN10, SWE, _KT, _P5, _SE, _ps, _scr, _snaps, _stem, _vm
 
 
+def test_conversion_change_left_the_demo_results_as_they_were():
+    """The README says the demo runs with the new int8 conversion kept the same solutions, int8 figures and stage
+    sizes as the run before it and as the previous session's; and that every stage converted to the same model."""
+    def solutions(name):
+        return [(s["id"], s["val"], s["test"], s["int8"]) for s in J(name)["admissible"]]
+
+    ref = solutions("demo_workers.json")
+    assert len(ref) == 4
+    for name in ("demo_before_concrete.json", "demo_concrete.json", "demo_concrete2.json"):
+        assert solutions(name) == ref, name
+        assert J(name)["verify_ok"] and J(name)["deploy_check_ok"]
+    speed = J("convert_speed.json")
+    assert speed["all_same_content"] and speed["int8_report"]["agrees_with_pareto_json"]
+    assert len(speed["stages"]) == 4 and all(r["same_content"] for r in speed["stages"])
+
+
 def test_crossfit_comparison_claims():
     """The prose around the cross-fitting figures: random search's seed-1 hypervolume unchanged, `c0360` among its
     seed-0 finalists, NSGA-II's finalists with two or three early exits at 20 or 24 px."""

@@ -37,3 +37,59 @@ def to_int8_tflite(model, n_samples: int = 4, seed: int = 0, low: float = 0.0, h
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     return conv.convert()
+
+
+def keras_export_int8(model, samples) -> bytes:
+    """Full-int8 conversion of a single-input model through `TFLiteConverter.from_keras_model` (Keras'
+    SavedModel export), calibrated on `samples` (float, one row each): the documented path, which
+    `tflite_export.quantize.to_int8_tflite` is compared with."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([np.asarray(samples[i:i + 1], np.float32)] for i in range(len(samples)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    return bytes(conv.convert())
+
+
+def assert_same_int8_model(new: bytes, old: bytes, samples, n_outputs: int, n_images: int = 5) -> None:
+    """The two flatbuffers have the same operators (with their tensors), constant data, SignatureDef
+    (names, positions, scales, zero points) and input quantisation, and give the same int8 outputs on the
+    TFLM micro kernels for the first `n_images` samples. Only conversion metadata and tensor names may
+    differ."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from tflite_export import flatbuffer as fb
+    from tflite_export.int8 import quantize_input
+    from tflite_export.stages import input_quant
+
+    a, b = fb.read_model(new), fb.read_model(old)
+    ga, gb = a.subgraphs[0], b.subgraphs[0]
+
+    def ops(m, g):
+        return [(int(m.operatorCodes[o.opcodeIndex].builtinCode), list(o.inputs), list(o.outputs))
+                for o in g.operators]
+
+    def consts(m, g):
+        return [None if t.buffer == 0 or m.buffers[t.buffer].data is None
+                else bytes(np.asarray(m.buffers[t.buffer].data, np.uint8)) for t in g.tensors]
+
+    def sig(blob):
+        return [(o.signature_name, o.position, o.scale, o.zero_point, o.dtype) for o in fb.signature_outputs(blob)]
+
+    assert ops(a, ga) == ops(b, gb) and len(ga.operators) > 3
+    assert consts(a, ga) == consts(b, gb)
+    assert sig(new) == sig(old) and len(sig(new)) == n_outputs
+    assert input_quant(new) == input_quant(old)
+    its = [runtime.Interpreter.from_bytes(blob, arena_size=1 << 20) for blob in (new, old)]
+    s, z = input_quant(new)
+    for i in range(n_images):
+        q = quantize_input(np.asarray(samples[i:i + 1], np.float32), s, z)
+        outs = []
+        for it in its:
+            it.set_input(q, 0)
+            it.invoke()
+            outs.append([it.get_output(k).copy() for k in range(n_outputs)])
+        for u, v in zip(*outs):
+            np.testing.assert_array_equal(u, v)

@@ -45,9 +45,34 @@ def _as_float_batches(representative_x, limit: int) -> List[np.ndarray]:
     return [x[i:i + 1] for i in range(min(limit, len(x)))]
 
 
+def _converter(keras_model: keras.Model, keras_export: bool = False):
+    """A TFLiteConverter for the model's inference call, without Keras' SavedModel export.
+
+    `from_keras_model` first writes the model as a SavedModel through `keras.export` (for a 4-stage EENN about
+    two thirds of the conversion time, most of it tracing the functions of the export archive). The converter
+    needs only the inference function: one concrete function of ``model(x, training=False)``, with its
+    variables tracked by a `tf.Module` so that the converter freezes them. The flatbuffer has the same
+    operators, weights, quantisation and SignatureDef (``serving_default``, outputs ``output_0``...) as
+    through `from_keras_model` (tests/test_export_pipeline.py compares the two). A model whose variables are
+    not plain TensorFlow variables (another backend, a mixed-precision policy) takes `from_keras_model`, as does
+    ``keras_export=True``.
+    """
+    import tensorflow as tf
+
+    held = [getattr(v, "value", None) for v in keras_model.variables]
+    if keras_export or not all(isinstance(v, tf.Variable) for v in held):
+        return tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    x = keras_model.inputs[0]
+    spec = tf.TensorSpec(x.shape, x.dtype, name=x.name)
+    fn = tf.function(lambda t: keras_model(t, training=False), input_signature=[spec])
+    variables = tf.Module()
+    variables.held = held
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], variables)
+
+
 def to_int8_tflite(keras_model: keras.Model, representative_x: np.ndarray,
                    num_samples: int = DEFAULT_CALIBRATION_SAMPLES, int8_input: bool = True,
-                   int8_output: bool = True) -> bytes:
+                   int8_output: bool = True, keras_export: bool = False) -> bytes:
     """Full-integer int8 .tflite of a single-input Keras model (int8 input and outputs by default).
 
     Args:
@@ -55,6 +80,8 @@ def to_int8_tflite(keras_model: keras.Model, representative_x: np.ndarray,
         representative_x: a batch of float samples from the training split (raw model inputs, e.g. pixels 0..255).
         num_samples: how many of them (the first) calibrate the activation ranges.
         int8_input, int8_output: make the model's input / its outputs int8 (else float32).
+        keras_export: convert through Keras' SavedModel export (`TFLiteConverter.from_keras_model`, the
+            documented path; the same model, about twice as slow) instead of a concrete function.
     Returns:
         The .tflite flatbuffer.
     Raises:
@@ -75,7 +102,7 @@ def to_int8_tflite(keras_model: keras.Model, representative_x: np.ndarray,
         for b in batches:
             yield [b]
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    conv = _converter(keras_model, keras_export)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = gen
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
