@@ -146,14 +146,6 @@ def _check_converts_and_runs_on_tflm(space, seed):
     assert shapes == sorted(int(t.shape[-1]) for t in m.outputs)
 
 
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", range(100, 124))
-def test_many_sampled_genomes_convert_to_full_int8(space, seed):
-    _check_converts_and_runs_on_tflm(space, seed)
-
-
 def test_a_sampled_genome_converts_to_full_int8_the_same_without_the_savedmodel_export(space):
     """A whole sampled EENN with squeeze-excite, hard-swish and several exits converts to full int8 (input and every
     output int8) and runs on TFLM; `tflite_export.quantize.to_int8_tflite` (a concrete function of the inference
@@ -161,7 +153,7 @@ def test_a_sampled_genome_converts_to_full_int8_the_same_without_the_savedmodel_
     SignatureDef, TFLM outputs). The slow test below converts 24 more sampled genomes."""
     from tflite_export import flatbuffer as fb
     from tflite_export.quantize import to_int8_tflite as convert
-    from tflite_helpers import assert_same_int8_model, keras_export_int8
+    from tflite_helpers import assert_same_int8_model
 
     def varied(g):
         p = g.params
@@ -171,6 +163,12 @@ def test_a_sampled_genome_converts_to_full_int8_the_same_without_the_savedmodel_
     m = nt.build_eenn(space, g)
     x = np.random.default_rng(0).uniform(0, 255, (16,) + space.input_shape).astype(np.float32)
     new = convert(m, x)
-    assert_same_int8_model(new, keras_export_int8(m, x), x, len(m.outputs))
+    assert_same_int8_model(new, to_int8_tflite(m, samples=x), x, len(m.outputs))
     outs = fb.signature_outputs(new)
     assert all(o.dtype == "int8" for o in outs) and fb.signature_inputs(new)[0].dtype == "int8"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 124))
+def test_many_sampled_genomes_convert_to_full_int8(space, seed):
+    _check_converts_and_runs_on_tflm(space, seed)

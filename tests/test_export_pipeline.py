@@ -541,10 +541,10 @@ def test_conversion_without_the_savedmodel_export_gives_the_same_flatbuffer(trai
     """`to_int8_tflite` converts a concrete function instead of Keras' SavedModel export: for every stage of a
     trained EENN (three outputs, then one) the same operators, weights and SignatureDef (names, positions,
     scales, zero points) as `TFLiteConverter.from_keras_model`, and the same int8 outputs on TFLM."""
-    from tflite_helpers import assert_same_int8_model, keras_export_int8
+    from tflite_helpers import assert_same_int8_model, to_int8_tflite as keras_export_int8
 
     m, x, y, xt, yt = trained
     parts = stg.split_stages(m)
     for st, feats in zip(parts, stg.stage_inputs(m, parts, x[:64])):
-        assert_same_int8_model(to_int8_tflite(st.model, feats), keras_export_int8(st.model, feats), feats,
+        assert_same_int8_model(to_int8_tflite(st.model, feats), keras_export_int8(st.model, samples=feats), feats,
                                len(st.outputs))

@@ -5,8 +5,9 @@ import numpy as np
 
 
 def to_int8_tflite(model, n_samples: int = 4, seed: int = 0, low: float = 0.0, high: float = 1.0,
-                   fast: bool = False) -> bytes:
-    """Convert with a random representative dataset and TFLITE_BUILTINS_INT8, int8 in/out.
+                   fast: bool = False, samples=None) -> bytes:
+    """Convert with a random representative dataset (or the float rows of ``samples``, single-input models) and
+    TFLITE_BUILTINS_INT8, int8 in/out.
 
     ``fast=False`` is the documented path (``from_keras_model``: SavedModel export, SignatureDef with
     ``output_k`` names, outputs reordered). ``fast=True`` traces a batch-1 concrete function and
@@ -19,6 +20,9 @@ def to_int8_tflite(model, n_samples: int = 4, seed: int = 0, low: float = 0.0, h
     shapes = [tuple(int(d) for d in t.shape[1:]) for t in model.inputs]
 
     def representative():
+        if samples is not None:
+            yield from ([np.asarray(samples[i:i + 1], np.float32)] for i in range(len(samples)))
+            return
         for _ in range(n_samples):
             yield [rng.uniform(low, high, (1,) + s).astype("float32") for s in shapes]
 
@@ -36,20 +40,6 @@ def to_int8_tflite(model, n_samples: int = 4, seed: int = 0, low: float = 0.0, h
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    return conv.convert()
-
-
-def keras_export_int8(model, samples) -> bytes:
-    """Full-int8 conversion of a single-input model through `TFLiteConverter.from_keras_model` (Keras'
-    SavedModel export), calibrated on `samples` (float, one row each): the documented path, which
-    `tflite_export.quantize.to_int8_tflite` is compared with."""
-    import tensorflow as tf
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([np.asarray(samples[i:i + 1], np.float32)] for i in range(len(samples)))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
     return bytes(conv.convert())
 
 

@@ -59,7 +59,7 @@ def _converter(keras_model: keras.Model, keras_export: bool = False):
     """
     import tensorflow as tf
 
-    held = [getattr(v, "value", None) for v in keras_model.variables]
+    held = [] if keras_export else [getattr(v, "value", None) for v in keras_model.variables]
     if keras_export or not all(isinstance(v, tf.Variable) for v in held):
         return tf.lite.TFLiteConverter.from_keras_model(keras_model)
     x = keras_model.inputs[0]
