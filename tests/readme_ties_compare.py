@@ -444,5 +444,29 @@ tie(CMP, "seed 1's `c0787` reaches {} % test at {} expected MACs (2 epochs: {} %
 tie(CMP, "Best int8 TFLM test accuracy at <= 0.5M expected MACs on these seeds: {} % (random, seed 1, `c0219`, {} MACs)",
     _F6O, lambda: [100 * J(_F6O)["summary"]["best_int8_at_0.5M"]["accuracy"],
                    J(_F6O)["summary"]["best_int8_at_0.5M"]["expected_macs"]])
-tie(CMP, "With the 6-epoch final stage for both methods, on seeds 1 and 2, nachos / random rises to {} (below).", _F6O,
-    lambda: [J(_F6O)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"]])
+tie(CMP, "With the 6-epoch final stage for both methods, on seeds 0-2, nachos / random rises to {} (below).",
+    "compare_final6_all.json", lambda: [J("compare_final6_all.json")["summary"]["hv_nachos_vs_random"]["mean_of_ratios"]])
+
+# the 6-epoch final stage on seed 0 (2026-12-07), merged with seeds 1 and 2 into compare_final6_all.json
+_F6A = "compare_final6_all.json"
+_F6R0 = "parts/f6_s0_random.json"
+_OLD360 = "parts/f6_s0_c0360_58ac29e.json"
+tie(CMP, "gave {} % float and {} % int8 TFLM test accuracy at {} expected MACs, the same figures to the last digit",
+    _F6R0, lambda: [100 * _sol(_F6R0, "random", 0, "c0360")["test"]["accuracy"],
+                    100 * _sol(_F6R0, "random", 0, "c0360")["int8"]["accuracy"],
+                    _sol(_F6R0, "random", 0, "c0360")["test"]["expected_macs"]])
+tie(CMP, "Test hypervolume: nachos {}, random search {}, static {}; **nachos / random {} over the three seeds** ({}, {} "
+         "and {}; goal 1.1: not met) and nachos / static {} on seed 0 (with 2 epochs {} on that seed)", _F6A,
+    lambda: [_run(m, 0, _F6A)["hypervolume"] for m in ("nachos", "random", "static")]
+    + [J(_F6A)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"]] + J(_F6A)["summary"]["hv_nachos_vs_random"]["per_seed"]
+    + [_run("nachos", 0, _F6A)["hypervolume"] / _run("static", 0, _F6A)["hypervolume"],
+       _run("nachos", 0)["hypervolume"] / _run("static", 0)["hypervolume"]])
+tie(CMP, "(static `c0313`: {} % test at {} MACs; nachos' best, `c0387`, {} % at {}", _F6A,
+    lambda: [100 * _sol(_F6A, "static", 0, "c0313")["test"]["accuracy"], _sol(_F6A, "static", 0, "c0313")["test"]["expected_macs"],
+             100 * _sol(_F6A, "nachos", 0, "c0387")["test"]["accuracy"],
+             _sol(_F6A, "nachos", 0, "c0387")["test"]["expected_macs"]])
+tie(CMP, "over the three seeds: {} % (random, seed 0, `c0360` re-calibrated for 0.5M, {} MACs)", _F6A,
+    lambda: [100 * J(_F6A)["summary"]["best_int8_at_0.5M"]["accuracy"], J(_F6A)["summary"]["best_int8_at_0.5M"]["expected_macs"]])
+tie(CMP, "(nachos {} candidates in 1,200 s, random search {}, static {}; seed 0 on 2026-12-03: {}, {} and {})", _F6A,
+    lambda: [_run(m, 0, _F6A)["candidates"] for m in ("nachos", "random", "static")]
+    + [_run(m, 0)["candidates"] for m in ("nachos", "random", "static")])

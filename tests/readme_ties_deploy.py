@@ -340,3 +340,20 @@ tie(DEMO, "The firmware gave the class and exit of `nachos-tf evaluate` on {} of
              and _d("firmware", "arena_used")[3] == 0 else -1])
 tie(DEMO, "so the whole `make demo` took {} s.", "demo.json", lambda: [_d("make_demo_seconds")])
 tie(DEMO, "TFLM took {} ms per image on this x86 host.", "demo.json", lambda: [_d("evaluate", "ms_per_image")])
+
+# one validation pass fewer per finalist (demo_valonce.json)
+_VO = "demo_valonce.json"
+tie(DEMO, "One `make demo` with it took **{} s** until the end of its checks", _VO,
+    lambda: [_d("seconds_until_checks_done", source=_VO)])
+tie(DEMO, "`benchmarks/demo_summary.py runs/dd --until-checks {} --out ...`", _VO,
+    lambda: [_d("seconds_until_checks_done", source=_VO)])
+tie(DEMO, "with the same {} candidates, the same four finalists and the same {} solutions, figure for figure; a "
+          "candidate took {} s on average (the runs above: {}-{} s). The four finalists' seconds summed to {} s (the "
+          "runs above: {}-{} s)", _VO,
+    lambda: [_d("search", "candidates", source=_VO), len(_d("admissible", source=_VO)),
+             _d("search", "evaluate_seconds_mean", source=_VO),
+             min(_d("search", "evaluate_seconds_mean", source=f) for f in CONCRETE),
+             max(_d("search", "evaluate_seconds_mean", source=f) for f in CONCRETE),
+             _d("final", "seconds_sum", source=_VO),
+             min(_d("final", "seconds_sum", source=f) for f in CONCRETE),
+             max(_d("final", "seconds_sum", source=f) for f in CONCRETE)])

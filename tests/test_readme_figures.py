@@ -34,12 +34,29 @@ def test_conversion_change_left_the_demo_results_as_they_were():
 
     ref = solutions("demo_workers.json")
     assert len(ref) == 4
-    for name in ("demo_before_concrete.json", "demo_concrete.json", "demo_concrete2.json"):
+    for name in ("demo_before_concrete.json", "demo_concrete.json", "demo_concrete2.json", "demo_valonce.json"):
         assert solutions(name) == ref, name
         assert J(name)["verify_ok"] and J(name)["deploy_check_ok"]
     speed = J("convert_speed.json")
     assert speed["all_same_content"] and speed["int8_report"]["agrees_with_pareto_json"]
     assert len(speed["stages"]) == 4 and all(r["same_content"] for r in speed["stages"])
+
+
+def test_c0360_fine_tune_is_the_same_with_the_commit_that_wrote_compare_final6():
+    """The README says `c0360`'s 6-epoch final stage gave the same figures, to the last digit, with today's code (in a
+    new seed-0 search) and with the code of 58ac29e (which wrote compare_final6.json), on this session's host, and
+    other figures on the host of compare_final6.json: a host difference, not a code change."""
+    new = next(s for s in J("parts/f6_s0_random.json")["runs"][0]["solutions"] if s["id"] == "c0360")
+    again = J("parts/f6_s0_c0360_58ac29e.json")
+    assert again["code"]["commit"].startswith("58ac29e") and not again["code"]["dirty"]
+    old = next(s for s in again["pareto"]["solutions"] if s["id"] == "c0360")
+    assert old["genome"] == new["genome"] and old["thresholds"] == new["thresholds"]
+    for key in ("val", "test"):
+        assert old[key] == new[key]
+    assert old["int8"]["accuracy"] == new["int8"]["accuracy"]
+    assert old["int8"]["expected_macs"] == new["int8"]["expected_macs"]
+    first = next(s for s in J("compare_final6.json")["runs"][0]["solutions"] if s["id"] == "c0360")
+    assert first["genome"] == new["genome"] and first["test"]["accuracy"] != new["test"]["accuracy"]
 
 
 def test_crossfit_comparison_claims():

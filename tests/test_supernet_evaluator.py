@@ -392,7 +392,8 @@ def test_screen_fine_tunes_briefly_and_judges_on_the_whole_split(small, saved_su
         assert a.metrics.params == r.metrics.params
 
 
-def test_finalize_keeps_the_better_weights_where_the_member_is_reported(small, saved_supernet, shared_ev, tmp_path):
+def test_finalize_keeps_the_better_weights_where_the_member_is_reported(small, saved_supernet, shared_ev, tmp_path,
+                                                                       monkeypatch):
     """`finalize` keeps the fine-tuned weights only if they are more accurate at the point the member is
     reported at (`final_macs` "search": held at no more than its search-time expected MACs), not at some other
     point of its curve. Second path: the extracted model, BN re-estimated, held at the search cost before and
@@ -437,9 +438,22 @@ def test_finalize_keeps_the_better_weights_where_the_member_is_reported(small, s
                verbose=0, teacher_logits=ev._teacher(train.x_train))
     tuned = [held_accuracy(cap) for cap in caps]
     assert tuned[0] < inherited[0] and tuned[1] > inherited[1]
+    import nachos_tf.predict
+
+    seen = []                                        # the split each prediction of finalize runs on
+    real_predict = nachos_tf.predict.predict_exits
+
+    def counted(m, x, *a, **k):
+        seen.append("val" if np.array_equal(x, small.x_val) else "test" if np.array_equal(x, small.x_test) else "?")
+        return real_predict(m, x, *a, **k)
+
+    monkeypatch.setattr(nachos_tf.predict, "predict_exits", counted)
     for cap, before, after in zip(caps, inherited, tuned):
+        seen.clear()
         fin = ev.finalize(dataclasses.replace(rec, metrics=dataclasses.replace(rec.metrics, expected_macs=cap)),
                           tmp_path)
+        # validation predicted twice (before and after the fine-tune), not a third time for the record
+        assert seen == ["val", "val", "test"]
         assert fin.extra["calibration"]["final_macs"] == "search" and fin.extra["calibration"]["held_at"] == cap
         assert fin.val["accuracy"] == pytest.approx(max(before, after), abs=1.01 / 300)
         assert fin.val["expected_macs"] <= cap * (1 + 1e-9)
@@ -447,3 +461,14 @@ def test_finalize_keeps_the_better_weights_where_the_member_is_reported(small, s
         assert tuned_info["kept"] == (after >= before) and tuned_info["at_most_macs"] == cap
         assert tuned_info["inherited_accuracy"] == pytest.approx(before, abs=1.01 / 300)
         assert tuned_info["fine_tuned_accuracy"] == pytest.approx(after, abs=1.01 / 300)
+        # the validation figures are those of the weights saved (finalize hands the outputs of the check to
+        # final_record instead of predicting them again: the inherited ones when those came back)
+        import keras
+
+        from nachos_tf.policy import thresholds_from_json
+
+        saved = keras.models.load_model(tmp_path / fin.model, compile=False)
+        probs, confs = predict_exits(saved, small.x_val)
+        again = simulate(probs, small.y_val, thresholds_from_json(fin.thresholds), rec.exit_macs, rec.rule,
+                         confs if rec.rule == "confidence" else None)
+        assert (again.accuracy, again.expected_macs) == (fin.val["accuracy"], fin.val["expected_macs"])

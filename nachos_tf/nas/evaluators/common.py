@@ -7,7 +7,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -188,7 +188,8 @@ def place_member(probs, confs, costs: Sequence[float], exit_macs: Sequence[float
 def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float], costs: Sequence[float],
                  rule: str, constraints, calibration: str, seed: Optional[int], out_dir: Path,
                  train_seconds: float, t0: float, final_macs: str = "search", tolerance: float = 0.0,
-                 extra: Optional[Mapping[str, Any]] = None) -> FinalRecord:
+                 extra: Optional[Mapping[str, Any]] = None,
+                 val_outputs: Optional[Tuple[Any, Any]] = None) -> FinalRecord:
     """Re-calibrate a finally trained model on validation, measure it on test, check the (true) constraints,
     and save it; a member that misses a constraint is `dropped`. Its int8 staged export is measured on TFLM
     later, by the final stage, and only if it ends in the final Pareto set (``int8_pending``; see
@@ -199,13 +200,14 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
     member at no more than its search-time expected MACs when the accuracy floor can be met there
     (`hold_search_cost`), "budget" takes the most accurate thresholds within max MACs; the record's
     `calibration` field says which one was used. `extra` adds entries to the record's `extra` (the supernet
-    evaluator's ``fine_tune``: whether the fine-tuned weights were kept).
+    evaluator's ``fine_tune``: whether the fine-tuned weights were kept). `val_outputs`: `predict_exits` of
+    `model` on ``data.x_val`` when the caller has them already (they are not predicted again).
     """
     from ...policy import simulate, thresholds_to_json
     from ...predict import predict_exits
 
     conf = lambda c: c if rule == "confidence" else None  # noqa: E731
-    pv, cv = predict_exits(model, data.x_val)
+    pv, cv = predict_exits(model, data.x_val) if val_outputs is None else val_outputs
     cal, held_at = place_member(pv, cv, costs, exit_macs, data.y_val, rule, constraints, calibration, tolerance,
                                 final_macs, float(record.metrics.expected_macs))
     how = {"final_macs": final_macs, "held_at": held_at, "method": calibration}

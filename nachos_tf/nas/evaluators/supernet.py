@@ -273,13 +273,15 @@ class SupernetEvaluator:
         t0 = time.time()
         b = c.budget
         model, exit_macs, seed = self._inherited(Genome.from_dict(record.genome))
-        train_s, tuned = 0.0, None
+        train_s, tuned, val_outputs = 0.0, None, None
         if self.finetune and b.final_epochs + b.final_head_epochs > 0:
-            train_s, tuned = self._finetune(model, exit_macs, seed, self._train_set(b.final_train), b.final_epochs,
-                                            b.final_head_epochs, keep_at=float(record.metrics.expected_macs))
+            train_s, tuned, val_outputs = self._finetune(model, exit_macs, seed, self._train_set(b.final_train),
+                                                         b.final_epochs, b.final_head_epochs,
+                                                         keep_at=float(record.metrics.expected_macs))
         return final_record(record, model, c.dataset(), exit_macs, exit_macs, exit_rule(c.space), c.target,
                             self.calibration, seed, out_dir, train_s, t0, final_macs=b.final_macs,
-                            tolerance=b.accuracy_tolerance, extra={"fine_tune": tuned} if tuned else None)
+                            tolerance=b.accuracy_tolerance, extra={"fine_tune": tuned} if tuned else None,
+                            val_outputs=val_outputs)
 
     def screen(self, records: Sequence[CandidateRecord]) -> List[CandidateRecord]:
         """A brief fine-tune of each record, judged on the whole validation split (`Budget.screen`).
@@ -344,37 +346,47 @@ class SupernetEvaluator:
         data = c.dataset()
         return data.subset(train=n, val=0, test=0, seed=int(c.seed)) if n is not None else data
 
-    def _val_point(self, model, exit_macs: Sequence[int], cap: float):
-        """`model` calibrated on the whole validation split where the final stage places a member (`final_record`)."""
+    def _val_outputs(self, model) -> Tuple[Any, Any]:
+        """`predict_exits` of `model` on the whole validation split: (exit probabilities, confidences)."""
         from ...predict import predict_exits
 
+        return predict_exits(model, self.context.dataset().x_val)
+
+    def _val_point(self, model, exit_macs: Sequence[int], cap: float, outputs: Optional[Tuple[Any, Any]] = None):
+        """`model` calibrated on the whole validation split where the final stage places a member (`final_record`);
+        `outputs`: its `_val_outputs`, when already computed."""
         c = self.context
         data, b = c.dataset(), c.budget
-        probs, confs = predict_exits(model, data.x_val)
+        probs, confs = self._val_outputs(model) if outputs is None else outputs
         return place_member(probs, confs, exit_macs, exit_macs, data.y_val, exit_rule(c.space), c.target,
                             self.calibration, b.accuracy_tolerance, b.final_macs, cap)[0]
 
     def _finetune(self, model, exit_macs: Sequence[int], seed: int, train, epochs: int, head_epochs: int,
-                  keep_at: Optional[float] = None) -> Tuple[float, Optional[Dict[str, Any]]]:
+                  keep_at: Optional[float] = None) -> Tuple[float, Optional[Dict[str, Any]], Optional[Tuple[Any, Any]]]:
         """Fine-tune in place on `train` (exits distilled from the largest subnet, a third of the learning rate). With
         `keep_at` (search-time expected MACs) the inherited weights come back unless validation accuracy improves at
         the point the final stage reports (`_val_point`). Returns the training seconds and, with `keep_at`, what the
-        check saw: ``{"kept", "inherited_accuracy", "fine_tuned_accuracy", "at_most_macs"}`` (None without)."""
+        check saw: ``{"kept", "inherited_accuracy", "fine_tuned_accuracy", "at_most_macs"}``, and the
+        `_val_outputs` of the weights the model is left with (for `final_record`, which would predict them again);
+        both None without `keep_at`."""
         from .proxy import train_built
 
         c, b = self.context, self.context.budget
         if keep_at is not None:
-            before, inherited = self._val_point(model, exit_macs, keep_at).result.accuracy, model.get_weights()
+            inherited, out_before = model.get_weights(), self._val_outputs(model)
+            before = self._val_point(model, exit_macs, keep_at, out_before).result.accuracy
         seconds = train_built(model, exit_macs, train, c.loss, seed, epochs, head_epochs, b.batch_size,
                               b.learning_rate / 3.0, teacher_logits=self._teacher(train.x_train))
         if keep_at is None:
-            return seconds, None
-        after = self._val_point(model, exit_macs, keep_at).result.accuracy
+            return seconds, None, None
+        out_after = self._val_outputs(model)
+        after = self._val_point(model, exit_macs, keep_at, out_after).result.accuracy
         if after < before:
             model.set_weights(inherited)
         return seconds, {"kept": bool(after >= before), "inherited_accuracy": float(before),
                          "fine_tuned_accuracy": float(after),
-                         "at_most_macs": float(keep_at) if b.final_macs == "search" else None}
+                         "at_most_macs": float(keep_at) if b.final_macs == "search" else None}, \
+            (out_after if after >= before else out_before)
 
     def _teacher(self, x: np.ndarray) -> np.ndarray:
         """The distillation teacher: the largest subnet's final-exit logits on `x` (BN re-estimated; cached)."""
