@@ -38,8 +38,8 @@ def _commit(module_file: str) -> dict:
 
 def member_folder(run_dir: Path, member: str, work: Path) -> None:
     """A run folder holding only `member`'s search record and `run_dir`'s config.json and search clock."""
-    lines = [line for line in (run_dir / "archive.jsonl").read_text().splitlines()
-             if line.strip() and json.loads(line).get("stage") == "search" and json.loads(line).get("id") == member]
+    records = [(line, json.loads(line)) for line in (run_dir / "archive.jsonl").read_text().splitlines() if line.strip()]
+    lines = [line for line, r in records if r.get("stage") == "search" and r.get("id") == member]
     if len(lines) != 1:
         raise SystemExit(f"{run_dir}/archive.jsonl has {len(lines)} search records of {member} (need one)")
     if work.exists():

@@ -381,12 +381,12 @@ class SupernetEvaluator:
             return seconds, None, None
         out_after = self._val_outputs(model)
         after = self._val_point(model, exit_macs, keep_at, out_after).result.accuracy
-        if after < before:
+        kept = after >= before
+        if not kept:
             model.set_weights(inherited)
-        return seconds, {"kept": bool(after >= before), "inherited_accuracy": float(before),
-                         "fine_tuned_accuracy": float(after),
-                         "at_most_macs": float(keep_at) if b.final_macs == "search" else None}, \
-            (out_after if after >= before else out_before)
+        seen = {"kept": bool(kept), "inherited_accuracy": float(before), "fine_tuned_accuracy": float(after),
+                "at_most_macs": float(keep_at) if b.final_macs == "search" else None}
+        return seconds, seen, (out_after if kept else out_before)
 
     def _teacher(self, x: np.ndarray) -> np.ndarray:
         """The distillation teacher: the largest subnet's final-exit logits on `x` (BN re-estimated; cached)."""
