@@ -156,7 +156,8 @@ def read_json(path: Path) -> Optional[Any]:
 
 
 #: Budget fields added after result files were written, with the value every run had before they existed.
-LATER_BUDGET_FIELDS = {"mutation": "pm", "mutation_rate": None, "screen": 0, "crossfit": 0}
+LATER_BUDGET_FIELDS = {"mutation": "pm", "mutation_rate": None, "screen": 0, "crossfit": 0,
+                       "final_schedule": "constant"}
 #: fields that only mean something when another one is on (dropped with it)
 _WITH = {"screen": ("screen_train",)}
 

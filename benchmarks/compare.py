@@ -182,7 +182,7 @@ class Bench:
         self.budget = replace(Budget.preset("quick"), name="compare", population=a.population, generations=100000,
                               proxy_train=a.proxy_train, proxy_val=a.proxy_val, head_epochs=a.head_epochs,
                               final_train=a.final_train, final_epochs=0, final_head_epochs=a.final_epochs,
-                              max_final=a.max_final, final_macs=a.final_macs,
+                              final_schedule=a.final_schedule, max_final=a.max_final, final_macs=a.final_macs,
                               accuracy_tolerance=a.accuracy_tolerance, rescore=a.rescore, finalists=a.finalists,
                               screen=a.screen, screen_train=a.screen_train, confirm=a.confirm, crossfit=a.crossfit,
                               mutation=a.mutation, mutation_rate=a.mutation_rate)

@@ -57,15 +57,20 @@ def main(argv=None) -> None:
     p.add_argument("member", help="the candidate id, e.g. c0360")
     p.add_argument("--work", type=Path, required=True, help="new folder for the one-member search copy")
     p.add_argument("--out", type=Path, required=True, help="result JSON")
+    p.add_argument("--final-head-epochs", type=int, default=None, help="change the run's exit-phase epochs")
+    p.add_argument("--final-schedule", choices=("constant", "cosine"), default=None,
+                   help="change the run's learning-rate schedule of the fine-tune (a commit that has it)")
     a = p.parse_args(argv)
     import nachos_tf as nt
 
     member_folder(a.run_dir, a.member, a.work)
     t0 = time.time()
-    nt.refinalize(a.work, a.work / "final", max_final=1)
+    changes = {k: v for k, v in (("final_head_epochs", a.final_head_epochs), ("final_schedule", a.final_schedule))
+               if v is not None}
+    nt.refinalize(a.work, a.work / "final", max_final=1, **changes)
     pareto = json.loads((a.work / "final" / "pareto.json").read_text())
     doc = {"benchmark": "member_again", "run_dir": str(a.run_dir), "member": a.member, "code": _commit(nt.__file__),
-           "seconds": round(time.time() - t0, 1), "argv": sys.argv, "pareto": pareto}
+           "seconds": round(time.time() - t0, 1), "argv": sys.argv, "changes": changes, "pareto": pareto}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(doc, indent=1) + "\n")
     sol = next((s for s in pareto["solutions"] if s["id"] == a.member), None)

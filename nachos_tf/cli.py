@@ -226,6 +226,9 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
               help="Where the final stage re-calibrates each re-trained member: at no more than its search-time "
                    "expected MACs (search, the default; keeps the front spread) or the most accurate within "
                    "--max-macs (budget).")
+@click.option("--final-schedule", type=click.Choice(["constant", "cosine"]), default=None,
+              help="Learning-rate schedule of the final stage's re-training: constant (the default) or cosine "
+                   "(decays to zero over each phase).")
 @click.option("--accuracy-tolerance", type=_Number(0.0, 0.5), default=None,
               help="Place each candidate at the cheapest point of its accuracy / expected-MAC curve that is at most "
                    "this much (a fraction, e.g. 0.0025) less accurate on validation than its most accurate point "
@@ -255,16 +258,17 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board_name, budget, generations, population,
            seed, algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir, evaluator, final_macs,
-           accuracy_tolerance, rescore, finalists, screen, screen_train, confirm, crossfit, mutation, mutation_rate):
+           final_schedule, accuracy_tolerance, rescore, finalists, screen, screen_train, confirm, crossfit, mutation, mutation_rate):
     """Joint backbone + exit NAS under accuracy / expected-MAC constraints; prints the admissible set."""
     from .fsio import ensure_writable
     from .nas import Constraints, DataRef, resume_search, search as run_search
     from .space import SearchSpace
 
     if resume_dir:
-        if any(v is not None for v in (threads, final_macs, accuracy_tolerance, rescore, finalists, screen,
-                                       screen_train, confirm, crossfit, mutation, mutation_rate)):
-            raise click.UsageError("--threads, --final-macs, --accuracy-tolerance, --rescore, --finalists, "
+        if any(v is not None for v in (threads, final_macs, final_schedule, accuracy_tolerance, rescore, finalists,
+                                       screen, screen_train, confirm, crossfit, mutation, mutation_rate)):
+            raise click.UsageError("--threads, --final-macs, --final-schedule, --accuracy-tolerance, --rescore, "
+                                   "--finalists, "
                                    "--screen, --screen-train, --confirm, --crossfit, --mutation and --mutation-rate "
                                    "come from the run's config.json when resuming (`nachos-tf finalize` re-runs the final stage)")
         if board_name:
@@ -285,7 +289,8 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
         data = ref.load()
         click.echo(data.summary())
         space = SearchSpace.mcu(data.input_shape, data.num_classes)
-        changes = {k: v for k, v in (("final_macs", final_macs), ("accuracy_tolerance", accuracy_tolerance),
+        changes = {k: v for k, v in (("final_macs", final_macs), ("final_schedule", final_schedule),
+                                     ("accuracy_tolerance", accuracy_tolerance),
                                      ("rescore", rescore), ("finalists", finalists), ("screen", screen),
                                      ("screen_train", screen_train), ("confirm", confirm), ("crossfit", crossfit),
                                      ("mutation", mutation), ("mutation_rate", mutation_rate)) if v is not None}
@@ -318,6 +323,8 @@ def _print_result(result) -> None:
               help="Epochs of the exit phase (NACHOS loss) of the re-training.")
 @click.option("--final-train", type=click.IntRange(min=10), default=None,
               help="Training images of the re-training (default: the run's).")
+@click.option("--final-schedule", type=click.Choice(["constant", "cosine"]), default=None,
+              help="Learning-rate schedule of the re-training (see `search --final-schedule`).")
 @click.option("--final-macs", type=click.Choice(["search", "budget"]), default=None,
               help="Where a re-trained member is re-calibrated (see `search --final-macs`).")
 @click.option("--rescore", type=click.IntRange(min=0), default=None,
@@ -331,8 +338,8 @@ def _print_result(result) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Local processes re-training the finalists in parallel (same results).")
 @_friendly
-def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final_train, final_macs, rescore,
-             finalists, screen, screen_train, workers):
+def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final_train, final_schedule, final_macs,
+             rescore, finalists, screen, screen_train, workers):
     """Run the final stage of a finished search again into a new folder (more finalists, a longer
     re-training); nothing is searched again. Prints the admissible set."""
     from .fsio import ensure_writable
@@ -340,7 +347,7 @@ def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final
 
     changes = {k: v for k, v in (("max_final", max_final), ("final_epochs", final_epochs),
                                  ("final_head_epochs", final_head_epochs), ("final_train", final_train),
-                                 ("final_macs", final_macs), ("rescore", rescore), ("finalists", finalists),
+                                 ("final_schedule", final_schedule), ("final_macs", final_macs), ("rescore", rescore), ("finalists", finalists),
                                  ("screen", screen), ("screen_train", screen_train))
                if v is not None}
     ensure_writable(out_dir, folder=True)

@@ -37,6 +37,8 @@ __all__ = ["train_eenn", "TrainHistory", "predict_exits", "exit_outputs", "EENNT
            "support_accuracy", "balanced_support_indices", "PHASES"]
 
 PHASES = ("backbone", "heads")
+#: Learning-rate schedules of `train_eenn` (per phase).
+LR_SCHEDULES = ("constant", "cosine")
 Augment = Union[None, str, Callable[[tf.Tensor], tf.Tensor]]
 
 
@@ -380,7 +382,7 @@ def train_eenn(model: keras.Model, data: Any, loss: Optional[LossConfig] = None,
                callbacks: Optional[List[keras.callbacks.Callback]] = None, verbose: int = 1,
                train_limit: Optional[int] = None, deterministic: bool = True,
                teacher_logits: Optional[np.ndarray] = None, distill_weight: float = 1.0,
-               distill_temperature: float = 1.0) -> TrainHistory:
+               distill_temperature: float = 1.0, lr_schedule: str = "constant") -> TrainHistory:
     """Train an EENN in place with the NACHOS schedule.
 
     Args:
@@ -407,12 +409,15 @@ def train_eenn(model: keras.Model, data: Any, loss: Optional[LossConfig] = None,
             every trained exit is also distilled from it.
         distill_weight: Weight of KL(softmax(teacher / T) || softmax(exit / T)) T^2 added to the loss.
         distill_temperature: The distillation temperature T.
+        lr_schedule: ``"constant"`` (default) or ``"cosine"``: each phase's learning rate decays to zero over its
+            steps (`keras.optimizers.schedules.CosineDecay`).
 
     Returns:
         The ``TrainHistory``.
 
     Raises:
-        ConstraintError: Bad schedule, augmentation or distillation settings, or exit_macs not one per exit.
+        ConstraintError: Bad schedule, learning-rate schedule, augmentation or distillation settings, or exit_macs
+            not one per exit.
         DataError: Malformed training labels or teacher logits.
     """
     t0 = time.time()
@@ -422,6 +427,8 @@ def train_eenn(model: keras.Model, data: Any, loss: Optional[LossConfig] = None,
     head_epochs = epochs if head_epochs is None else head_epochs
     if epochs < 0 or head_epochs < 0 or batch_size < 1:
         raise ConstraintError("epochs, head_epochs must be >= 0 and batch_size >= 1")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ConstraintError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -463,10 +470,12 @@ def train_eenn(model: keras.Model, data: Any, loss: Optional[LossConfig] = None,
                                                     start_from_epoch=loss.calibration_warmup if use_sup else 0)
             cbs.append(stopper)
         cbs += list(callbacks or [])
-        trainer.compile(optimizer=LeanAdam(lr), jit_compile=False)   # keras Adam, bit-identical, traced faster
+        steps = math.ceil(order.shape[1] / batch_size)
+        rate = lr if lr_schedule == "constant" else \
+            keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, steps * n_epochs))
+        trainer.compile(optimizer=LeanAdam(rate), jit_compile=False)   # keras Adam, bit-identical, traced faster
         # create the optimizer slots now, so that tf.function does not trace the step twice
         trainer.optimizer.build(trainer.trainable_variables)
-        steps = math.ceil(order.shape[1] / batch_size)
         if verbose:
             print(f"[nachos-tf] phase {name}: {n_epochs} epochs, {order.shape[1]} samples/epoch")
         h = trainer.fit(_train_dataset(x_t, y_t, order, batch_size, aug, teacher), epochs=n_epochs,

@@ -470,3 +470,36 @@ tie(CMP, "over the three seeds: {} % (random, seed 0, `c0360` re-calibrated for 
 tie(CMP, "(nachos {} candidates in 1,200 s, random search {}, static {}; seed 0 on 2026-12-03: {}, {} and {})", _F6A,
     lambda: [_run(m, 0, _F6A)["candidates"] for m in ("nachos", "random", "static")]
     + [_run(m, 0)["candidates"] for m in ("nachos", "random", "static")])
+
+# the cosine final stage, seed 0 refinalized (compare_cosine.json) against its constant-schedule runs (f6_s0_*)
+_COS = "compare_cosine.json"
+_F6P = {m: f"parts/f6_s0_{m}.json" for m in ("nachos", "random", "static")}
+
+
+def _cos_vs_constant(method, sid):
+    new, old = _sol(_COS, method, 0, sid), _sol(_F6P[method], method, 0, sid)
+    return [100 * new["test"]["accuracy"], new["test"]["expected_macs"],
+            100 * old["test"]["accuracy"], old["test"]["expected_macs"]]
+
+
+tie(CMP, "nachos' `c0387` {} % test at {} expected MACs (constant: {} % at {}), random search's `c0063` {} % at {} "
+         "({} % at {}), the static NAS's `c0313` {} % at {} ({} % at {})", _COS,
+    lambda: _cos_vs_constant("nachos", "c0387") + _cos_vs_constant("random", "c0063")
+    + _cos_vs_constant("static", "c0313"))
+tie(CMP, "Test hypervolume: nachos {} (constant {}), random search {} ({}), static {} ({}); **nachos / random {}, "
+         "nachos / static {}** on this seed (constant: {} and {}", _COS,
+    lambda: [v for m in ("nachos", "random", "static")
+             for v in (_run(m, 0, _COS)["hypervolume"], _run(m, 0, _F6P[m])["hypervolume"])]
+    + [J(_COS)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"],
+       J(_COS)["summary"]["hv_nachos_vs_static"]["mean_of_ratios"],
+       _run("nachos", 0, _F6P["nachos"])["hypervolume"] / _run("random", 0, _F6P["random"])["hypervolume"],
+       _run("nachos", 0, _F6P["nachos"])["hypervolume"] / _run("static", 0, _F6P["static"])["hypervolume"]])
+tie(CMP, "**Best int8 TFLM test accuracy at <= 0.5M expected MACs: {} %** (random search, `c0063` re-calibrated for "
+         "0.5M, {} MACs", _COS,
+    lambda: [100 * J(_COS)["summary"]["best_int8_at_0.5M"]["accuracy"],
+             J(_COS)["summary"]["best_int8_at_0.5M"]["expected_macs"]])
+tie(CMP, "With a cosine learning-rate schedule in that final stage (seed 0 only, below) it is {}, nachos / static {}, "
+         "and the best int8 TFLM solution at <= 0.5M expected MACs reaches {} %.", _COS,
+    lambda: [J(_COS)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"],
+             J(_COS)["summary"]["hv_nachos_vs_static"]["mean_of_ratios"],
+             100 * J(_COS)["summary"]["best_int8_at_0.5M"]["accuracy"]])

@@ -357,3 +357,29 @@ tie(DEMO, "with the same {} candidates, the same four finalists and the same {} 
              _d("final", "seconds_sum", source=_VO),
              min(_d("final", "seconds_sum", source=f) for f in CONCRETE),
              max(_d("final", "seconds_sum", source=f) for f in CONCRETE)])
+
+# the cosine final stage in the presets (demo_cosine.json) against the constant schedule's run (demo_valonce.json)
+_DC = "demo_cosine.json"
+
+
+def _dc_sol(source, sid):
+    return next(s for s in _d("admissible", source=source) if s["id"] == sid)
+
+
+tie(DEMO, "`benchmarks/demo_summary.py runs/dcos2 --seconds {} --until-checks {} --out ...`) searched the same {} "
+          "candidates", _DC,
+    lambda: [_d("make_demo_seconds", source=_DC), _d("seconds_until_checks_done", source=_DC),
+             _d("search", "candidates", source=_DC)])
+tie(DEMO, "kept **{} solutions**; three are more accurate", _DC, lambda: [len(_d("admissible", source=_DC))])
+tie(DEMO, "`c0040` {} % at {} ({} % at {}), `c0027` {} % at {} ({} % at {}), `c0038` {} % at {} ({} % at {}); `c0028`, "
+          "dominated after its fine-tune, moved along its own curve to {} % at {}", _DC,
+    lambda: [v for sid in ("c0040", "c0027", "c0038")
+             for v in (100 * _dc_sol(_DC, sid)["test"]["accuracy"], _dc_sol(_DC, sid)["test"]["expected_macs"],
+                       100 * _dc_sol(_VO, sid)["test"]["accuracy"], _dc_sol(_VO, sid)["test"]["expected_macs"])]
+    + [100 * _dc_sol(_DC, "c0028")["test"]["accuracy"], _dc_sol(_DC, "c0028")["test"]["expected_macs"]])
+tie(DEMO, "It took **{} s** until the end of its checks, over the 10-minute goal, and {} s with the Cortex-M4F firmware",
+    _DC, lambda: [_d("seconds_until_checks_done", source=_DC), _d("make_demo_seconds", source=_DC)])
+tie(DEMO, "this run's candidates took {} s on average and its finalists {} s in all ({} s and {} s in the run before "
+          "it", _DC,
+    lambda: [_d("search", "evaluate_seconds_mean", source=_DC), _d("final", "seconds_sum", source=_DC),
+             _d("search", "evaluate_seconds_mean", source=_VO), _d("final", "seconds_sum", source=_VO)])

@@ -224,3 +224,33 @@ def test_cached_library_found_whatever_the_spelling_of_the_checkout_path(monkeyp
     for spelling in (tmp_path / "clone" / ".." / "shared" / "tflite-micro", tmp_path / "link"):
         got = tflm_tree.build_library("host", "reference", root=spelling)
         assert got.cached and got.lib == lib.lib and got.root == str(tree.resolve())
+
+
+def test_cached_library_found_from_a_copy_of_the_same_tree_elsewhere(monkeypatch, tmp_path):
+    """The cache is named by the tree's content: a build recorded from one copy (CI's /check/... path, a checkout
+    moved or deleted since) serves another copy with the same files, with `root` pointing at the copy in use (the
+    firmware build takes TFLM's headers from there). It used to be rebuilt (about 15 minutes for the Cortex-M4
+    library) whenever the recorded path differed. A record of another tree in the folder is not trusted."""
+    import json
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = tmp_path / "a" / "tflite-micro"
+    first.mkdir(parents=True)
+    (first / "Makefile").write_text("# not a real tree: nothing may be built here\n")
+    (first / "kernel.cc").write_text("int f() { return 1; }\n")
+    key = tflm_tree.tree_key(first.resolve())
+    folder = tflm_tree.cache_root() / key / "cortex-m4-cmsis-nn"
+    folder.mkdir(parents=True)
+    (folder / "libtensorflow-microlite.a").write_bytes(b"!<arch>\n")
+    lib = tflm_tree.Library("cortex-m4", "cmsis-nn", key, str(first.resolve()), str(folder),
+                            str(folder / "libtensorflow-microlite.a"), [], {"CXX": "g++"}, 1.0)
+    (folder / tflm_tree.LIBRARY_JSON).write_text(json.dumps(lib.to_dict()))
+    copy = tmp_path / "b" / "tflite-micro"
+    shutil.copytree(first, copy)
+    shutil.rmtree(first)                              # the recorded checkout is gone
+    assert tflm_tree.tree_key(copy.resolve()) == key
+    got = tflm_tree.build_library("cortex-m4", "cmsis-nn", root=copy)
+    assert got.cached and got.lib == lib.lib and got.root == str(copy.resolve()) and got.vars == lib.vars
+    (folder / tflm_tree.LIBRARY_JSON).write_text(json.dumps(dict(lib.to_dict(), tree="tree-000000000000")))
+    with pytest.raises(FirmwareError):               # not this folder's tree: built (and fails in this fake tree)
+        tflm_tree.build_library("cortex-m4", "cmsis-nn", root=copy)

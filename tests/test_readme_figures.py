@@ -59,6 +59,43 @@ def test_c0360_fine_tune_is_the_same_with_the_commit_that_wrote_compare_final6()
     assert first["genome"] == new["genome"] and first["test"]["accuracy"] != new["test"]["accuracy"]
 
 
+def test_cosine_gain_is_the_schedule_not_the_host():
+    """The README says `c0387` finalized alone with the constant schedule, on the host of the cosine runs, gives the
+    constant run's figures to the last digit (so the cosine run's gain is the schedule's), and that the cosine
+    comparison is the same searches with the same finalists, only the schedule changed."""
+    alone = J("parts/f6_s0_c0387_alone.json")
+    assert alone["member"] == "c0387" and "final_schedule" not in alone["changes"]
+    one = next(s for s in alone["pareto"]["solutions"] if s["id"] == "c0387")
+    const = next(s for s in J("parts/f6_s0_nachos.json")["runs"][0]["solutions"] if s["id"] == "c0387")
+    assert one["genome"] == const["genome"]
+    for key in ("val", "test"):
+        assert one[key] == const[key]
+    assert one["int8"]["accuracy"] == const["int8"]["accuracy"]
+    for m in ("nachos", "random", "static"):
+        cos, old = J(f"parts/cos_s0_{m}.json"), J(f"parts/f6_s0_{m}.json")
+        assert cos["settings"]["budget"]["final_schedule"] == "cosine" and "final_schedule" not in old["settings"]["budget"]
+        assert {k: v for k, v in cos["settings"]["budget"].items() if k != "final_schedule"} == old["settings"]["budget"]
+        assert sorted(s["id"] for s in cos["runs"][0]["solutions"]) == sorted(s["id"] for s in old["runs"][0]["solutions"])
+        assert cos["runs"][0]["refinalized_from"] == old["runs"][0]["run_dir"]
+
+
+def test_cosine_demo_is_the_same_search_with_the_cosine_final_stage():
+    """The README says the cosine `make demo` searched the same candidates and re-trained the same four finalists
+    (their search figures equal the constant run's) with the same final budget but the schedule, its checks and
+    its firmware run agreeing; the first three members dominate their constant-schedule selves."""
+    new, old = J("demo_cosine.json"), J("demo_valonce.json")
+    assert new["config"]["budget"]["final_schedule"] == "cosine" and "final_schedule" not in old["config"]["budget"]
+    assert {k: v for k, v in new["config"]["budget"].items() if k != "final_schedule"} == old["config"]["budget"]
+    assert new["search"]["candidates"] == old["search"]["candidates"]
+    assert new["final"]["search_metrics"] == old["final"]["search_metrics"]
+    assert new["verify_ok"] and new["deploy_check_ok"] and new["firmware"]["agree"] == new["firmware"]["n"] == 2000
+    by = {s["id"]: s for s in old["admissible"]}
+    for s in new["admissible"]:
+        if s["id"] != "c0028":
+            assert s["test"]["accuracy"] > by[s["id"]]["test"]["accuracy"]
+            assert s["test"]["expected_macs"] < by[s["id"]]["test"]["expected_macs"]
+
+
 def test_crossfit_comparison_claims():
     """The prose around the cross-fitting figures: random search's seed-1 hypervolume unchanged, `c0360` among its
     seed-0 finalists, NSGA-II's finalists with two or three early exits at 20 or 24 px."""

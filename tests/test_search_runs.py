@@ -200,6 +200,8 @@ def test_refinalize_runs_only_the_final_stage_again_into_a_new_folder(fake_run, 
         S.refinalize(out, tmp_path / "x", data=synthetic(), max_final=0)
     with pytest.raises(ConstraintError, match="finalists"):
         S.refinalize(out, tmp_path / "x", data=synthetic(), finalists="best")
+    with pytest.raises(ConstraintError, match="final_schedule"):
+        S.refinalize(out, tmp_path / "x", data=synthetic(), final_schedule="step")
     with pytest.raises(RunDirError, match="the search's own"):
         S.refinalize(out, out, data=synthetic())
     with pytest.raises(RunDirError, match="holds another run"):

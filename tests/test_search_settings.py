@@ -91,12 +91,21 @@ def test_budget_presets_and_validation():
             q.with_(mutation_rate=bad)
     with pytest.raises(ConstraintError, match="mutation"):
         q.with_(mutation="flip")
+    with pytest.raises(ConstraintError, match="final_schedule"):
+        q.with_(final_schedule="step")
+    assert S.Budget().final_schedule == "constant" and q.final_schedule == "cosine"     # the supernet presets' one
+    assert all(b.final_schedule == "cosine" for b in S.BUDGETS.values())
+    assert all(b.final_schedule == "constant" for b in S.PROXY_BUDGETS.values())
+    assert q.with_(final_schedule="constant").evaluation_settings() != q.evaluation_settings()  # final figures differ
     assert q.with_(mutation="reset", mutation_rate=0.25).evaluation_settings() == q.evaluation_settings()
     old = {k: v for k, v in q.to_dict().items() if k not in ("finalists", "rescore", "confirm", "screen",
                                                                "screen_train")}                # before them
     assert S.Budget.from_dict(old).finalists == "spread" and S.Budget.from_dict(old).rescore == 0
     assert S.Budget.from_dict(old).screen == 0
     assert S.Budget.from_dict(old).confirm is False
+    # a config.json from before the field: the constant schedule it ran with
+    assert S.Budget.from_dict({k: v for k, v in q.to_dict().items() if k != "final_schedule"}) == \
+        q.with_(final_schedule="constant")
 
 
 def test_mutation_operators_and_rate_reach_nsga2_children():

@@ -472,3 +472,33 @@ def test_finalize_keeps_the_better_weights_where_the_member_is_reported(small, s
         again = simulate(probs, small.y_val, thresholds_from_json(fin.thresholds), rec.exit_macs, rec.rule,
                          confs if rec.rule == "confidence" else None)
         assert (again.accuracy, again.expected_macs) == (fin.val["accuracy"], fin.val["expected_macs"])
+
+
+def test_finetune_follows_the_budget_schedule(small, shared_ev):
+    """`Budget.final_schedule` reaches the final stage's fine-tune: with "cosine" the fine-tuned weights are those
+    of `train_eenn(..., lr_schedule="cosine")` on the same images, seed and teacher (second path), and not those
+    of the constant schedule."""
+    import copy
+    import dataclasses
+
+    from nachos_tf.nas.evaluators.common import candidate_seed
+    from nachos_tf.nas.evaluators.proxy import set_bn_momentum
+    from nachos_tf.train import train_eenn
+
+    space = tiny_space()
+    budget = REAL_BUDGET.with_(proxy_val=100, final_train=200, final_schedule="cosine")
+    ev = copy.copy(shared_ev)
+    ev.context = dataclasses.replace(shared_ev.context, budget=budget, cache={})
+    g = space.sample(31)
+    train = ev._train_set(budget.final_train)
+    tuned, exit_macs, seed = ev._inherited(g)
+    assert seed == candidate_seed(0, g)
+    ev._finetune(tuned, exit_macs, seed, train, 0, 1)
+    for schedule, equal in (("cosine", True), ("constant", False)):
+        model = ev._inherited(g)[0]
+        set_bn_momentum(model, -(-len(train.y_train) // budget.batch_size))
+        train_eenn(model, train, loss=ev.context.loss, epochs=0, head_epochs=1, batch_size=budget.batch_size,
+                   learning_rate=budget.learning_rate / 3.0, exit_macs=exit_macs, seed=seed, verbose=0,
+                   teacher_logits=ev._teacher(train.x_train), lr_schedule=schedule)
+        same = all(np.array_equal(a, b) for a, b in zip(model.get_weights(), tuned.get_weights()))
+        assert same == equal, schedule

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+from nachos_tf import errors as nt_errors
 from nachos_tf.losses import LossConfig
 from nachos_tf.train import (_epoch_schedule, balanced_support_indices, predict_exits, support_accuracy,
                              train_eenn)
@@ -204,3 +205,31 @@ def test_teacher_logits_are_checked():
     bad[0, 0] = np.nan
     with pytest.raises(Exception, match="non-finite"):
         train_eenn(tiny_eenn(), data, teacher_logits=bad, **dict(KW, epochs=1, head_epochs=0))
+
+
+def test_cosine_schedule_decays_each_phase_to_zero():
+    """lr_schedule="cosine": the optimizer's rate at every step is 0.5 lr (1 + cos(pi t / T)) over each phase's
+    own T steps (hand-computed here), and the weights follow it: the last update of a phase is a small fraction
+    of its first (Adam's first step moves each weight by about lr)."""
+    data = synthetic()
+    m = tiny_eenn()
+    rates, kernels = [], []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+            kernels.append(m.get_layer("c2").get_weights()[0].copy())
+
+    train_eenn(m, data, epochs=1, head_epochs=2, callbacks=[Watch()], lr_schedule="cosine", **KW)
+    kernels.append(m.get_layer("c2").get_weights()[0].copy())
+    lr, steps = KW["learning_rate"], 320 // 32
+    want = [0.5 * lr * (1 + np.cos(np.pi * t / T)) for T in (steps, 2 * steps) for t in range(T)]
+    np.testing.assert_allclose(rates, want, rtol=1e-5, atol=1e-9)
+    moves = [np.abs(b - a).max() for a, b in zip(kernels[:steps + 1], kernels[1:steps + 1])]
+    assert moves[-1] < 0.1 * moves[0]
+    # the constant schedule keeps the rate (and differs from the cosine one from the second step on)
+    rates.clear()
+    train_eenn(tiny_eenn(), data, epochs=1, head_epochs=0, callbacks=[Watch()], **KW)
+    assert rates == [pytest.approx(lr)] * steps
+    with pytest.raises(nt_errors.ConstraintError, match="lr_schedule"):
+        train_eenn(tiny_eenn(), data, epochs=1, lr_schedule="step", **KW)

@@ -343,8 +343,11 @@ def build_library(target: str, kernels: str = "reference", root: Optional[Path] 
         if info.is_file():
             try:
                 d = json.loads(info.read_text())
-                if Path(d["lib"]).is_file() and d.get("root") == str(root):
-                    d.update(cached=True, seconds=0.0)
+                # the folder is named by the tree's content (commit or file hash): a build made from another
+                # copy of the same tree (a moved or re-cloned checkout, CI's path) is this one's; only where
+                # the headers live changes
+                if Path(d["lib"]).is_file() and d.get("tree") == key:
+                    d.update(root=str(root), cached=True, seconds=0.0)
                     return Library(**d)
             except (ValueError, KeyError, TypeError):
                 pass

@@ -340,8 +340,8 @@ def _rebuild(d: Path, spec: RunSpec, data) -> Tuple[Any, Any, Any, Any]:
 
 
 #: Budget fields `refinalize` may change: the final stage's (the search's own stay as they were).
-FINAL_FIELDS = ("final_train", "final_epochs", "final_head_epochs", "max_final", "final_macs", "rescore",
-                "finalists", "screen", "screen_train")
+FINAL_FIELDS = ("final_train", "final_epochs", "final_head_epochs", "final_schedule", "max_final", "final_macs",
+                "rescore", "finalists", "screen", "screen_train")
 
 
 def refinalize(run_dir: Union[str, os.PathLike], out_dir: Union[str, os.PathLike], progress: Progress = print,

@@ -32,6 +32,8 @@ _WORKER_CACHE: Dict[Any, Any] = {}   # per process: datasets already loaded from
 FINAL_MACS = ("search", "budget")
 #: How the final stage chooses the members to re-train (`Budget.finalists`).
 FINALISTS = ("spread", "hypervolume")
+#: The final stage's learning-rate schedule (`Budget.final_schedule`; `train_eenn`'s lr_schedule).
+FINAL_SCHEDULES = ("constant", "cosine")
 #: NSGA-II's mutation operator (`Budget.mutation`).
 MUTATIONS = ("pm", "reset")
 
@@ -53,6 +55,8 @@ class Budget:
         final_train: training subset size for re-training the admissible front (None = whole split).
         final_epochs: first phase of that re-training.
         final_head_epochs: its second phase.
+        final_schedule: the learning-rate schedule of that re-training: "constant" (default) or "cosine" (decays
+            to zero over each phase, `keras.optimizers.schedules.CosineDecay`).
         max_final: caps how many front members are re-trained, chosen by `finalists` (`nas.final.finalists`;
             one member dropped after re-training is replaced by the most accurate one left).
         finalists: "spread" (default): spread evenly along the front by MACs, both ends kept; "hypervolume":
@@ -117,6 +121,7 @@ class Budget:
     final_train: Optional[int] = 20000
     final_epochs: int = 2
     final_head_epochs: int = 2
+    final_schedule: str = "constant"
     max_final: int = 4
     accuracy_slack: float = 0.0
     final_macs: str = "search"
@@ -164,6 +169,9 @@ class Budget:
             raise ConstraintError(f"budget mutation must be one of {', '.join(MUTATIONS)}, got {self.mutation!r}")
         if self.finalists not in FINALISTS:
             raise ConstraintError(f"budget finalists must be one of {', '.join(FINALISTS)}, got {self.finalists!r}")
+        if self.final_schedule not in FINAL_SCHEDULES:
+            raise ConstraintError(f"budget final_schedule must be one of {', '.join(FINAL_SCHEDULES)}, "
+                                  f"got {self.final_schedule!r}")
         if self.final_macs not in FINAL_MACS:
             raise ConstraintError(f"budget final_macs must be one of {', '.join(FINAL_MACS)}, got {self.final_macs!r}")
 
@@ -275,17 +283,18 @@ PROXY_BUDGETS: Dict[str, Budget] = {
 
 #: Budgets of the supernet evaluator (the default): candidates inherit their weights, so a search sees
 #: hundreds; proxy_val is the validation subset candidates are ranked on, proxy_train is not used; the
-#: final stage fine-tunes front members from their inherited weights.
+#: final stage fine-tunes front members from their inherited weights, with a cosine learning-rate schedule (README,
+#: "A cosine schedule in the final stage").
 BUDGETS: Dict[str, Budget] = {
     "quick": Budget("quick", population=12, generations=4, proxy_train=None, proxy_val=2000, epochs=0,
                     head_epochs=1, final_train=12000, final_epochs=1, final_head_epochs=1, max_final=4,
-                    accuracy_slack=0.03),
+                    accuracy_slack=0.03, final_schedule="cosine"),
     "standard": Budget("standard", population=24, generations=12, proxy_train=None, proxy_val=None, epochs=0,
                        head_epochs=1, final_train=None, final_epochs=1, final_head_epochs=2, max_final=6,
-                       accuracy_slack=0.03),
+                       accuracy_slack=0.03, final_schedule="cosine"),
     "thorough": Budget("thorough", population=40, generations=20, proxy_train=None, proxy_val=None, epochs=0,
                        head_epochs=1, final_train=None, final_epochs=3, final_head_epochs=3, max_final=10,
-                       accuracy_slack=0.03),
+                       accuracy_slack=0.03, final_schedule="cosine"),
 }
 
 

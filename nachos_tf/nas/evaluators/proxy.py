@@ -71,9 +71,10 @@ def set_bn_momentum(model, steps: int) -> float:
 
 
 def train_built(model, exit_macs: Sequence[float], data, loss, seed: int, epochs: int, head_epochs: int,
-                batch_size: int, learning_rate: float, teacher_logits=None) -> float:
+                batch_size: int, learning_rate: float, teacher_logits=None, lr_schedule: str = "constant") -> float:
     """Train a built EENN in place on `data`'s train split (deterministic for `seed`); returns seconds.
-    `teacher_logits` (one row per training image): distil every trained exit from them (`train_eenn`)."""
+    `teacher_logits` (one row per training image): distil every trained exit from them; `lr_schedule`: as
+    `train_eenn`'s."""
     from ...train import train_eenn
 
     set_bn_momentum(model, math.ceil(len(data.y_train) / batch_size) * (epochs + head_epochs))
@@ -81,7 +82,7 @@ def train_built(model, exit_macs: Sequence[float], data, loss, seed: int, epochs
     train_data = types.SimpleNamespace(x_train=data.x_train, y_train=data.y_train, num_classes=data.num_classes)
     hist = train_eenn(model, train_data, loss=loss, epochs=epochs, head_epochs=head_epochs, batch_size=batch_size,
                       learning_rate=learning_rate, exit_macs=list(exit_macs), seed=seed, verbose=0,
-                      teacher_logits=teacher_logits)
+                      teacher_logits=teacher_logits, lr_schedule=lr_schedule)
     return float(hist.seconds)
 
 
@@ -224,5 +225,5 @@ class ProxyEvaluator:
         costs = believed_costs(model, exit_macs, self.cost_model)
         epochs, head = (b.final_epochs, b.final_head_epochs) if final else (b.epochs, b.head_epochs)
         train_s = train_built(model, costs, data, self.context.loss, seed, epochs, head, b.batch_size,
-                              b.learning_rate)
+                              b.learning_rate, lr_schedule=b.final_schedule if final else "constant")
         return model, costs, train_s

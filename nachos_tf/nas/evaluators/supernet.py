@@ -363,7 +363,8 @@ class SupernetEvaluator:
 
     def _finetune(self, model, exit_macs: Sequence[int], seed: int, train, epochs: int, head_epochs: int,
                   keep_at: Optional[float] = None) -> Tuple[float, Optional[Dict[str, Any]], Optional[Tuple[Any, Any]]]:
-        """Fine-tune in place on `train` (exits distilled from the largest subnet, a third of the learning rate). With
+        """Fine-tune in place on `train` (exits distilled from the largest subnet, a third of the learning rate,
+        `Budget.final_schedule`). With
         `keep_at` (search-time expected MACs) the inherited weights come back unless validation accuracy improves at
         the point the final stage reports (`_val_point`). Returns the training seconds and, with `keep_at`, what the
         check saw: ``{"kept", "inherited_accuracy", "fine_tuned_accuracy", "at_most_macs"}``, and the
@@ -376,7 +377,8 @@ class SupernetEvaluator:
             inherited, out_before = model.get_weights(), self._val_outputs(model)
             before = self._val_point(model, exit_macs, keep_at, out_before).result.accuracy
         seconds = train_built(model, exit_macs, train, c.loss, seed, epochs, head_epochs, b.batch_size,
-                              b.learning_rate / 3.0, teacher_logits=self._teacher(train.x_train))
+                              b.learning_rate / 3.0, teacher_logits=self._teacher(train.x_train),
+                              lr_schedule=b.final_schedule)
         if keep_at is None:
             return seconds, None, None
         out_after = self._val_outputs(model)
