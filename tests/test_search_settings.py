@@ -96,6 +96,10 @@ def test_budget_presets_and_validation():
     assert S.Budget().final_schedule == "constant" and q.final_schedule == "cosine"     # the supernet presets' one
     assert all(b.final_schedule == "cosine" for b in S.BUDGETS.values())
     assert all(b.final_schedule == "constant" for b in S.PROXY_BUDGETS.values())
+    from nachos_tf.nas.settings import FINAL_SCHEDULES
+    from nachos_tf.train import LR_SCHEDULES
+
+    assert FINAL_SCHEDULES == LR_SCHEDULES            # every budget schedule is one train_eenn knows
     assert q.with_(final_schedule="constant").evaluation_settings() != q.evaluation_settings()  # final figures differ
     assert q.with_(mutation="reset", mutation_rate=0.25).evaluation_settings() == q.evaluation_settings()
     old = {k: v for k, v in q.to_dict().items() if k not in ("finalists", "rescore", "confirm", "screen",
