@@ -59,7 +59,8 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     p.add_argument("--final-train", type=positive_int, default=None, help="final training subset (default: all)")
     p.add_argument("--final-epochs", type=positive_int, default=2, help="final training (fine-tuning) epochs")
     p.add_argument("--final-schedule", choices=("constant", "cosine"), default="constant",
-                   help="Budget.final_schedule of every run: learning-rate schedule of the fine-tune (default constant)")
+                   help="Budget.final_schedule of every run: learning-rate schedule of the fine-tune "
+                        "(default constant)")
     p.add_argument("--max-final", type=positive_int, default=2, help="front members finalized per run")
     p.add_argument("--final-macs", choices=("budget", "search"), default="budget",
                    help="Budget.final_macs of every run (default budget: what seed 0 was measured with, before "

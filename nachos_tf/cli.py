@@ -258,7 +258,8 @@ _FIRMWARE_TARGETS = ["host", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55
 @_friendly
 def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board_name, budget, generations, population,
            seed, algorithm, max_time, workers, threads, dask_scheduler, out_dir, resume_dir, evaluator, final_macs,
-           final_schedule, accuracy_tolerance, rescore, finalists, screen, screen_train, confirm, crossfit, mutation, mutation_rate):
+           final_schedule, accuracy_tolerance, rescore, finalists, screen, screen_train, confirm, crossfit, mutation,
+           mutation_rate):
     """Joint backbone + exit NAS under accuracy / expected-MAC constraints; prints the admissible set."""
     from .fsio import ensure_writable
     from .nas import Constraints, DataRef, resume_search, search as run_search
@@ -268,9 +269,9 @@ def search(dataset, data_path, min_accuracy, max_macs, max_flash, max_ram, board
         if any(v is not None for v in (threads, final_macs, final_schedule, accuracy_tolerance, rescore, finalists,
                                        screen, screen_train, confirm, crossfit, mutation, mutation_rate)):
             raise click.UsageError("--threads, --final-macs, --final-schedule, --accuracy-tolerance, --rescore, "
-                                   "--finalists, "
-                                   "--screen, --screen-train, --confirm, --crossfit, --mutation and --mutation-rate "
-                                   "come from the run's config.json when resuming (`nachos-tf finalize` re-runs the final stage)")
+                                   "--finalists, --screen, --screen-train, --confirm, --crossfit, --mutation and "
+                                   "--mutation-rate come from the run's config.json when resuming (`nachos-tf finalize` "
+                                   "re-runs the final stage)")
         if board_name:
             raise click.UsageError("--target comes from the run's config.json (its max_flash / max_ram) when resuming")
         ensure_writable(resume_dir, folder=True)      # a read-only run folder: one line now, not after training
@@ -347,8 +348,8 @@ def finalize(run_dir, out_dir, max_final, final_epochs, final_head_epochs, final
 
     changes = {k: v for k, v in (("max_final", max_final), ("final_epochs", final_epochs),
                                  ("final_head_epochs", final_head_epochs), ("final_train", final_train),
-                                 ("final_schedule", final_schedule), ("final_macs", final_macs), ("rescore", rescore), ("finalists", finalists),
-                                 ("screen", screen), ("screen_train", screen_train))
+                                 ("final_schedule", final_schedule), ("final_macs", final_macs), ("rescore", rescore),
+                                 ("finalists", finalists), ("screen", screen), ("screen_train", screen_train))
                if v is not None}
     ensure_writable(out_dir, folder=True)
     _print_result(refinalize(run_dir, out_dir, progress=click.echo, workers=workers, **changes))
