@@ -383,3 +383,48 @@ tie(DEMO, "this run's candidates took {} s on average and its finalists {} s in 
           "it", _DC,
     lambda: [_d("search", "evaluate_seconds_mean", source=_DC), _d("final", "seconds_sum", source=_DC),
              _d("search", "evaluate_seconds_mean", source=_VO), _d("final", "seconds_sum", source=_VO)])
+
+# the final stage's shared distillation targets and one fine-tuning phase (final_stage_ab.json, demo_onephase.json)
+_FA, _DO = "final_stage_ab.json", "demo_onephase.json"
+
+
+def _fa(label):
+    return next(r for r in _d("runs", source=_FA) if r["run"].endswith(label))
+
+
+def _fa_sol(label, sid):
+    return next(s for s in _fa(label)["admissible"] if s["id"] == sid)
+
+
+tie(DEMO, "`benchmarks/final_stage_summary.py runs/abOld={} runs/abTeach={} runs/abNew={} --out ...`", _FA,
+    lambda: [_fa(k)["seconds"] for k in ("abOld", "abTeach", "abNew")])
+tie(DEMO, "with the code before these changes {} s, with the shared targets {} s (the same {} solutions, figure for "
+          "figure), and with one phase as well {} s", _FA,
+    lambda: [_fa("abOld")["seconds"], _fa("abTeach")["seconds"], len(_fa("abTeach")["admissible"]),
+             _fa("abNew")["seconds"]])
+tie(DEMO, "larger test hypervolume on this search ({} against {})", _FA,
+    lambda: [_fa("abNew")["test_hypervolume"], _fa("abTeach")["test_hypervolume"]])
+tie(DEMO, "`c0040` {} % at {} expected MACs, `c0028` {} % at {}, `c0038` {} % at {}, and `c0027`, dominated after its "
+          "fine-tune, moved along its own curve to {} % at {}", _FA,
+    lambda: [v for sid in ("c0040", "c0028", "c0038", "c0027")
+             for v in (100 * _fa_sol("abNew", sid)["test"]["accuracy"], _fa_sol("abNew", sid)["test"]["expected_macs"])])
+tie(DEMO, "`benchmarks/demo_summary.py runs/d02 --seconds {} --until-checks {} --out ...`) searched the same {} "
+          "candidates", _DO,
+    lambda: [_d("make_demo_seconds", source=_DO), _d("seconds_until_checks_done", source=_DO),
+             _d("search", "candidates", source=_DO)])
+tie(DEMO, "kept **{} solutions**, those of the re-run above; it took **{} s** until the end of its checks and {} s with "
+          "the Cortex-M4F firmware and its QEMU run ({}/{} images", _DO,
+    lambda: [len(_d("admissible", source=_DO)), _d("seconds_until_checks_done", source=_DO),
+             _d("make_demo_seconds", source=_DO), _d("firmware", "agree", source=_DO), _d("firmware", "n", source=_DO)])
+tie(DEMO, "Its candidates took {} s on average (the {}-s run above: {} s)", _DO,
+    lambda: [_d("search", "evaluate_seconds_mean", source=_DO), _d("seconds_until_checks_done", source=_DC),
+             _d("search", "evaluate_seconds_mean", source=_DC)])
+tie(DEMO, "on the same machine the final stage took {} s less ({} against {} s above)", _FA,
+    lambda: [_fa("abOld")["seconds"] - _fa("abNew")["seconds"], _fa("abOld")["seconds"], _fa("abNew")["seconds"]])
+_DO2 = "demo_onephase2.json"
+tie(DEMO, "(`benchmarks/results/demo_onephase2.json`, `runs/d03`, `--seconds {} --until-checks {}`) gave the same {} "
+          "solutions, figure for figure, in **{} s** until the end of its checks and {} s with the firmware (candidates "
+          "{} s on average)", _DO2,
+    lambda: [_d("make_demo_seconds", source=_DO2), _d("seconds_until_checks_done", source=_DO2),
+             len(_d("admissible", source=_DO2)), _d("seconds_until_checks_done", source=_DO2),
+             _d("make_demo_seconds", source=_DO2), _d("search", "evaluate_seconds_mean", source=_DO2)])

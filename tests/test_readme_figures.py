@@ -266,3 +266,28 @@ def test_random_search_draws_the_same_genomes_whatever_the_supernet():
     nachos_own = [s["genome"] for s in J("parts/own_s1_nachos.json")["runs"][0]["solutions"]]
     nachos_shared = [s["genome"] for r in _cmp_runs(_SP, "nachos") if r["seed"] == 1 for s in r["solutions"]]
     assert not any(g in nachos_shared for g in nachos_own)
+
+
+def test_shared_teacher_changes_no_figure_and_the_one_phase_demo_is_its_rerun():
+    """The README says the final stage with the shared distillation targets gave the same solutions, figure for
+    figure, as the code before (same budget), that the one-phase re-run differs from both only in its final budget,
+    and that `make demo` with it searched the same candidates, re-trained the same finalists and kept the re-run's
+    solutions, its checks and firmware run agreeing."""
+    runs = {r["run"].rsplit("/", 1)[-1]: r for r in J("final_stage_ab.json")["runs"]}
+    old, teach, new = runs["abOld"], runs["abTeach"], runs["abNew"]
+    assert teach["admissible"] == old["admissible"] and teach["budget"] == old["budget"]
+    assert (old["budget"]["final_epochs"], old["budget"]["final_head_epochs"]) == (1, 1)
+    assert (new["budget"]["final_epochs"], new["budget"]["final_head_epochs"]) == (0, 2)
+    assert {k: v for k, v in new["budget"].items() if "epochs" not in k} == \
+        {k: v for k, v in old["budget"].items() if "epochs" not in k}
+    demo, before = J("demo_onephase.json"), J("demo_cosine.json")
+    assert demo["search"]["candidates"] == before["search"]["candidates"]
+    assert demo["final"]["search_metrics"] == before["final"]["search_metrics"]
+    assert [(s["id"], s["val"], s["test"]) for s in demo["admissible"]] == \
+        [(s["id"], s["val"], s["test"]) for s in new["admissible"]]
+    assert demo["verify_ok"] and demo["deploy_check_ok"] and demo["firmware"]["agree"] == demo["firmware"]["n"] == 2000
+    assert (demo["config"]["budget"]["final_epochs"], demo["config"]["budget"]["final_head_epochs"]) == (0, 2)
+    again = J("demo_onephase2.json")
+    assert [(s["id"], s["val"], s["test"], s["int8"]) for s in again["admissible"]] == \
+        [(s["id"], s["val"], s["test"], s["int8"]) for s in demo["admissible"]]
+    assert again["verify_ok"] and again["deploy_check_ok"] and again["firmware"]["agree"] == 2000

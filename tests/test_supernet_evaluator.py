@@ -502,3 +502,45 @@ def test_finetune_follows_the_budget_schedule(small, shared_ev):
                    teacher_logits=ev._teacher(train.x_train), lr_schedule=schedule)
         same = all(np.array_equal(a, b) for a, b in zip(model.get_weights(), tuned.get_weights()))
         assert same == equal, schedule
+
+
+def test_final_teacher_is_computed_once_in_chunks_and_read_back(small, shared_ev, tmp_path):
+    """`prepare_final` computes the distillation targets in chunks (one per worker, at multiples of the batch size)
+    and keeps them in the run folder: bit for bit the largest subnet's logits of one `subnet_predict` call over all
+    the images (second path); finalists then read the file instead of computing them; a damaged file is computed
+    again."""
+    import copy
+    import dataclasses
+
+    from nachos_tf.nas.evaluators import teacher as TT
+
+    budget = REAL_BUDGET.with_(final_train=550)
+    ev = copy.copy(shared_ev)
+    ev.context = dataclasses.replace(shared_ev.context, budget=budget, cache={}, run_dir=tmp_path)
+    x = ev._train_set(550).x_train
+    sn = ev.supernet
+    ref = sn.subnet_predict(sn.extreme_genome(True), x, batch_size=TT.TEACHER_BATCH, bn_x=ev._bn_x())[-1]
+    asked = []
+
+    def run_tasks(task, items):
+        asked.append(list(items))
+        return reversed([task(ev, i, item) for i, item in enumerate(items)])      # any order of completion
+
+    ev.prepare_final(run_tasks, 2)
+    assert asked == [[(0, 500), (500, 550)]]
+    files = list((tmp_path / TT.TEACHER_SUBDIR).glob("*.npy"))
+    assert len(files) == 1 and np.array_equal(np.load(files[0]), ref)
+    ev.prepare_final(run_tasks, 2)
+    assert len(asked) == 1                                     # kept: not computed again
+    fresh = copy.copy(ev)
+    fresh.context = dataclasses.replace(ev.context, cache={})
+    fresh._teacher_rows = lambda x: pytest.fail("a finalist computed the targets again")
+    assert np.array_equal(fresh._teacher(x), ref)
+    files[0].write_bytes(b"not an array")
+    fresh = copy.copy(ev)
+    fresh.context = dataclasses.replace(ev.context, cache={})
+    assert np.array_equal(fresh._teacher(x), ref)              # computed again, and kept again
+    assert np.array_equal(np.load(files[0]), ref)
+    off = copy.copy(ev)
+    off.finetune = False
+    off.prepare_final(lambda task, items: pytest.fail("no fine-tune, no teacher"), 2)

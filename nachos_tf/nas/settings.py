@@ -284,10 +284,11 @@ PROXY_BUDGETS: Dict[str, Budget] = {
 #: Budgets of the supernet evaluator (the default): candidates inherit their weights, so a search sees
 #: hundreds; proxy_val is the validation subset candidates are ranked on, proxy_train is not used; the
 #: final stage fine-tunes front members from their inherited weights, with a cosine learning-rate schedule (README,
-#: "A cosine schedule in the final stage").
+#: "A cosine schedule in the final stage"); `quick` in one phase of two epochs (every exit and the backbone
+#: together: one `fit`, one graph traced per finalist; README "make demo, measured").
 BUDGETS: Dict[str, Budget] = {
     "quick": Budget("quick", population=12, generations=4, proxy_train=None, proxy_val=2000, epochs=0,
-                    head_epochs=1, final_train=12000, final_epochs=1, final_head_epochs=1, max_final=4,
+                    head_epochs=1, final_train=12000, final_epochs=0, final_head_epochs=2, max_final=4,
                     accuracy_slack=0.03, final_schedule="cosine"),
     "standard": Budget("standard", population=24, generations=12, proxy_train=None, proxy_val=None, epochs=0,
                        head_epochs=1, final_train=None, final_epochs=1, final_head_epochs=2, max_final=6,

@@ -17,6 +17,9 @@ An evaluator is an object with
 * optionally ``screen(records) -> records``: judge records at a middle fidelity (the supernet evaluator: a brief
   fine-tune each) before the final stage chooses its finalists among them (`Budget.screen`); an evaluator
   without it is never asked.
+* optionally ``prepare_final(run_tasks, workers)``: work every finalist shares, done once before the final stage
+  re-trains them (the supernet evaluator: the distillation targets, split over the workers and kept in the run
+  folder); ``run_tasks(task, items)`` runs ``task(evaluator, index, item)`` through the run's backend;
 * optionally ``tasks_per_process`` (a whole number): evaluate candidates in local worker processes replaced after
   that many candidates each, also with one worker (the proxy evaluator: TensorFlow keeps every graph traced for
   a candidate's training, so a process that trains many of them grows without bound).

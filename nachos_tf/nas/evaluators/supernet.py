@@ -12,13 +12,9 @@ reports test and int8 TFLM figures.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
-import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,34 +24,13 @@ from ...records import CandidateRecord, FinalRecord
 from .base import EvalContext, register_evaluator
 from .common import (CALIBRATIONS, calibrate_outputs, candidate_record, candidate_seed, exit_rule,
                      final_record, over_budget_at_first_exit, place_member)
+from .supernet_source import SUPERNET_EPOCHS, SUPERNET_TRAIN_LIMIT, cache_root, find_or_train
+from .teacher import (TEACHER_BATCH, concat_chunks, read_teacher, teacher_chunks, teacher_key, teacher_path,
+                      write_teacher)
 
 __all__ = ["SupernetEvaluator", "SUPERNET_EPOCHS", "SUPERNET_TRAIN_LIMIT", "cache_root"]
 
-#: supernet training epochs per budget preset when no trained supernet is found (cache, preset)
-SUPERNET_EPOCHS = {"quick": 4, "standard": 12, "thorough": 30}
-#: training images the supernet sees per epoch, by budget (None: the whole training split); on 2 cores a
-#: sandwich epoch of 20,000 28x28 images takes about 3 minutes
-SUPERNET_TRAIN_LIMIT = {"quick": 20000, "standard": None, "thorough": None}
 RUN_SUBDIR = "supernet"
-
-
-def cache_root() -> Path:
-    """Where trained supernets are kept for later runs: $NACHOS_TF_CACHE, else $XDG_CACHE_HOME/nachos-tf,
-    else ~/.cache/nachos-tf (subfolder ``supernets/``)."""
-    base = os.environ.get("NACHOS_TF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nachos-tf")
-    return Path(base) / "supernets"
-
-
-def _copy_supernet(src: Path, dst: Path) -> None:
-    """Copy a supernet folder's two files (weights, manifest) atomically into dst."""
-    from ...supernet.store import MANIFEST_FILE, WEIGHTS_FILE
-
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS_FILE, MANIFEST_FILE):           # manifest last: its presence marks a complete copy
-        tmp = dst / f"{name}.tmp{os.getpid()}"
-        shutil.copyfile(src / name, tmp)
-        os.replace(tmp, dst / name)
 
 
 @register_evaluator
@@ -390,15 +365,48 @@ class SupernetEvaluator:
                 "at_most_macs": float(keep_at) if b.final_macs == "search" else None}
         return seconds, seen, (out_after if kept else out_before)
 
+    def prepare_final(self, run_tasks: Callable[[Callable[..., Tuple[int, Any]], Sequence[Any]],
+                                                Iterable[Tuple[int, Any]]], workers: int) -> None:
+        """Compute the final stage's distillation targets once, split over `workers`, into the run folder
+        (`teacher`), before the finalists start; nothing when the final stage does not fine-tune or they are kept.
+
+        Args:
+            run_tasks: ``run_tasks(task, items)`` yields ``(index, result)`` of ``task(evaluator, index, item)``
+                for every item (in the backend's worker processes, in parallel).
+            workers: how many of them run at once.
+        """
+        b = self.context.budget
+        if not (self.finetune and b.final_epochs + b.final_head_epochs > 0):
+            return
+        x = self._train_set(b.final_train).x_train
+        path = self._teacher_file(x)
+        if read_teacher(path, len(x), self.context.dataset().num_classes) is None:
+            chunks = teacher_chunks(len(x), workers)
+            write_teacher(path, concat_chunks(run_tasks(teacher_task, chunks), len(chunks)))
+
     def _teacher(self, x: np.ndarray) -> np.ndarray:
-        """The distillation teacher: the largest subnet's final-exit logits on `x` (BN re-estimated; cached)."""
+        """The distillation teacher: the largest subnet's final-exit logits on `x` (BN re-estimated), read from
+        the run folder when `prepare_final` (or another process) computed them, else computed and kept there."""
         c = self.context
-        key = f"teacher:{len(x)}:{hashlib.sha256(np.ascontiguousarray(x[:: max(1, len(x) // 64)])).hexdigest()}"
-        if key not in c.cache:
-            sn = self.supernet
-            c.cache[key] = np.asarray(sn.subnet_predict(sn.extreme_genome(True), x, batch_size=500,
-                                                        bn_x=self._bn_x())[-1], np.float32)
-        return c.cache[key]
+        path = self._teacher_file(x)
+        if str(path) not in c.cache:
+            got = read_teacher(path, len(x), c.dataset().num_classes)
+            if got is None:
+                got = self._teacher_rows(x)
+                write_teacher(path, got)
+            c.cache[str(path)] = got
+        return c.cache[str(path)]
+
+    def _teacher_file(self, x: np.ndarray) -> Path:
+        from ...supernet.store import WEIGHTS_FILE
+
+        return teacher_path(self.context.run_dir, teacher_key(x, self._bn_x(), self.folder / WEIGHTS_FILE))
+
+    def _teacher_rows(self, x: np.ndarray) -> np.ndarray:
+        """The teacher's logits on `x`, computed here (batches of `TEACHER_BATCH` from the first row)."""
+        sn = self.supernet
+        return np.asarray(sn.subnet_predict(sn.extreme_genome(True), x, batch_size=TEACHER_BATCH,
+                                            bn_x=self._bn_x())[-1], np.float32)
 
     # ---------------------------------------------------------------- the supernet
     @property
@@ -432,52 +440,10 @@ class SupernetEvaluator:
         self._supernet = Supernet.load(self.folder, space)
         self._weights = None
 
-    def _key(self, epochs: int) -> str:
-        from ...supernet import data_fingerprint, space_fingerprint
-
-        c = self.context
-        blob = json.dumps({"space": space_fingerprint(c.space), "data": data_fingerprint(c.dataset()),
-                           "epochs": epochs, "train_limit": self._train_limit(), "seed": c.seed,
-                           "threads": c.threads}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
     def _find_or_train(self) -> None:
-        from ...supernet import Supernet, train_supernet
-        from ...supernet.store import MANIFEST_FILE, preset_folder, read_manifest, training_record_epochs
-
-        c = self.context
-        data = c.dataset()
-        if self.epochs is None:
-            preset = preset_folder()
-            if preset is not None:
-                m = read_manifest(preset)
-                try:
-                    Supernet.load(preset, c.space, data)       # same space and data, else it does not apply
-                    _copy_supernet(preset, self.folder)
-                    self.source = f"the shipped preset ({training_record_epochs(m)} epochs)"
-                    self._load()
-                    return
-                except Exception:  # noqa: BLE001 - a preset for another space/data: train instead
-                    pass
-        epochs = self.epochs or SUPERNET_EPOCHS.get(c.budget.name, 10)
-        cached = cache_root() / self._key(epochs)
-        if (cached / MANIFEST_FILE).is_file():
-            _copy_supernet(cached, self.folder)
-            self.source = f"the cache {cached}"
-            self._load()
-            return
-        limit = self._train_limit()
-        n = len(data.y_train) if limit is None else min(limit, len(data.y_train))
-        c.say(f"supernet: training {epochs} epochs on {n} images (one-time cost of this run, cached for later "
-              f"runs; checkpoints in {self.folder}, resumable)")
-        sn = train_supernet(c.space, data, epochs=epochs, folder=self.folder, seed=c.seed, train_limit=limit,
-                            verbose=1 if c.progress else 0)
-        self._supernet = sn
-        self.source = f"trained here ({epochs} epochs, {sn.info.get('seconds_this_call', '?')}s)"
-        try:
-            _copy_supernet(self.folder, cached)
-        except OSError:
-            pass                                               # a read-only cache only costs the next run
+        """Put the run's supernet in `self.folder`: the shipped preset, the cache, or trained here
+        (`supernet_source.find_or_train`)."""
+        find_or_train(self)
 
     def _train_limit(self) -> Optional[int]:
         return SUPERNET_TRAIN_LIMIT.get(self.context.budget.name) if self.epochs is None else None
@@ -517,3 +483,11 @@ class SupernetEvaluator:
         names = {layer.name for layer in model.layers if layer.weights}
         load_subnet_weights(model, {k: v for k, v in w.items() if k in names})
         return model
+
+
+def teacher_task(evaluator: SupernetEvaluator, index: int, item: Tuple[int, int]) -> Tuple[int, np.ndarray]:
+    """A backend task of `SupernetEvaluator.prepare_final`: the teacher's logits on rows start..stop of the final
+    stage's training images (in a worker process, or here)."""
+    lo, hi = item
+    x = evaluator._train_set(evaluator.context.budget.final_train).x_train
+    return index, evaluator._teacher_rows(x[lo:hi])
