@@ -428,3 +428,10 @@ tie(DEMO, "(`benchmarks/results/demo_onephase2.json`, `runs/d03`, `--seconds {} 
     lambda: [_d("make_demo_seconds", source=_DO2), _d("seconds_until_checks_done", source=_DO2),
              len(_d("admissible", source=_DO2)), _d("seconds_until_checks_done", source=_DO2),
              _d("make_demo_seconds", source=_DO2), _d("search", "evaluate_seconds_mean", source=_DO2)])
+_S1P, _S2P = "demo_onephase_seed1.json", "demo_onephase_seed2.json"
+tie(DEMO, "kept **{}** and **{}** solutions of {} finalists each, in {} s and {} s; their best reach {} and {} int8 TFLM "
+          "test accuracy", _S1P,
+    lambda: [len(_d("admissible", source=_S1P)), len(_d("admissible", source=_S2P)),
+             _d("final", "members", source=_S1P), _d("search_seconds", source=_S1P), _d("search_seconds", source=_S2P),
+             max(s["int8"]["accuracy"] for s in _d("admissible", source=_S1P)),
+             max(s["int8"]["accuracy"] for s in _d("admissible", source=_S2P))])

@@ -291,3 +291,7 @@ def test_shared_teacher_changes_no_figure_and_the_one_phase_demo_is_its_rerun():
     assert [(s["id"], s["val"], s["test"], s["int8"]) for s in again["admissible"]] == \
         [(s["id"], s["val"], s["test"], s["int8"]) for s in demo["admissible"]]
     assert again["verify_ok"] and again["deploy_check_ok"] and again["firmware"]["agree"] == 2000
+    for seed in (1, 2):                       # the seeds-1-2 sentence: the same budget, 4 finalists, none dropped
+        run = J(f"demo_onephase_seed{seed}.json")
+        assert run["config"]["seed"] == seed and run["config"]["budget"] == demo["config"]["budget"]
+        assert run["final"]["members"] == 4 and not run["final"]["dropped"]
