@@ -109,6 +109,7 @@ class LocalBackend:
     """Evaluates candidates one after another in this process."""
 
     workers = 1
+    map_workers = 1          # tasks of `map` running at once
 
     def __init__(self, evaluator):
         self.evaluator = evaluator
@@ -146,6 +147,7 @@ class ProcessBackend:
 
     def __init__(self, workers: int, evaluator, tasks_per_process: Optional[int] = None):
         self.workers = int(workers)
+        self.map_workers = self.workers            # `map` runs its tasks in the same processes
         self.evaluator = evaluator
         self.tasks_per_process = tasks_per_process
         self.pool = None
@@ -233,6 +235,7 @@ class DaskBackend:
         except (OSError, TimeoutError, ValueError) as exc:
             raise NachosError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        self.map_workers = 1                       # `map` runs here, one task after another
         self.evaluator = self.client.scatter(evaluator, broadcast=True)
         self.here = LocalBackend(evaluator)
 

@@ -306,7 +306,8 @@ def _finalize_into(by_pos: Dict[int, FinalRecord], todo: Sequence[Tuple[int, Can
             fresh.append(((pos, rec), (rec, str(out_dir))))
     prepare = getattr(evaluator, "prepare_final", None)
     if fresh and callable(prepare):            # work every finalist shares, done once (split over the workers)
-        prepare(lambda task, items: _tasks(backend, evaluator, task, list(enumerate(items))), _parallel(backend))
+        prepare(lambda task, items: _tasks(backend, evaluator, task, list(enumerate(items))),
+                backend.map_workers if backend is not None else 1)
     for (pos, rec), fin in _tasks(backend, evaluator, finalize_task, fresh):
         if rec.extra.get("screened"):      # the middle fidelity it was chosen on, next to its search figures
             was = rec.extra["screened"]
@@ -316,13 +317,6 @@ def _finalize_into(by_pos: Dict[int, FinalRecord], todo: Sequence[Tuple[int, Can
         pool.archive.append(fin)
         by_pos[pos] = fin
         say(f"{_tag(pos, n_chosen)} {rec.id}: {_final_line(fin)}")
-
-
-def _parallel(backend) -> int:
-    """How many tasks `backend.map` runs at once: its local worker processes (a Dask backend maps here)."""
-    from .backends import ProcessBackend
-
-    return int(backend.workers) if isinstance(backend, ProcessBackend) else 1
 
 
 def _tag(pos: int, n_chosen: int) -> str:
