@@ -10,7 +10,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from nachos_tf import naming  # noqa: E402
-from tflite_export import quantize, tflm  # noqa: E402
+from tflite_export import qat, quantize, tflm  # noqa: E402
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.slow
@@ -62,7 +62,7 @@ def small():
 def test_qat_runs_in_a_child_and_keeps_keras3_here(small):
     m, x, y, xt, yt = small
     before = [w.copy() for w in m.get_weights()]
-    q = quantize.qat_finetune(m, x[:1000], y[:1000], epochs=1)
+    q = qat.qat_finetune(m, x[:1000], y[:1000], epochs=1)
     assert "TF_USE_LEGACY_KERAS" not in os.environ
     assert keras.__version__.startswith("3.") and isinstance(q, keras.Model)
     assert all(np.array_equal(a, b) for a, b in zip(before, m.get_weights())), "caller's model untouched"

@@ -5,7 +5,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from tflite_export.quantize import float_finetune  # noqa: E402
+from tflite_export.qat import float_finetune  # noqa: E402
 
 
 def _tiny(seed=0):

@@ -5,8 +5,8 @@ exit decisions, evaluation on the TensorFlow Lite Micro interpreter, and C/C++ s
 """
 from .c_export import convert_eenn, evaluate_int8, export_eenn, write_export
 from .int8 import RULES, exit_decision, threshold_f32, threshold_int
-from .quantize import (compare_quantization, float_finetune, qat_finetune, quantize_input, tflite_predict,
-                       to_int8_tflite)
+from .qat import float_finetune, qat_finetune
+from .quantize import compare_quantization, quantize_input, tflite_predict, to_int8_tflite
 from .stages import Stage, check_boundaries, quantize_stages, split_stages
 from .tflm import (StagedRunner, evaluate_staged, load_export, measure_arena, validate_manifest, validate_tflite,
                    with_policy)

@@ -31,7 +31,7 @@ from . import flatbuffer as fb
 from .c_sources import (decision_sources, model_data_sources, readme_text, resolver_method, runner_sources,
                         sanitize_identifier)
 from .int8 import check_rule, exit_params
-from .quantize import qat_finetune
+from .qat import qat_finetune
 from .stages import check_boundaries, quantize_stages, split_stages
 from .tflm import evaluate_staged, measure_arena as tflm_measure_arena
 
