@@ -503,3 +503,36 @@ tie(CMP, "With a cosine learning-rate schedule in that final stage (seed 0 only,
     lambda: [J(_COS)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"],
              J(_COS)["summary"]["hv_nachos_vs_static"]["mean_of_ratios"],
              100 * J(_COS)["summary"]["best_int8_at_0.5M"]["accuracy"]])
+
+# the cosine final stage on seeds 1 and 2, searched anew (compare_cosine_all.json, parts cos_s{1,2}_*)
+_COSA = "compare_cosine_all.json"
+
+
+def _ts(method, seed, sid):
+    t = _sol(_COSA, method, seed, sid)["test"]
+    return [100 * t["accuracy"], t["expected_macs"]]
+
+
+tie(CMP, "Test hypervolume, seed 1: nachos {}, random search {} ({} and {} candidates); seed 2: nachos {}, random "
+         "search {} ({} and {} candidates). **nachos / random {} over the three seeds** ({}, {} and {}; ratio of the "
+         "means {};", _COSA,
+    lambda: [v for s in (1, 2) for v in (_run("nachos", s, _COSA)["hypervolume"], _run("random", s, _COSA)["hypervolume"],
+                                         _run("nachos", s, _COSA)["candidates"], _run("random", s, _COSA)["candidates"])]
+    + [J(_COSA)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"]] + J(_COSA)["summary"]["hv_nachos_vs_random"]["per_seed"]
+    + [J(_COSA)["summary"]["hv_nachos_vs_random"]["ratio_of_means"]])
+tie(CMP, "The cosine final stage on seeds 1 and 2 (measured, 2026-12-07, a later session): nachos / random {} over the",
+    _COSA, lambda: [J(_COSA)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"]])
+tie(CMP, "Seeds 1 and 2 searched again with that final stage bring nachos / random to {} over the three seeds", _COSA,
+    lambda: [J(_COSA)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"]])
+tie(CMP, "(seed 1 `c0219`, {} px: {} % test at {} expected MACs; seed 2 `c0085`, {} px: {} % at {});", _COSA,
+    lambda: [_sol(_COSA, "random", 1, "c0219")["genome"]["backbone"]["resolution"]] + _ts("random", 1, "c0219")
+    + [_sol(_COSA, "random", 2, "c0085")["genome"]["backbone"]["resolution"]] + _ts("random", 2, "c0085"))
+tie(CMP, "(seed 2 `c0265` {} % at {}, `c0170` {} % at {}; seed 1 `c0204` {} % at {}, `c0187` {} % at {})", _COSA,
+    lambda: _ts("nachos", 2, "c0265") + _ts("nachos", 2, "c0170") + _ts("nachos", 1, "c0204") + _ts("nachos", 1, "c0187"))
+tie(CMP, "random search's `c0065` ({} % at {}) is {} points more accurate than `c0204`", _COSA,
+    lambda: _ts("random", 1, "c0065") + [_ts("random", 1, "c0065")[0] - _ts("nachos", 1, "c0204")[0]])
+tie(CMP, "Best int8 TFLM test accuracy at <= 0.5M expected MACs: seed 1 {} % (random, `c0219`), seed 2 {} % (random, "
+         "`c0085` re-calibrated for 0.5M, {} MACs)", _COSA,
+    lambda: [100 * _run("random", 1, _COSA)["int8_at_0.5M"]["accuracy"],
+             100 * _run("random", 2, _COSA)["int8_at_0.5M"]["accuracy"],
+             _run("random", 2, _COSA)["int8_at_0.5M"]["expected_macs"]])
