@@ -57,9 +57,10 @@ def main(argv=None) -> int:
         if not sep:
             ap.error(f"{item!r}: give FOLDER=SECONDS")
         try:
-            runs.append(summarize(Path(folder), float(secs)))
+            seconds = float(secs)
         except ValueError:
             ap.error(f"{item!r}: SECONDS must be a number")
+        runs.append(summarize(Path(folder), seconds))
     write_json(a.out, {"benchmark": "final_stage_ab", "issue": 12, "finished": utc_now(), "note": a.note,
                        "runs": runs})
     print(f"wrote {a.out}")

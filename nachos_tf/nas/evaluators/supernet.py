@@ -443,7 +443,11 @@ class SupernetEvaluator:
     def _find_or_train(self) -> None:
         """Put the run's supernet in `self.folder`: the shipped preset, the cache, or trained here
         (`supernet_source.find_or_train`)."""
-        find_or_train(self)
+        sn, self.source = find_or_train(self.context, self.folder, self.epochs, self._train_limit())
+        if sn is None:
+            self._load()
+        else:
+            self._supernet = sn
 
     def _train_limit(self) -> Optional[int]:
         return SUPERNET_TRAIN_LIMIT.get(self.context.budget.name) if self.epochs is None else None

@@ -12,6 +12,9 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any, Optional, Tuple
+
+from ...fsio import atomic_path
 
 __all__ = ["SUPERNET_EPOCHS", "SUPERNET_TRAIN_LIMIT", "cache_root", "copy_supernet", "supernet_key", "find_or_train"]
 
@@ -31,64 +34,62 @@ def cache_root() -> Path:
 
 
 def copy_supernet(src: Path, dst: Path) -> None:
-    """Copy a supernet folder's two files (weights, manifest) atomically into dst."""
+    """Copy a supernet folder's two files (weights, manifest) atomically into dst (`fsio.atomic_path`)."""
     from ...supernet.store import MANIFEST_FILE, WEIGHTS_FILE
 
     dst.mkdir(parents=True, exist_ok=True)
     for name in (WEIGHTS_FILE, MANIFEST_FILE):           # manifest last: its presence marks a complete copy
-        tmp = dst / f"{name}.tmp{os.getpid()}"
-        shutil.copyfile(src / name, tmp)
-        os.replace(tmp, dst / name)
+        with atomic_path(dst / name) as tmp:
+            shutil.copyfile(src / name, tmp)
 
 
-def supernet_key(ev, epochs: int) -> str:
-    """The cache key of a supernet trained for `ev`'s run with `epochs` (space, data, limit, seed, threads)."""
+def supernet_key(context, epochs: int, train_limit: Optional[int]) -> str:
+    """The cache key of a supernet trained for the run of `context` with `epochs` on `train_limit` images
+    (space, data, epochs, limit, seed, threads)."""
     from ...supernet import data_fingerprint, space_fingerprint
 
-    c = ev.context
+    c = context
     blob = json.dumps({"space": space_fingerprint(c.space), "data": data_fingerprint(c.dataset()),
-                       "epochs": epochs, "train_limit": ev._train_limit(), "seed": c.seed,
+                       "epochs": epochs, "train_limit": train_limit, "seed": c.seed,
                        "threads": c.threads}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def find_or_train(ev) -> None:
-    """Put the supernet of evaluator `ev`'s run into `ev.folder` and load it: the shipped preset when it was
-    trained for the same space and data, else the cache (a later run with the same settings), else trained here
-    (and kept in the cache)."""
+def find_or_train(context, folder: Path, epochs: Optional[int], train_limit: Optional[int]) -> Tuple[Any, str]:
+    """Put the supernet of the run of `context` into `folder`: the shipped preset when it was trained for the
+    same space and data (only when `epochs` is None), else the cache (a later run with the same settings), else
+    trained here (and kept in the cache).
+
+    Returns:
+        (the supernet when it was trained here, else None: the caller loads `folder`; where it came from).
+    """
     from ...supernet import Supernet, train_supernet
     from ...supernet.store import MANIFEST_FILE, preset_folder, read_manifest, training_record_epochs
 
-    c = ev.context
+    c = context
     data = c.dataset()
-    if ev.epochs is None:
+    if epochs is None:
         preset = preset_folder()
         if preset is not None:
             m = read_manifest(preset)
             try:
                 Supernet.load(preset, c.space, data)       # same space and data, else it does not apply
-                copy_supernet(preset, ev.folder)
-                ev.source = f"the shipped preset ({training_record_epochs(m)} epochs)"
-                ev._load()
-                return
+                copy_supernet(preset, folder)
+                return None, f"the shipped preset ({training_record_epochs(m)} epochs)"
             except Exception:  # noqa: BLE001 - a preset for another space/data: train instead
                 pass
-    epochs = ev.epochs or SUPERNET_EPOCHS.get(c.budget.name, 10)
-    cached = cache_root() / supernet_key(ev, epochs)
+    epochs = epochs or SUPERNET_EPOCHS.get(c.budget.name, 10)
+    cached = cache_root() / supernet_key(c, epochs, train_limit)
     if (cached / MANIFEST_FILE).is_file():
-        copy_supernet(cached, ev.folder)
-        ev.source = f"the cache {cached}"
-        ev._load()
-        return
-    limit = ev._train_limit()
-    n = len(data.y_train) if limit is None else min(limit, len(data.y_train))
+        copy_supernet(cached, folder)
+        return None, f"the cache {cached}"
+    n = len(data.y_train) if train_limit is None else min(train_limit, len(data.y_train))
     c.say(f"supernet: training {epochs} epochs on {n} images (one-time cost of this run, cached for later "
-          f"runs; checkpoints in {ev.folder}, resumable)")
-    sn = train_supernet(c.space, data, epochs=epochs, folder=ev.folder, seed=c.seed, train_limit=limit,
+          f"runs; checkpoints in {folder}, resumable)")
+    sn = train_supernet(c.space, data, epochs=epochs, folder=folder, seed=c.seed, train_limit=train_limit,
                         verbose=1 if c.progress else 0)
-    ev._supernet = sn
-    ev.source = f"trained here ({epochs} epochs, {sn.info.get('seconds_this_call', '?')}s)"
     try:
-        copy_supernet(ev.folder, cached)
+        copy_supernet(folder, cached)
     except OSError:
         pass                                               # a read-only cache only costs the next run
+    return sn, f"trained here ({epochs} epochs, {sn.info.get('seconds_this_call', '?')}s)"
