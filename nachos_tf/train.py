@@ -32,6 +32,8 @@ from .losses import LossConfig, distillation_kl, eenn_loss
 from .naming import exit_layout
 from .optim import LeanAdam
 from .predict import exit_outputs, predict_exits  # noqa: F401  (also importable from here, their home before)
+from .support_set import (CalibrationState, SupportSetCalibration, balanced_support_indices,  # noqa: F401
+                          epoch_schedule, support_accuracy)  # (also importable from here, their home before)
 
 __all__ = ["train_eenn", "TrainHistory", "predict_exits", "exit_outputs", "EENNTrainer", "SupportSetCalibration",
            "support_accuracy", "balanced_support_indices", "PHASES"]
@@ -88,14 +90,6 @@ class TrainHistory:
         return vals[-1] if vals else None
 
 
-class _CalibrationState:
-    """Support-set accuracies S and the 0/1 switch the loss reads; plain object so Keras does not track it."""
-
-    def __init__(self, num_classes: int, num_early: int):
-        self.S = tf.Variable(tf.zeros((num_classes, max(num_early, 1))), trainable=False, name="support_accuracy")
-        self.on = tf.Variable(0.0, trainable=False, name="calibration_on")
-
-
 class EENNTrainer(keras.Model):
     """Trainer around an EENN: computes the multi-exit loss in ``train_step`` / ``test_step``.
 
@@ -103,7 +97,7 @@ class EENNTrainer(keras.Model):
     """
 
     def __init__(self, eenn: keras.Model, config: LossConfig, mode: str = "loss",
-                 exit_macs: Optional[Sequence[float]] = None, calibration: Optional[_CalibrationState] = None,
+                 exit_macs: Optional[Sequence[float]] = None, calibration: Optional[CalibrationState] = None,
                  distill: Optional[Tuple[float, float]] = None):
         super().__init__(name="eenn_trainer")
         self._distill = None if distill is None else (float(distill[0]), float(distill[1]))
@@ -191,72 +185,6 @@ class EENNTrainer(keras.Model):
         outs = self.eenn(x, training=False)
         total, terms, logits = self._loss(y, outs)
         return self._update(y, total, terms, logits)
-
-
-class SupportSetCalibration(keras.callbacks.Callback):
-    """At the start of every epoch, S[c, i] = accuracy of early exit i on that epoch's held-out support
-    samples of class c (they are left out of the epoch's training batches); switched on after the warm-up."""
-
-    def __init__(self, eenn: keras.Model, x: tf.Tensor, y: np.ndarray, support: np.ndarray,
-                 state: _CalibrationState, num_classes: int, warmup: int, batch_size: int):
-        super().__init__()
-        self.eenn, self.x, self.y, self.support = eenn, x, y, support
-        self.state, self.num_classes, self.warmup, self.batch_size = state, num_classes, warmup, batch_size
-        self.history: List[np.ndarray] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch < self.warmup:
-            self.state.on.assign(0.0)
-            return
-        idx = self.support[epoch]
-        probs, _ = predict_exits(self.eenn, tf.gather(self.x, idx), self.batch_size)
-        y = self.y[idx]
-        S = support_accuracy(probs[:-1], y, self.num_classes)
-        self.state.S.assign(S if S.size else np.zeros(self.state.S.shape, np.float32))
-        self.state.on.assign(1.0)
-        self.history.append(S)
-
-
-def support_accuracy(early_probs: Sequence[np.ndarray], y: np.ndarray, num_classes: int) -> np.ndarray:
-    """S[c, i]: accuracy of early exit i on the samples of class c (0 for a class with no sample)."""
-    y = np.asarray(y).reshape(-1)
-    S = np.zeros((num_classes, len(early_probs)), np.float32)
-    for i, pr in enumerate(early_probs):
-        correct = (np.argmax(pr, axis=-1) == y).astype(np.float64)
-        counts = np.bincount(y, minlength=num_classes)
-        hits = np.bincount(y, weights=correct, minlength=num_classes)
-        S[:, i] = np.where(counts > 0, hits / np.maximum(counts, 1), 0.0)
-    return S
-
-
-def balanced_support_indices(y: np.ndarray, fraction: float, num_classes: int,
-                             rng: np.random.Generator) -> np.ndarray:
-    """A class-balanced sample of about ``fraction`` of the indices: the same count from every class."""
-    y = np.asarray(y).reshape(-1)
-    per_class = max(1, int(round(fraction * len(y))) // num_classes)
-    chosen = []
-    for c in range(num_classes):
-        members = np.flatnonzero(y == c)
-        if len(members) < 2:
-            continue
-        chosen.append(rng.choice(members, size=min(per_class, len(members) - 1), replace=False))
-    return np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else np.zeros(0, np.int64)
-
-
-def _epoch_schedule(n: int, epochs: int, rng: np.random.Generator, y: Optional[np.ndarray] = None,
-                    support_fraction: Optional[float] = None, num_classes: int = 0
-                    ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """Per-epoch shuffled training indices (E, n_train) and, if asked, the held-out support indices (E, n_sup)."""
-    if support_fraction is None:
-        return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int32), None
-    orders, supports = [], []
-    for _ in range(epochs):
-        sup = balanced_support_indices(y, support_fraction, num_classes, rng)
-        keep = np.ones(n, bool)
-        keep[sup] = False
-        orders.append(rng.permutation(np.flatnonzero(keep)))
-        supports.append(sup)
-    return np.stack(orders).astype(np.int32), np.stack(supports).astype(np.int32)
 
 
 def _augment_fn(augment: Augment, seed: int) -> Optional[Callable]:
@@ -451,11 +379,11 @@ def train_eenn(model: keras.Model, data: Any, loss: Optional[LossConfig] = None,
     history = TrainHistory(exit_macs=macs, loss=loss.to_dict())
     backbone = _backbone_layer_names(model)
     saved_trainable = {l.name: l.trainable for l in model.layers}
-    cal_state = _CalibrationState(num_classes, num_early)
+    cal_state = CalibrationState(num_classes, num_early)
 
     def run_phase(name: str, n_epochs: int, trainer: EENNTrainer, lr: float, extra: List) -> None:
         use_sup = name == "heads" and loss.needs_support_set and num_early > 0
-        order, support = _epoch_schedule(len(y_np), n_epochs, rng, y_np,
+        order, support = epoch_schedule(len(y_np), n_epochs, rng, y_np,
                                          loss.support_fraction if use_sup else None, num_classes)
         cbs = list(extra)
         if use_sup:

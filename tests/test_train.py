@@ -7,8 +7,8 @@ import pytest
 
 from nachos_tf import errors as nt_errors
 from nachos_tf.losses import LossConfig
-from nachos_tf.train import (_epoch_schedule, balanced_support_indices, predict_exits, support_accuracy,
-                             train_eenn)
+from nachos_tf.support_set import balanced_support_indices, epoch_schedule, support_accuracy
+from nachos_tf.train import predict_exits, train_eenn
 
 C = 4
 MACS = [100.0, 300.0]
@@ -115,7 +115,7 @@ def test_support_set_is_balanced_and_held_out():
     rng = np.random.default_rng(0)
     sup = balanced_support_indices(y, 0.1, C, rng)
     assert np.all(np.bincount(y[sup], minlength=C) == 4)
-    order, support = _epoch_schedule(len(y), 3, rng, y, 0.1, C)
+    order, support = epoch_schedule(len(y), 3, rng, y, 0.1, C)
     assert order.shape == (3, len(y) - 16) and support.shape == (3, 16)
     for o, s in zip(order, support):
         assert not set(o) & set(s) and len(set(o) | set(s)) == len(y)
