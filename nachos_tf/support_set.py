@@ -20,7 +20,12 @@ __all__ = ["CalibrationState", "SupportSetCalibration", "support_accuracy", "bal
 
 
 class CalibrationState:
-    """Support-set accuracies S and the 0/1 switch the loss reads; plain object so Keras does not track it."""
+    """Support-set accuracies S and the 0/1 switch the loss reads; plain object so Keras does not track it.
+
+    Args:
+        num_classes: rows of S.
+        num_early: early exits (columns of S; at least one column is kept so the variable has a shape).
+    """
 
     def __init__(self, num_classes: int, num_early: int):
         self.S = tf.Variable(tf.zeros((num_classes, max(num_early, 1))), trainable=False, name="support_accuracy")
@@ -29,7 +34,18 @@ class CalibrationState:
 
 class SupportSetCalibration(keras.callbacks.Callback):
     """At the start of every epoch, S[c, i] = accuracy of early exit i on that epoch's held-out support
-    samples of class c (they are left out of the epoch's training batches); switched on after the warm-up."""
+    samples of class c (they are left out of the epoch's training batches); switched on after the warm-up.
+
+    Args:
+        eenn: the functional EENN being trained (its last output group is the final exit).
+        x: every training sample, one tensor (indexed by ``support``).
+        y: their labels.
+        support: (epochs, n_support) indices of each epoch's support set (`epoch_schedule`).
+        state: the `CalibrationState` the loss reads.
+        num_classes: number of classes.
+        warmup: epochs with the calibration term off (S not measured).
+        batch_size: batch size of the support-set prediction.
+    """
 
     def __init__(self, eenn: keras.Model, x: tf.Tensor, y: np.ndarray, support: np.ndarray,
                  state: CalibrationState, num_classes: int, warmup: int, batch_size: int):
@@ -52,7 +68,16 @@ class SupportSetCalibration(keras.callbacks.Callback):
 
 
 def support_accuracy(early_probs: Sequence[np.ndarray], y: np.ndarray, num_classes: int) -> np.ndarray:
-    """S[c, i]: accuracy of early exit i on the samples of class c (0 for a class with no sample)."""
+    """S[c, i]: accuracy of early exit i on the samples of class c (0 for a class with no sample).
+
+    Args:
+        early_probs: one (n, num_classes) probability array per early exit.
+        y: the n labels, in 0..num_classes-1.
+        num_classes: number of classes.
+
+    Returns:
+        float32 array (num_classes, len(early_probs)).
+    """
     y = np.asarray(y).reshape(-1)
     S = np.zeros((num_classes, len(early_probs)), np.float32)
     for i, pr in enumerate(early_probs):
@@ -65,7 +90,19 @@ def support_accuracy(early_probs: Sequence[np.ndarray], y: np.ndarray, num_class
 
 def balanced_support_indices(y: np.ndarray, fraction: float, num_classes: int,
                              rng: np.random.Generator) -> np.ndarray:
-    """A class-balanced sample of about ``fraction`` of the indices: the same count from every class."""
+    """A class-balanced sample of about ``fraction`` of the indices: the same count from every class.
+
+    A class keeps at least one sample for training (classes with fewer than 2 samples give none).
+
+    Args:
+        y: labels of the candidate samples.
+        fraction: share of all samples to hold out (split evenly over the classes).
+        num_classes: number of classes.
+        rng: the random generator (the draw is seeded through it).
+
+    Returns:
+        Sorted int64 indices into ``y``.
+    """
     y = np.asarray(y).reshape(-1)
     per_class = max(1, int(round(fraction * len(y))) // num_classes)
     chosen = []
@@ -78,9 +115,22 @@ def balanced_support_indices(y: np.ndarray, fraction: float, num_classes: int,
 
 
 def epoch_schedule(n: int, epochs: int, rng: np.random.Generator, y: Optional[np.ndarray] = None,
-                    support_fraction: Optional[float] = None, num_classes: int = 0
-                    ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """Per-epoch shuffled training indices (E, n_train) and, if asked, the held-out support indices (E, n_sup)."""
+                   support_fraction: Optional[float] = None, num_classes: int = 0
+                   ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Per-epoch shuffled training indices and, if asked, the held-out support indices of each epoch.
+
+    Args:
+        n: number of training samples.
+        epochs: number of epochs (E).
+        rng: the random generator.
+        y: labels (needed with ``support_fraction``).
+        support_fraction: share held out per epoch as the support set (`balanced_support_indices`); None: none.
+        num_classes: number of classes (with ``support_fraction``).
+
+    Returns:
+        (orders, supports): int32 (E, n_train) training indices, and int32 (E, n_support) support indices or
+        None; an epoch's support indices are absent from its training indices.
+    """
     if support_fraction is None:
         return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int32), None
     orders, supports = [], []
