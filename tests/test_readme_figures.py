@@ -114,6 +114,34 @@ def test_cosine_seeds_1_and_2_are_new_searches_with_seed_0s_settings_and_merge_t
     assert summary["hv_nachos_vs_static"]["mean_of_ratios"] < 1.1    # the README: short of the goal
 
 
+def test_fourth_seed_is_a_new_search_on_the_preset_and_merges_with_the_other_three():
+    """The README says seed 3 was searched anew (not refinalized) with seed 0's settings on the shipped preset, and
+    gives four-seed ratios from compare_cosine_4seeds.json: that file must hold exactly the cosine parts of seeds 0-3
+    (seeds 0-2 the same runs as compare_cosine_all.json), and its ratios must be the hypervolumes divided."""
+    base = J("parts/cos_s0_nachos.json")["settings"]
+    four, three = J("compare_cosine_4seeds.json"), J("compare_cosine_all.json")
+    runs = {(r["method"], r["seed"]): r for r in four["runs"]}
+    assert set(runs) == {(m, s) for m in ("nachos", "random", "static") for s in (0, 1, 2, 3)}
+    for r in three["runs"]:
+        assert runs[r["method"], r["seed"]]["hypervolume"] == r["hypervolume"]
+    for m in ("nachos", "random", "static"):
+        part = J(f"parts/cos_s3_{m}.json")
+        run = part["runs"][0]
+        assert part["runs"] == [run] and (run["method"], run["seed"]) == (m, 3)
+        assert {k: v for k, v in part["settings"].items() if k not in ("supernet", "refinalized_from")} == \
+            {k: v for k, v in base.items() if k not in ("supernet", "refinalized_from")}
+        assert part["settings"]["supernet"]["from"] == {"3": "nachos_tf/supernet/presets/fashion_mnist"}
+        assert not run.get("refinalized_from") and run["search_s"] >= 1200
+        assert runs[m, 3]["hypervolume"] == run["hypervolume"] and runs[m, 3]["candidates"] == run["candidates"]
+    for other in ("random", "static"):
+        per = four["summary"][f"hv_nachos_vs_{other}"]
+        want = [runs["nachos", s]["hypervolume"] / runs[other, s]["hypervolume"] for s in (0, 1, 2, 3)]
+        assert per["seeds"] == [0, 1, 2, 3] and per["per_seed"] == pytest.approx(want, abs=1e-4)
+        assert per["mean_of_ratios"] == pytest.approx(sum(want) / 4, abs=1e-4)
+        assert per["ratio_of_means"] == pytest.approx(sum(runs["nachos", s]["hypervolume"] for s in range(4))
+                                                      / sum(runs[other, s]["hypervolume"] for s in range(4)), abs=1e-4)
+
+
 def test_cosine_demo_is_the_same_search_with_the_cosine_final_stage():
     """The README says the cosine `make demo` searched the same candidates and re-trained the same four finalists
     (their search figures equal the constant run's) with the same final budget but the schedule, its checks and
