@@ -80,9 +80,9 @@ def support_accuracy(early_probs: Sequence[np.ndarray], y: np.ndarray, num_class
     """
     y = np.asarray(y).reshape(-1)
     S = np.zeros((num_classes, len(early_probs)), np.float32)
+    counts = np.bincount(y, minlength=num_classes)
     for i, pr in enumerate(early_probs):
         correct = (np.argmax(pr, axis=-1) == y).astype(np.float64)
-        counts = np.bincount(y, minlength=num_classes)
         hits = np.bincount(y, weights=correct, minlength=num_classes)
         S[:, i] = np.where(counts > 0, hits / np.maximum(counts, 1), 0.0)
     return S

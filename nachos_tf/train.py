@@ -32,8 +32,8 @@ from .losses import LossConfig, distillation_kl, eenn_loss
 from .naming import exit_layout
 from .optim import LeanAdam
 from .predict import exit_outputs, predict_exits  # noqa: F401  (also importable from here, their home before)
-from .support_set import (CalibrationState, SupportSetCalibration, balanced_support_indices,  # noqa: F401
-                          epoch_schedule, support_accuracy)  # (also importable from here, their home before)
+from .support_set import CalibrationState, SupportSetCalibration, epoch_schedule
+from .support_set import balanced_support_indices, support_accuracy  # noqa: F401  (importable from here, their home before)
 
 __all__ = ["train_eenn", "TrainHistory", "predict_exits", "exit_outputs", "EENNTrainer", "SupportSetCalibration",
            "support_accuracy", "balanced_support_indices", "PHASES"]

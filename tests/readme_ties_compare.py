@@ -506,6 +506,12 @@ tie(CMP, "With a cosine learning-rate schedule in that final stage (seed 0 only,
 
 # the cosine final stage on seeds 1 and 2, searched anew (compare_cosine_all.json, parts cos_s{1,2}_*)
 _COSA = "compare_cosine_all.json"
+_C4 = "compare_cosine_4seeds.json"
+
+
+def _hv(source, other):
+    """nachos / `other` hypervolume summary of a merged comparison (per_seed, mean_of_ratios, ratio_of_means)."""
+    return J(source)["summary"][f"hv_nachos_vs_{other}"]
 
 
 def _ts(method, seed, sid):
@@ -518,19 +524,19 @@ tie(CMP, "Test hypervolume, seed 1: nachos {}, random search {}, static NAS {} (
          "seeds** ({}, {} and {}; ratio of the means {};", _COSA,
     lambda: [v for s in (1, 2) for v in [_run(m, s, _COSA)["hypervolume"] for m in ("nachos", "random", "static")]
              + [_run(m, s, _COSA)["candidates"] for m in ("nachos", "random", "static")]]
-    + [J(_COSA)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"]] + J(_COSA)["summary"]["hv_nachos_vs_random"]["per_seed"]
-    + [J(_COSA)["summary"]["hv_nachos_vs_random"]["ratio_of_means"]])
+    + [_hv(_COSA, "random")["mean_of_ratios"]] + _hv(_COSA, "random")["per_seed"]
+    + [_hv(_COSA, "random")["ratio_of_means"]])
 tie(CMP, "**nachos / static {}** ({}, {} and {}; ratio of the means {}; goal 1.1: met on seed 1, short by {} on the "
          "mean, so not met)", _COSA,
-    lambda: [J(_COSA)["summary"]["hv_nachos_vs_static"]["mean_of_ratios"]] + J(_COSA)["summary"]["hv_nachos_vs_static"]["per_seed"]
-    + [J(_COSA)["summary"]["hv_nachos_vs_static"]["ratio_of_means"], 1.1 - J(_COSA)["summary"]["hv_nachos_vs_static"]["mean_of_ratios"]])
+    lambda: [_hv(_COSA, "static")["mean_of_ratios"]] + _hv(_COSA, "static")["per_seed"]
+    + [_hv(_COSA, "static")["ratio_of_means"], 1.1 - _hv(_COSA, "static")["mean_of_ratios"]])
 tie(CMP, "The cosine final stage on seeds 1 and 2 (measured, 2026-12-07, later sessions): nachos / random {}, nachos / "
          "static {} over the three seeds.", _COSA,
-    lambda: [J(_COSA)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"], J(_COSA)["summary"]["hv_nachos_vs_static"]["mean_of_ratios"]])
+    lambda: [_hv(_COSA, "random")["mean_of_ratios"], _hv(_COSA, "static")["mean_of_ratios"]])
 tie(CMP, "Seeds 1 and 2 searched again with that final stage bring nachos / random to {} over the three seeds and "
          "nachos / static to {}, a hair short of 1.1; a fourth seed searched on seed 0's supernet gives {} and {}", _COSA,
-    lambda: [J(_COSA)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"], J(_COSA)["summary"]["hv_nachos_vs_static"]["mean_of_ratios"]]
-    + [J("compare_cosine_4seeds.json")["summary"][f"hv_nachos_vs_{m}"]["per_seed"][3] for m in ("random", "static")])
+    lambda: [_hv(_COSA, "random")["mean_of_ratios"], _hv(_COSA, "static")["mean_of_ratios"]]
+    + [_hv(_C4, m)["per_seed"][3] for m in ("random", "static")])
 tie(CMP, "seed 0's static search, resumed once, counted {}), and again kept one admissible finalist on seeds 1 and 2 "
          "({} % and {} % test at <= 0.5M expected MACs)", _COSA,
     lambda: [_run("static", 0, _COSA)["candidates"]] + [100 * _run("static", s, _COSA)["best_acc_at_0.5M"] for s in (1, 2)])
@@ -550,8 +556,8 @@ tie(CMP, "Best int8 TFLM test accuracy at <= 0.5M expected MACs: seed 1 {} % (ra
 # the goals table at the head of the section (issue 12's "done means", each figure from its own file)
 tie(CMP, "| >= 10 candidates per minute after the supernet's one-time cost | {} (the shipped preset; its training, once: "
          "{} s) | yes | `search_speed_supernet21.json` |", "search_speed_supernet21.json",
-    lambda: [J("search_speed_supernet21.json")["summary"]["evaluators"]["supernet"]["speed"]["candidates_per_min"],
-             J("search_speed_supernet21.json")["summary"]["evaluators"]["supernet"]["one_time_cost"]["supernet_training_seconds"]])
+    lambda: [(sn := J("search_speed_supernet21.json")["summary"]["evaluators"]["supernet"])["speed"]["candidates_per_min"],
+             sn["one_time_cost"]["supernet_training_seconds"]])
 tie(CMP, "| Spearman >= 0.7 against stand-alone training, 20 genomes | shipped preset {}, best supernet tried {} "
          "(progressive, 5 stages), against the 2-epoch reference | no | `search_speed_supernet21.json`, "
          "`search_speed_ps.json` |", "search_speed_ps.json",
@@ -560,8 +566,8 @@ tie(CMP, "| Spearman >= 0.7 against stand-alone training, 20 genomes | shipped p
 for _goal_m, _goal_who, _goal_seed in (("random", "random search's", 2), ("static", "the static NAS's", 1)):
     tie(CMP, f"| nachos hypervolume >= 1.1x {_goal_who} | {{}} over 3 seeds ({{}}, {{}}, {{}}); a fourth seed, on seed 0's "
              f"supernet: {{}} | no (seed {_goal_seed} only) | `compare_cosine_all.json`, `compare_cosine_4seeds.json` |", _COSA,
-        lambda m=_goal_m: [J(_COSA)["summary"][f"hv_nachos_vs_{m}"]["mean_of_ratios"]] + J(_COSA)["summary"][f"hv_nachos_vs_{m}"]["per_seed"]
-        + [J("compare_cosine_4seeds.json")["summary"][f"hv_nachos_vs_{m}"]["per_seed"][3]])
+        lambda m=_goal_m: [_hv(_COSA, m)["mean_of_ratios"]] + _hv(_COSA, m)["per_seed"]
+        + [_hv(_C4, m)["per_seed"][3]])
 tie(CMP, "| best admissible solution >= 90 % int8 TFLM test accuracy at <= 0.5M expected MACs | {} % (seed 0), {} % "
          "(seed 1), {} % (seed 2) | seeds 0 and 1 | `compare_cosine_all.json` |", _COSA,
     lambda: [100 * max(r["int8_at_0.5M"]["accuracy"] for r in J(_COSA)["runs"]
@@ -574,7 +580,6 @@ tie(CMP, "| `make demo` <= 10 min with >= 3 solutions | {} s and {} s until its 
              J("demo_cosine.json")["seconds_until_checks_done"]])
 
 # a fourth seed, search seed 3 on the shipped preset (compare_cosine_4seeds.json, parts cos_s3_*)
-_C4 = "compare_cosine_4seeds.json"
 
 
 def _t4(method, sid):
@@ -583,7 +588,7 @@ def _t4(method, sid):
 
 
 tie(CMP, "A fourth seed, never searched before (measured, 2026-12-07, a later session): nachos / random {}, nachos / "
-         "static {}.", _C4, lambda: [J(_C4)["summary"][f"hv_nachos_vs_{m}"]["per_seed"][3] for m in ("random", "static")])
+         "static {}.", _C4, lambda: [_hv(_C4, m)["per_seed"][3] for m in ("random", "static")])
 tie(CMP, "Test hypervolume: nachos {}, random search {}, static NAS {} ({}, {} and {} candidates: this session's host "
          "evaluated three to four times as many as seed 0's searches on the same preset).", _C4,
     lambda: [_run(m, 3, _C4)["hypervolume"] for m in ("nachos", "random", "static")]
@@ -598,9 +603,9 @@ tie(CMP, "Best int8 TFLM test accuracy at <= 0.5M expected MACs: {} % (random, `
              100 * _run("nachos", 3, _C4)["int8_at_0.5M"]["accuracy"], _run("nachos", 3, _C4)["int8_at_0.5M"]["expected_macs"]])
 tie(CMP, "Over the four seeds nachos / random is {} as a mean of the per-seed ratios but {} as the ratio of the mean "
          "hypervolumes, and nachos / static {} (ratio of the means {}):", _C4,
-    lambda: [J(_C4)["summary"]["hv_nachos_vs_random"]["mean_of_ratios"], J(_C4)["summary"]["hv_nachos_vs_random"]["ratio_of_means"],
-             J(_C4)["summary"]["hv_nachos_vs_static"]["mean_of_ratios"], J(_C4)["summary"]["hv_nachos_vs_static"]["ratio_of_means"]])
+    lambda: [_hv(_C4, "random")["mean_of_ratios"], _hv(_C4, "random")["ratio_of_means"],
+             _hv(_C4, "static")["mean_of_ratios"], _hv(_C4, "static")["ratio_of_means"]])
 tie(CMP, "the spread between seeds ({} to {} against random search)", _C4,
-    lambda: [min(J(_C4)["summary"]["hv_nachos_vs_random"]["per_seed"]), max(J(_C4)["summary"]["hv_nachos_vs_random"]["per_seed"])])
+    lambda: [min(_hv(_C4, "random")["per_seed"]), max(_hv(_C4, "random")["per_seed"])])
 tie(CMP, "nachos' test hypervolume spans {}-{} over them, random search's {}-{} and the static NAS's {}-{}", _C4,
     lambda: [f(_run(m, s, _C4)["hypervolume"] for s in range(4)) for m in ("nachos", "random", "static") for f in (min, max)])
