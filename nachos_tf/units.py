@@ -1,6 +1,7 @@
 """Human sizes for the command line and reports: '1.5M' MACs, '64k', '256KiB' bytes."""
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import ConstraintError
@@ -35,7 +36,10 @@ def parse_size(text: str) -> float:
 def human(n: float) -> str:
     """Compact decimal units for MACs and counts: 950, 12.3k, 1.23M, 4.5G."""
     n = float(n)
+    if not math.isfinite(n):
+        return str(n)
     for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{unit}"
+        # Round to 3 significant digits before choosing the unit: 999,999.6 is "1M", not "1e+03k".
+        if abs(float(f"{n:.3g}")) >= div:
+            return f"{float(f'{n / div:.3g}'):g}{unit}"
     return f"{n:.0f}" if n == int(n) else f"{n:.3g}"

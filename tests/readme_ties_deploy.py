@@ -435,3 +435,79 @@ tie(DEMO, "kept **{}** and **{}** solutions of {} finalists each, in {} s and {}
              _d("final", "members", source=_S1P), _d("search_seconds", source=_S1P), _d("search_seconds", source=_S2P),
              max(s["int8"]["accuracy"] for s in _d("admissible", source=_S1P)),
              max(s["int8"]["accuracy"] for s in _d("admissible", source=_S2P))])
+
+
+# --------------------------------------------------------------------------------------------- stages that never run
+TRIM = "demo_trimmed.json"
+
+
+def _trim_row(run_end, sid):
+    return next(r for r in J("export_trim.json")["solutions"] if r["run"].endswith(run_end) and r["solution"] == sid)
+
+
+def _onephase_member(sid):
+    return next(a for a in _d("admissible", source="demo_onephase.json") if a["id"] == sid)
+
+
+def _trim_member(sid):
+    return next(a for a in _d("admissible", source=TRIM) if a["id"] == sid)
+
+
+tie(DEMO, "`c0027` in `demo_onephase.json` exported four stages, {} B, of which no image ran the fourth ({} B)",
+    "demo_onephase.json",
+    lambda: [sum(_d("export", "stage_bytes", source="demo_onephase.json")),
+             _d("export", "stage_bytes", source="demo_onephase.json")[3]
+             if _d("firmware", "arena_used", source="demo_onephase.json")[3] == 0
+             and _onephase_member("c0027")["test"]["exit_rates"][3] == 0 else -1])
+tie(DEMO, "`c0028` in `demo_cosine.json` took every image at its first exit yet exported {} B of stages", "demo_cosine.json",
+    lambda: [sum(_d("export", "stage_bytes", source="demo_cosine.json"))
+             if next(a for a in _d("admissible", source="demo_cosine.json") if a["id"] == "c0028")["test"]["exit_rates"][0]
+             == 1.0 and _d("export", "solution", source="demo_cosine.json") == "c0028" else -1])
+tie(DEMO, "`benchmarks/demo_summary.py runs/demo --seconds {} --until-checks {} --out ...`) judged the same {} candidates",
+    TRIM, lambda: [_d("make_demo_seconds", source=TRIM), _d("seconds_until_checks_done", source=TRIM),
+                   _d("search", "candidates", source=TRIM)])
+tie(DEMO, "re-trained them and kept **{} solutions**", TRIM, lambda: [len(_d("admissible", source=TRIM))])
+tie(DEMO, "(for example `c0040`: {} % test at {} expected MACs)", TRIM,
+    lambda: [100 * _trim_member("c0040")["test"]["accuracy"], _trim_member("c0040")["test"]["expected_macs"]])
+tie(DEMO, "`c0027` ({} validation accuracy at {} expected MACs, exit 1's threshold -inf), exports as **{} stages, {} B** "
+          "({} + {}): the export of every stage of the same model would be {} B, {} times as much", "export_trim.json",
+    lambda: [_trim_member("c0027")["val"]["accuracy"], _trim_member("c0027")["val"]["expected_macs"],
+             _trim_row("runs/demo", "c0027")["exported"]["stages"], _trim_row("runs/demo", "c0027")["exported"]["model_bytes"],
+             *_trim_row("runs/demo", "c0027")["exported"]["stage_bytes"],
+             _trim_row("runs/demo", "c0027")["every_stage"]["model_bytes"],
+             _trim_row("runs/demo", "c0027")["model_bytes_ratio"]])
+tie(DEMO, "The arena stays {} B (stage 0 needs the most).", "export_trim.json",
+    lambda: [_trim_row("runs/demo", "c0027")["exported"]["arena_bytes"]
+             if _trim_row("runs/demo", "c0027")["every_stage"]["arena_bytes"]
+             == _trim_row("runs/demo", "c0027")["exported"]["arena_bytes"] == _d("export", "arena_bytes", source=TRIM)
+             else -1])
+tie(DEMO, "takes **{} B** of flash (model arrays {} + code {}; `demo_onephase.json`: {} B) and gave the class and exit of "
+          "`nachos-tf evaluate` on {} of {} images under QEMU", TRIM,
+    lambda: [_d("firmware", "flash_bytes", source=TRIM), _d("firmware", "model_bytes", source=TRIM),
+             _d("firmware", "code_bytes", source=TRIM), _d("firmware", "flash_bytes", source="demo_onephase.json"),
+             _d("firmware", "agree", source=TRIM), _d("firmware", "n", source=TRIM)])
+tie(DEMO, "Of the {} admissible solutions measured (this demo's {} and the seed-3 comparison's nachos and random-search "
+          "runs, {} each), {} had such an exit", "export_trim.json",
+    lambda: [len(J("export_trim.json")["solutions"]),
+             sum(r["run"] == "runs/demo" for r in J("export_trim.json")["solutions"]),
+             sum(r["run"].endswith("nachos/seed3") for r in J("export_trim.json")["solutions"]),
+             sum(bool(r["exported"]["exits_not_exported"]) for r in J("export_trim.json")["solutions"])])
+tie(DEMO, "each lose their final stage: {} B instead of {} and {} B instead of {}.", "export_trim.json",
+    lambda: [_trim_row("nachos/seed3", "c1588")["exported"]["model_bytes"],
+             _trim_row("nachos/seed3", "c1588")["every_stage"]["model_bytes"],
+             _trim_row("random/seed3", "c0576")["exported"]["model_bytes"],
+             _trim_row("random/seed3", "c0576")["every_stage"]["model_bytes"]])
+tie(DEMO, "gives another class on {} of the {} and {} of the {} images that reach it (int8 test accuracy {} % against {} %, "
+          "and {} % against {} %)", "export_trim.json",
+    lambda: [_trim_row("nachos/seed3", "c1588")["class_differs_at_last_stage"],
+             _trim_row("nachos/seed3", "c1588")["images_at_last_stage"],
+             _trim_row("random/seed3", "c0576")["class_differs_at_last_stage"],
+             _trim_row("random/seed3", "c0576")["images_at_last_stage"],
+             100 * _trim_row("nachos/seed3", "c1588")["exported"]["accuracy"],
+             100 * _trim_row("nachos/seed3", "c1588")["every_stage"]["accuracy"],
+             100 * _trim_row("random/seed3", "c0576")["exported"]["accuracy"],
+             100 * _trim_row("random/seed3", "c0576")["every_stage"]["accuracy"]])
+tie(DEMO, "This session's machine was fast: {} s until the end of the checks, {} s with the firmware, a candidate {} s "
+          "on average.", TRIM,
+    lambda: [_d("seconds_until_checks_done", source=TRIM), _d("make_demo_seconds", source=TRIM),
+             _d("search", "evaluate_seconds_mean", source=TRIM)])

@@ -64,12 +64,12 @@ def tiny_eenn(classes=10, skip_across=False):
     return keras.Model(inp, outs)
 
 
-@pytest.fixture(scope="module")
-def trained():
-    keras.utils.set_random_seed(0)
+def train_tiny_eenn(n_train: int, n_test: int, seed: int):
+    """`tiny_eenn` trained one epoch on the first `n_train` Fashion-MNIST images: (model, x, y, x_test, y_test)."""
+    keras.utils.set_random_seed(seed)
     x, y = _idx("train")
     xt, yt = _idx("test")
-    x, y = x[:2500], y[:2500]
+    x, y = x[:n_train], y[:n_train]
     m = tiny_eenn()
     names = naming.output_names(m)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -77,7 +77,12 @@ def trained():
     # confidences learn "label < 5": any learnable binary target spreads them over (0, 1)
     ys = [((y < 5).astype(np.float32)[:, None] if "conf" in n else y) for n in names]
     m.fit(x, ys, epochs=1, batch_size=32, verbose=0)
-    return m, x, y, xt[:N_TEST], yt[:N_TEST]
+    return m, x, y, xt[:n_test], yt[:n_test]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train_tiny_eenn(2500, N_TEST, seed=0)
 
 
 @pytest.fixture(scope="module")

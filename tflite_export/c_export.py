@@ -84,12 +84,20 @@ def cortex_m4_size(out_dir: Union[str, Path]) -> Optional[Dict[str, Any]]:
 def convert_eenn(model: keras.Model, representative_x: np.ndarray, rule: str, thresholds: Sequence[float],
                  exit_macs: Optional[Sequence[float]] = None, qat_epochs: int = 0,
                  train_xy: Optional[Tuple[np.ndarray, np.ndarray]] = None, num_samples: int = 256,
-                 name: str = "nachos", measure_arena: bool = True) -> Tuple[Dict[str, Any], List[bytes]]:
+                 name: str = "nachos", measure_arena: bool = True,
+                 drop_unreachable: bool = True) -> Tuple[Dict[str, Any], List[bytes]]:
     """In-memory half of `export_eenn`: (manifest, stage .tflite bytes), no files written.
 
     Splits the EENN into stages, quantises them with boundary-consistent int8 parameters, maps every
     output through the SignatureDefs, measures TFLM arenas (child processes) and turns the float
     thresholds into the device's integer / float32 thresholds.
+
+    An early exit whose threshold is -inf takes every image that reaches it, so the stages after it never
+    run: with `drop_unreachable` they are not exported (no flash, no arena, no ops for them), and that exit
+    becomes the export's last stage, converted as a final classifier (class output only). Every image leaves at
+    the same exit as in the whole export (the stages before it are the same flatbuffers); the last stage's int8
+    rounding may differ from that stage's in the whole export, so a few images it classifies may get another
+    class. manifest["exits_not_exported"] names the exits left out.
 
     Args:
         model: the trained Keras EENN (outputs named after `nachos_tf.naming`).
@@ -102,6 +110,7 @@ def convert_eenn(model: keras.Model, representative_x: np.ndarray, rule: str, th
         num_samples: calibration samples.
         name: prefix of the C symbols (sanitised).
         measure_arena: measure each stage's TFLM arena (child processes).
+        drop_unreachable: leave out the stages after the first early exit whose threshold is -inf.
 
     Returns:
         (manifest dict, list of stage .tflite bytes).
@@ -120,7 +129,10 @@ def convert_eenn(model: keras.Model, representative_x: np.ndarray, rule: str, th
         raise ExportError(f"need one threshold per early exit ({n_early}), got {len(thr)}")
     if any(math.isnan(t) for t in thr):
         raise ExportError("thresholds must not be NaN")
-    if rule == "confidence" and any(e.conf_index is None for e in layout[:-1]):
+    n_keep = len(layout)
+    if drop_unreachable:
+        n_keep = next((k + 1 for k, t in enumerate(thr) if t == -math.inf), len(layout))
+    if rule == "confidence" and any(e.conf_index is None for e in layout[:n_keep - 1]):
         raise ExportError("rule 'confidence' needs a confidence output (exit_k_conf) at every early exit")
     if exit_macs is None:
         from nachos_tf.macs import profile_macs
@@ -138,7 +150,7 @@ def convert_eenn(model: keras.Model, representative_x: np.ndarray, rule: str, th
         model = qat_finetune(model, train_xy[0], train_xy[1], epochs=int(qat_epochs))
         quant = "qat"
 
-    stages = split_stages(model)
+    stages = split_stages(model, n_stages=n_keep)
     qstages = quantize_stages(stages, representative_x, num_samples=num_samples, model=model)
     blobs = [q.tflite for q in qstages]
     boundaries = check_boundaries(blobs)
@@ -177,7 +189,7 @@ def convert_eenn(model: keras.Model, representative_x: np.ndarray, rule: str, th
             "threshold_int8": None,
             "threshold_f32": None,
         }
-        if k < n_early:
+        if k < n_keep - 1:
             p = exit_params(rule, thr[k], rec["probs_quant"], rec["confidence_quant"])
             rec["threshold"] = _json_float(thr[k])
             rec["threshold_int8"] = p["t_int"]
@@ -197,8 +209,9 @@ def convert_eenn(model: keras.Model, representative_x: np.ndarray, rule: str, th
                   "zero_point": int(ins.zero_point)},
         "num_classes": num_classes,
         "rule": rule,
-        "exit_names": [e.name for e in layout],
-        "exit_macs": exit_macs,
+        "exit_names": [e.name for e in layout[:n_keep]],
+        "exits_not_exported": [e.name for e in layout[n_keep:]],
+        "exit_macs": exit_macs[:n_keep],
         "stage_macs_cumulative": [int(v) for v in np.cumsum([r["macs"] for r in stage_recs])],
         "quantization": quant,
         "qat_epochs": int(qat_epochs or 0),
@@ -263,7 +276,7 @@ def export_eenn(model: keras.Model, out_dir: Union[str, Path], representative_x:
                 thresholds: Sequence[float], exit_macs: Optional[Sequence[float]] = None,
                 qat_epochs: int = 0, train_xy: Optional[Tuple[np.ndarray, np.ndarray]] = None,
                 num_samples: int = 256, name: str = "nachos", cortex_m4: bool = True,
-                measure_arena: bool = True) -> Dict[str, Any]:
+                measure_arena: bool = True, drop_unreachable: bool = True) -> Dict[str, Any]:
     """Staged int8 export of an EENN; writes the folder described in this module and returns the manifest.
 
     Args:
@@ -279,6 +292,8 @@ def export_eenn(model: keras.Model, out_dir: Union[str, Path], representative_x:
         name: prefix of the C symbols (sanitised).
         cortex_m4: record the Cortex-M4 size of the model data and decision code (see `write_export`).
         measure_arena: measure each stage's TFLM arena (child processes).
+        drop_unreachable: leave out the stages after the first early exit whose threshold is -inf (False keeps
+            every stage, e.g. to try other thresholds with `tflm.with_policy` later).
 
     Returns:
         The manifest (also in out_dir/manifest.json).
@@ -287,7 +302,7 @@ def export_eenn(model: keras.Model, out_dir: Union[str, Path], representative_x:
         ExportError: see `convert_eenn`.
     """
     manifest, blobs = convert_eenn(model, representative_x, rule, thresholds, exit_macs, qat_epochs, train_xy,
-                                   num_samples, name, measure_arena)
+                                   num_samples, name, measure_arena, drop_unreachable)
     return write_export(out_dir, manifest, blobs, cortex_m4=cortex_m4)
 
 

@@ -40,7 +40,8 @@ def int8_sizes(model: keras.Model, x_repr: np.ndarray, need_ram: bool) -> Dict[s
 
     Returns:
         {"flash_bytes": sum of the stage .tflite sizes, "arena_bytes": the export's arena (largest measured
-        stage arena + margin) or None when not asked}.
+        stage arena + margin) or None when not asked}, every stage counted: an upper bound of the export at
+        any thresholds (one leaves out the stages after an exit whose threshold is -inf, see `convert_eenn`).
 
     Raises:
         ExportError: the model cannot be converted or run on TFLM.
@@ -69,14 +70,17 @@ def int8_report(model: keras.Model, x_train: np.ndarray, x_test: np.ndarray, y_t
         exit_macs: staged MACs per exit.
 
     Returns:
-        {"accuracy", "exit_rates", "expected_macs", "n", "arena_bytes" (the export's arena),
-        "stage_bytes" (per stage), "runtime": "tflite-micro"}.
+        {"accuracy", "exit_rates" (one per exit of `model`), "expected_macs", "n", "arena_bytes" (the export's
+        arena), "stage_bytes" (per exported stage: the stages after an exit whose threshold is -inf are not
+        exported, see `convert_eenn`), "runtime": "tflite-micro"}.
 
     Raises:
         ExportError: the model cannot be converted or run on TFLM.
     """
     r = evaluate_int8(model, representative_x(x_train), x_test, y_test, rule, thresholds, exit_macs)
     out = {k: r[k] for k in ("accuracy", "exit_rates", "expected_macs")}
+    # the export leaves out the stages after an exit every image stops at: those exits take no image
+    out["exit_rates"] = list(out["exit_rates"]) + [0.0] * (len(exit_macs) - len(out["exit_rates"]))
     out.update(n=int(r.get("n", len(y_test))), arena_bytes=r.get("arena_bytes_total"),
                stage_bytes=r.get("stage_bytes"), runtime="tflite-micro")
     return out

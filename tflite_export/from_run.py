@@ -251,7 +251,20 @@ def manifest_summary(manifest: Dict[str, Any]) -> str:
                      else "-", f"{int(st['macs']):,}", _sig(st.get("threshold"))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    dropped = dropped_exits_line(manifest)
+    if dropped:
+        lines.append(dropped)
     m4 = cortex_m_line(manifest.get("cortex_m4"))
     if m4:
         lines.append(m4)
     return "\n".join(lines)
+
+
+def dropped_exits_line(manifest: Dict[str, Any]) -> Optional[str]:
+    """One sentence naming the exits an export left out (after an exit every image stops at), else None."""
+    dropped = manifest.get("exits_not_exported") or []
+    if not dropped:
+        return None
+    last = manifest["stages"][-1].get("exit", f"stage {len(manifest['stages']) - 1}")
+    return (f"not exported: {', '.join(dropped)} (at these thresholds every image stops by {last}, so their "
+            f"stages would never run)")

@@ -65,7 +65,8 @@ class Stage:
         return self.outputs.index(what) if what in self.outputs else None
 
 
-def split_stages(model: keras.Model, softmax: bool = True, batch_size: Optional[int] = 1) -> List[Stage]:
+def split_stages(model: keras.Model, softmax: bool = True, batch_size: Optional[int] = 1,
+                 n_stages: Optional[int] = None) -> List[Stage]:
     """Stage models of an EENN that follows `nachos_tf.naming` (one stage per exit, final last).
 
     The stage models share the EENN's layers (and so its weights).
@@ -75,15 +76,21 @@ def split_stages(model: keras.Model, softmax: bool = True, batch_size: Optional[
         softmax: append a Softmax to each class output (the device decides on int8 probabilities).
         batch_size: static batch size of the stage inputs; 1 (the device's) gives static shapes, so e.g.
             Flatten converts to one RESHAPE instead of SHAPE/STRIDED_SLICE/PACK (None: dynamic).
+        n_stages: keep only the first `n_stages` exits (None: all). The last one kept then ends the network:
+            it gives its class output only (no confidence, no features), for an exit every image stops at.
     Returns:
-        One Stage per exit, in exit order.
+        One Stage per exit kept, in exit order.
     Raises:
-        ExportError: no 'final' output, more than one input, a missing exit point layer, or a stage that
-            needs a tensor from before its input.
+        ExportError: no 'final' output, more than one input, a missing exit point layer, a stage that
+            needs a tensor from before its input, or `n_stages` outside 1..number of exits.
     """
     import keras
 
     layout = naming.exit_layout(model)
+    if n_stages is not None:
+        if not 1 <= int(n_stages) <= len(layout):
+            raise ExportError(f"n_stages must be 1..{len(layout)} (the model's exits), got {n_stages}")
+        layout = layout[:int(n_stages)]
     names = naming.output_names(model)
     if naming.FINAL not in names:
         raise ExportError("the model has no output named 'final': not an EENN following nachos_tf.naming")
@@ -99,12 +106,12 @@ def split_stages(model: keras.Model, softmax: bool = True, batch_size: Optional[
     stages: List[Stage] = []
     prev = model.inputs[0]
     for k, spec in enumerate(layout):
-        last = spec.name == naming.FINAL
+        last = k == len(layout) - 1
         inp = keras.Input(shape=tuple(prev.shape[1:]), dtype=prev.dtype, batch_size=batch_size,
                           name="image" if k == 0 else f"features_{k - 1}")
         targets = [model.outputs[spec.logits_index]]
         kinds = ["probs"]
-        if spec.conf_index is not None:
+        if spec.conf_index is not None and not last:       # the last stage never decides: no confidence
             targets.append(model.outputs[spec.conf_index])
             kinds.append("confidence")
         if not last:
@@ -114,7 +121,7 @@ def split_stages(model: keras.Model, softmax: bool = True, batch_size: Optional[
         if softmax:
             outs[0] = keras.layers.Softmax(name=f"{spec.name}_softmax")(outs[0])
         stage_model = keras.Model(inp, outs, name=f"stage{k}")
-        stages.append(Stage(k, spec.name, stage_model, spec.conf_index is not None, not last, kinds, prev))
+        stages.append(Stage(k, spec.name, stage_model, "confidence" in kinds, not last, kinds, prev))
         if not last:
             prev = points[k]
     return stages

@@ -233,6 +233,9 @@ def validate_manifest(manifest: Any, n_stage_bytes: Optional[int] = None) -> dic
                 _bad(f"stages[{k}].threshold must be a number")
             if manifest["rule"] == "confidence" and st["confidence_output"] is None:
                 _bad(f"stages[{k}] has no confidence_output but the rule is 'confidence'")
+    dropped = manifest.get("exits_not_exported", [])
+    if not isinstance(dropped, list) or not all(isinstance(v, str) for v in dropped):
+        _bad("exits_not_exported must be a list of exit names")
     em = manifest.get("exit_macs")
     if em is not None and (not isinstance(em, list) or len(em) != len(stages) or not all(_is_num(v) for v in em)):
         _bad(f"exit_macs must list one number per exit ({len(stages)})")
