@@ -107,3 +107,48 @@ def test_the_shortened_export_writes_c_sources_that_compile_against_tflm(trained
     if not shutil.which("g++"):
         pytest.skip("g++ not installed")
     _tflm_syntax_check(tmp_path, ("nachos_eenn.cc", "nachos_decision.cc", "nachos_model_data.cc"))
+
+
+# ----------------------------------------------------------------------------- the search's int8 sizes
+
+def test_exported_stages_counts_up_to_the_first_exit_that_takes_every_image():
+    from nachos_tf.policy import exported_stages
+
+    assert exported_stages([0.5, 0.7, 0.9]) == 4
+    assert exported_stages(["inf", 0.2, "-inf"]) == 3
+    assert exported_stages([-math.inf, -math.inf]) == 1
+    assert exported_stages([]) == 1
+    with pytest.raises(ValueError):
+        exported_stages(["nan-ish"])
+
+
+def test_search_sizes_are_those_of_the_export_at_the_candidates_thresholds(trained):
+    """Under a flash / RAM bound a candidate is judged on what `nachos-tf export` would ship at its calibrated
+    thresholds (no stage after an exit whose threshold is -inf), and sizes measured at other thresholds are
+    re-used only while the export keeps the same stages."""
+    import dataclasses
+    import time
+
+    import nachos_tf as nt
+    from nachos_tf.nas.evaluators.common import calibrate_outputs, candidate_record, int8_sizes, sizes_still_hold
+    from nachos_tf.policy import simulate
+    from nachos_tf.predict import predict_exits
+
+    m, x, y, xt, yt = trained
+    c = nt.Constraints(min_accuracy=0.1, max_macs=1e9, max_flash=10_000_000, max_ram=10_000_000)
+    em = [100.0, 300.0, 700.0]
+    probs, confs = predict_exits(m, xt)
+    cal = calibrate_outputs(probs, confs, em, yt, "max_softmax", c)
+    th = np.array([0.6, -np.inf])
+    cut = dataclasses.replace(cal, thresholds=th, result=simulate(probs, yt, th, em, "max_softmax"))
+    genome = nt.SearchSpace.mcu((28, 28, 1), 10).sample(seed=0)          # record metadata only
+    rec = candidate_record(genome, m, cut, em, c, "max_softmax", x[:64], 0, 0.0, time.time())
+    man, blobs = c_export.convert_eenn(m, x[:64], "max_softmax", list(th), em, num_samples=64)
+    assert rec.metrics.flash_bytes == sum(len(b) for b in blobs) and rec.metrics.arena_bytes == man["arena_bytes"]
+    every = int8_sizes(m, x[:64], c)                                       # no thresholds: every stage
+    assert every["flash_bytes"] > rec.metrics.flash_bytes
+    assert rec.constraints["flash"] == pytest.approx((rec.metrics.flash_bytes - 10_000_000) / 10_000_000)
+    known = {"flash_bytes": rec.metrics.flash_bytes, "arena_bytes": rec.metrics.arena_bytes}
+    assert sizes_still_hold(known, rec.thresholds, [0.3, "-inf"]) == known
+    assert sizes_still_hold(known, rec.thresholds, [0.3, 0.4]) is None
+    assert sizes_still_hold(None, rec.thresholds, [0.3, "-inf"]) is None

@@ -120,6 +120,7 @@ def convert_eenn(model: keras.Model, representative_x: np.ndarray, rule: str, th
             op TensorFlow Lite Micro cannot register.
     """
     from nachos_tf import naming
+    from nachos_tf.policy import exported_stages
 
     check_rule(rule)
     layout = naming.exit_layout(model)
@@ -129,9 +130,7 @@ def convert_eenn(model: keras.Model, representative_x: np.ndarray, rule: str, th
         raise ExportError(f"need one threshold per early exit ({n_early}), got {len(thr)}")
     if any(math.isnan(t) for t in thr):
         raise ExportError("thresholds must not be NaN")
-    n_keep = len(layout)
-    if drop_unreachable:
-        n_keep = next((k + 1 for k, t in enumerate(thr) if t == -math.inf), len(layout))
+    n_keep = exported_stages(thr) if drop_unreachable else len(layout)
     if rule == "confidence" and any(e.conf_index is None for e in layout[:n_keep - 1]):
         raise ExportError("rule 'confidence' needs a confidence output (exit_k_conf) at every early exit")
     if exit_macs is None:

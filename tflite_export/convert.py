@@ -26,30 +26,34 @@ if TYPE_CHECKING:
 __all__ = ["int8_sizes", "int8_report", "export_solution", "evaluate_export", "manifest_summary",
            "build_firmware", "firmware_summary"]
 
-SIZE_RULE = "max_softmax"         # sizes do not depend on the policy: any rule and threshold will do
+SIZE_RULE = "max_softmax"         # without thresholds, any rule and finite thresholds give every stage
 SIZE_SAMPLES = 64                 # calibration images for the size probe
 
 
-def int8_sizes(model: keras.Model, x_repr: np.ndarray, need_ram: bool) -> Dict[str, Optional[int]]:
+def int8_sizes(model: keras.Model, x_repr: np.ndarray, need_ram: bool, rule: Optional[str] = None,
+               thresholds: Optional[Sequence[float]] = None) -> Dict[str, Optional[int]]:
     """Flash and RAM of the int8 staged export of a Keras EENN, without writing files.
 
     Args:
         model: the trained Keras EENN (outputs named after `nachos_tf.naming`).
         x_repr: raw training-split images to calibrate the quantisation on (the first 64 are used).
         need_ram: measure the TFLM tensor arena too (child processes; slower).
+        rule, thresholds: the exit policy the export will carry. The sizes depend on it only through the
+            stages it keeps (none after an early exit whose threshold is -inf, see `convert_eenn`); without
+            thresholds every stage is counted, an upper bound of the export at any thresholds.
 
     Returns:
         {"flash_bytes": sum of the stage .tflite sizes, "arena_bytes": the export's arena (largest measured
-        stage arena + margin) or None when not asked}, every stage counted: an upper bound of the export at
-        any thresholds (one leaves out the stages after an exit whose threshold is -inf, see `convert_eenn`).
+        stage arena + margin) or None when not asked}.
 
     Raises:
-        ExportError: the model cannot be converted or run on TFLM.
+        ExportError: the model cannot be converted or run on TFLM, or bad thresholds.
     """
     from nachos_tf import naming
 
     n_early = len(naming.exit_layout(model)) - 1
-    manifest, blobs = convert_eenn(model, x_repr, SIZE_RULE, [0.5] * n_early,
+    thr = [0.5] * n_early if thresholds is None else [float(t) for t in thresholds]
+    manifest, blobs = convert_eenn(model, x_repr, rule if thresholds is not None and rule else SIZE_RULE, thr,
                                    num_samples=min(SIZE_SAMPLES, len(x_repr)), measure_arena=need_ram)
     return {"flash_bytes": int(sum(len(b) for b in blobs)),
             "arena_bytes": int(manifest["arena_bytes"]) if need_ram else None}

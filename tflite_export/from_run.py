@@ -261,7 +261,13 @@ def manifest_summary(manifest: Dict[str, Any]) -> str:
 
 
 def dropped_exits_line(manifest: Dict[str, Any]) -> Optional[str]:
-    """One sentence naming the exits an export left out (after an exit every image stops at), else None."""
+    """One sentence naming the exits an export left out (after an exit every image stops at).
+
+    Args:
+        manifest: an export's manifest.
+    Returns:
+        The sentence, or None when the export holds every stage.
+    """
     dropped = manifest.get("exits_not_exported") or []
     if not dropped:
         return None

@@ -118,7 +118,8 @@ def _pareto_method(fin: FinalRecord) -> bool:
 def reposition(finals: Sequence[FinalRecord], out_dir: Path, data, constraints) -> Tuple[List[FinalRecord], List[str]]:
     """Move dominated members of the final set to the points `place_dominated` picks (see the module).
 
-    Only kept members calibrated by the exact trade-off curve (calibration method "pareto") are moved. A
+    Only kept members calibrated by the exact trade-off curve (calibration method "pareto") are moved, and only
+    where the int8 export at the new point still meets the flash / RAM bounds (it may keep other stages). A
     moved member gets new thresholds, validation and test figures from its saved model, its int8 figures
     marked pending (`measure_pending_int8`), and ``calibration.moved`` records where it was.
 
@@ -135,7 +136,7 @@ def reposition(finals: Sequence[FinalRecord], out_dir: Path, data, constraints) 
 
     from ..policy import simulate, thresholds_to_json
     from ..predict import predict_exits
-    from .evaluators.common import calibrate_outputs, figures
+    from .evaluators.common import calibrate_outputs, figures, int8_sizes, sizes_still_hold
 
     kept = [f for f in finals if not f.dropped]
     points = {f.id: (float(f.val["expected_macs"]), float(f.val["accuracy"])) for f in kept}
@@ -155,6 +156,7 @@ def reposition(finals: Sequence[FinalRecord], out_dir: Path, data, constraints) 
     moves = place_dominated(points, curves, constraints.min_accuracy, constraints.max_macs)
     conf = lambda f, c: c if f.rule == "confidence" else None  # noqa: E731
     out: List[FinalRecord] = []
+    moved: List[str] = []
     for f in finals:
         if f.id not in moves:
             out.append(f)
@@ -165,17 +167,24 @@ def reposition(finals: Sequence[FinalRecord], out_dir: Path, data, constraints) 
         val = simulate(pv, data.y_val, th, f.exit_macs, f.rule, conf(f, cv))
         probs, confs = predict_exits(model, data.x_test)
         test = simulate(probs, data.y_test, th, f.exit_macs, f.rule, conf(f, confs))
-        g = constraints.violations(val.accuracy, val.expected_macs, f.metrics.get("flash_bytes"),
-                                   f.metrics.get("arena_bytes"))
-        metrics = dict(f.metrics, **figures(val), error=1.0 - float(val.accuracy))
+        sizes = {"flash_bytes": f.metrics.get("flash_bytes"), "arena_bytes": f.metrics.get("arena_bytes")}
+        if constraints.max_flash or constraints.max_ram:    # the export at the new point may keep other stages
+            sizes = sizes_still_hold(sizes, f.thresholds, th) or int8_sizes(model, data.x_train[:64], constraints,
+                                                                             f.rule, th)
+        g = constraints.violations(val.accuracy, val.expected_macs, sizes["flash_bytes"], sizes["arena_bytes"])
+        if any((g.get(n) or 0.0) > 0 for n in ("flash", "ram")):
+            out.append(f)                                   # the cheaper point would not fit: stay where it was
+            continue
+        metrics = dict(f.metrics, **figures(val), **sizes, error=1.0 - float(val.accuracy))
         how = dict(f.extra.get("calibration") or {})
         how["moved"] = {"from": {"accuracy": f.val["accuracy"], "expected_macs": f.val["expected_macs"]},
                         "reason": "dominated by another member after re-training"}
         extra = dict(f.extra, calibration=how, int8_pending=True)
+        moved.append(f.id)
         out.append(dataclasses.replace(
             f, thresholds=thresholds_to_json(th), val=figures(val), test=figures(test), constraints=g,
             metrics=metrics, int8=None, extra=extra, seconds=round(f.seconds + time.time() - t0, 3)))
-    return out, sorted(moves)
+    return out, sorted(moved)
 
 
 def measure_pending_int8(fin: FinalRecord, out_dir: Path, data) -> FinalRecord:

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from .calibration import METHODS, NACHOS_GRID, Calibration, ParetoCurve, calibrate
 from .crossfit import crossfit_calibrate
-from .rules import RULES, exit_scores, softmax, thresholds_from_json, thresholds_to_json
+from .rules import RULES, exit_scores, exported_stages, softmax, thresholds_from_json, thresholds_to_json
 from .simulation import ExitTable, SimResult, simulate
 
 __all__ = [
     "RULES", "METHODS", "NACHOS_GRID", "SimResult", "ExitTable", "ParetoCurve", "Calibration",
     "softmax", "exit_scores", "simulate", "calibrate", "crossfit_calibrate", "thresholds_to_json",
-    "thresholds_from_json",
+    "thresholds_from_json", "exported_stages",
 ]

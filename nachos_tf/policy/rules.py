@@ -13,7 +13,7 @@ import numpy as np
 from .checks import bad_arg, check_confidences, check_probs
 
 __all__ = ["RULES", "check_rule", "softmax", "score_matrix", "exit_scores", "score_range",
-           "thresholds_to_json", "thresholds_from_json"]
+           "thresholds_to_json", "thresholds_from_json", "exported_stages"]
 
 #: Exit rules. Every score is "higher = more confident", so a sample exits when score >= threshold.
 RULES: Tuple[str, ...] = ("max_softmax", "margin", "entropy", "confidence")
@@ -131,3 +131,22 @@ def thresholds_from_json(values: Sequence[Any]) -> np.ndarray:
         shown = repr(values) if len(repr(values)) <= 60 else repr(values)[:57] + "..."
         raise ValueError(f"thresholds must be a list of numbers or \"inf\" / \"-inf\", got {shown}")
     return np.array([float(v) for v in values], dtype=np.float64)
+
+
+def exported_stages(thresholds: Sequence[Any]) -> int:
+    """How many stages a staged export of an EENN keeps at these thresholds: an early exit whose threshold is
+    -inf takes every image that reaches it, so the stages after it never run and are not exported.
+
+    Args:
+        thresholds: one threshold per early exit (floats, or what :func:`thresholds_to_json` wrote).
+
+    Returns:
+        The index of the first early exit with threshold -inf, plus one; else the number of exits
+        (``len(thresholds) + 1``).
+
+    Raises:
+        ValueError: ``thresholds`` is not a list of numbers or "inf" / "-inf".
+    """
+    t = thresholds_from_json(list(thresholds))
+    cut = np.flatnonzero(t == -np.inf)
+    return int(cut[0]) + 1 if len(cut) else len(t) + 1

@@ -17,7 +17,7 @@ from ...records import CandidateRecord, FinalRecord, utc_now
 from ..explain import describe_violations
 
 __all__ = ["candidate_seed", "exit_rule", "believed_costs", "figures", "calibrate_model", "calibrate_outputs",
-           "int8_sizes", "over_budget_at_first_exit",
+           "int8_sizes", "sizes_still_hold", "over_budget_at_first_exit",
            "candidate_record", "hold_search_cost", "place_member", "final_record", "COST_MODELS", "CALIBRATIONS",
            "MODELS_DIR"]
 
@@ -81,16 +81,31 @@ def calibrate_outputs(probs, confs, exit_macs: Sequence[float], y, rule: str, co
     return calibrate(probs, y, exit_macs, **kw)
 
 
-def int8_sizes(model, x_repr, constraints) -> Dict[str, Optional[int]]:
+def int8_sizes(model, x_repr, constraints, rule: Optional[str] = None,
+               thresholds: Optional[Sequence[float]] = None) -> Dict[str, Optional[int]]:
     """Flash / arena bytes of the int8 staged export when a flash or RAM bound is set (else None, None).
 
+    With `rule` and `thresholds`, those of the export at that policy, which leaves out the stages after an
+    early exit whose threshold is -inf (`policy.exported_stages`); without, every stage counts.
     tflite_export is reached through its one door, lazily: only runs with a flash / RAM bound need it.
     """
     if not (constraints.max_flash or constraints.max_ram):
         return {"flash_bytes": None, "arena_bytes": None}
     from tflite_export.convert import int8_sizes as measure
 
-    return measure(model, x_repr, need_ram=bool(constraints.max_ram))
+    return measure(model, x_repr, need_ram=bool(constraints.max_ram), rule=rule,
+                   thresholds=None if thresholds is None else [float(t) for t in thresholds])
+
+
+def sizes_still_hold(sizes: Optional[Dict[str, Optional[int]]], measured_at: Sequence[Any],
+                     thresholds: Sequence[Any]) -> Optional[Dict[str, Optional[int]]]:
+    """`sizes` measured at thresholds `measured_at` if they still hold at `thresholds` (the export keeps the same
+    stages, `policy.exported_stages`), else None (they must be measured again)."""
+    from ...policy import exported_stages
+
+    if sizes is None or exported_stages(measured_at) != exported_stages(thresholds):
+        return None
+    return sizes
 
 
 def over_budget_at_first_exit(genome: Genome, exit_macs: Sequence[float], params: int, constraints,
@@ -119,7 +134,7 @@ def candidate_record(genome: Genome, model, cal, exit_macs: Sequence[float], con
     from ...policy import thresholds_to_json
 
     if sizes is None:
-        sizes = int8_sizes(model, x_repr, constraints)
+        sizes = int8_sizes(model, x_repr, constraints, rule, cal.thresholds)
     if "params" not in extra:
         extra["params"] = int(model.count_params())
     sim = cal.result
@@ -215,7 +230,7 @@ def final_record(record: CandidateRecord, model, data, exit_macs: Sequence[float
         how["tolerance"] = float(tolerance)
     probs, confs = predict_exits(model, data.x_test)
     test = simulate(probs, data.y_test, cal.thresholds, exit_macs, rule, conf(confs))
-    sizes = int8_sizes(model, data.x_train[:64], constraints)
+    sizes = int8_sizes(model, data.x_train[:64], constraints, rule, cal.thresholds)
     g = constraints.violations(cal.result.accuracy, cal.result.expected_macs, sizes["flash_bytes"],
                                sizes["arena_bytes"])
     failed = [n for n, v in g.items() if v is not None and v > 0]

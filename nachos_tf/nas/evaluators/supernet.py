@@ -23,7 +23,7 @@ from ...genome import ExitGene, Genome
 from ...records import CandidateRecord, FinalRecord
 from .base import EvalContext, register_evaluator
 from .common import (CALIBRATIONS, calibrate_outputs, candidate_record, candidate_seed, exit_rule,
-                     final_record, over_budget_at_first_exit, place_member)
+                     final_record, over_budget_at_first_exit, place_member, sizes_still_hold)
 from .supernet_source import SUPERNET_EPOCHS, SUPERNET_TRAIN_LIMIT, cache_root, find_or_train
 from .teacher import (TEACHER_BATCH, concat_chunks, read_teacher, teacher_chunks, teacher_key, teacher_path,
                       write_teacher)
@@ -167,10 +167,10 @@ class SupernetEvaluator:
             if r.extra.get("rescored"):        # judged on the whole split already (Budget.confirm)
                 out.append(r)
                 continue
-            m = r.metrics                      # int8 sizes do not depend on the validation images: kept
+            m = r.metrics                      # int8 sizes: kept while the export keeps the same stages
             known = None if m.flash_bytes is None or m.arena_bytes is None else {
                 "flash_bytes": m.flash_bytes, "arena_bytes": m.arena_bytes}
-            new = self._judge(Genome.from_dict(r.genome), data.x_val, data.y_val, known)
+            new = self._judge(Genome.from_dict(r.genome), data.x_val, data.y_val, known, r.thresholds)
             seen = {"n_val": int(len(data.y_val)), "search_n_val": int(n_sub),
                     "search_accuracy": float(r.metrics.accuracy), "search_expected_macs": float(r.metrics.expected_macs)}
             out.append(dataclasses.replace(new, id=r.id, stage=r.stage, time=r.time,
@@ -178,8 +178,10 @@ class SupernetEvaluator:
         return out
 
     def _judge(self, genome: Genome, x_val: np.ndarray, y_val: np.ndarray,
-               known_sizes: Optional[Dict[str, Optional[int]]] = None) -> CandidateRecord:
-        """`evaluate` on the given validation images (`known_sizes`: its int8 sizes, measured before)."""
+               known_sizes: Optional[Dict[str, Optional[int]]] = None,
+               known_at: Sequence[Any] = ()) -> CandidateRecord:
+        """`evaluate` on the given validation images (`known_sizes`: its int8 sizes, measured before at thresholds
+        `known_at`; measured again when the new thresholds export other stages)."""
         from ...naming import contract_names, layout_of_names
         from ...predict import exit_outputs
 
@@ -201,7 +203,7 @@ class SupernetEvaluator:
         rule = exit_rule(c.space)
         cal = calibrate_outputs(probs, confs, exit_macs, y_val, rule, c.constraints, self.calibration,
                                 c.budget.accuracy_tolerance, c.budget.crossfit, c.seed)
-        sizes = known_sizes
+        sizes = sizes_still_hold(known_sizes, known_at, cal.thresholds)
         misses = not c.constraints.meets_accuracy_and_macs(cal.result.accuracy, cal.result.expected_macs)
         if not (c.constraints.max_flash or c.constraints.max_ram) or misses:
             # no size bound, or infeasible whatever its size: the int8 conversion (seconds) is skipped
@@ -296,6 +298,8 @@ class SupernetEvaluator:
             sizes = {"flash_bytes": m.flash_bytes, "arena_bytes": m.arena_bytes}
             if bounded and None in sizes.values():          # not measured in the search: measured now
                 sizes = None
+            elif bounded:                                   # measured again if the export keeps other stages
+                sizes = sizes_still_hold(sizes, r.thresholds, cal.thresholds)
             new = candidate_record(genome, model, cal, exit_macs, c.constraints, rule, self._bn_x()[:64], seed,
                                    train_s, t0, sizes=sizes, params=int(model.count_params()))
             seen = {"n_train": int(len(train.y_train)), "seconds": round(time.time() - t0, 3),
