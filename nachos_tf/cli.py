@@ -387,12 +387,16 @@ def report(run_dir):
 @click.option("--data-path", default=None, help="Dataset location, if it moved since the search.")
 @click.option("--target", "board_name", type=click.Choice(_BOARDS, case_sensitive=False), default=None,
               help="A board: check that the export's stage bytes and arena fit it beside the TFLM runtime.")
+@click.option("--all-stages", is_flag=True, default=False,
+              help="Also export the stages after an exit whose threshold is -inf (at these thresholds no image "
+                   "reaches them; keep them to try other thresholds on the device).")
 @_friendly
-def export(run_dir, solution, out_dir, qat_epochs, data_path, board_name):
+def export(run_dir, solution, out_dir, qat_epochs, data_path, board_name, all_stages):
     """Staged int8 .tflite files, C arrays and a TFLM staged runner for one admissible solution."""
     from tflite_export.convert import export_solution, manifest_summary
 
-    manifest = export_solution(run_dir, solution, out_dir, qat_epochs=qat_epochs, data_path=data_path)
+    manifest = export_solution(run_dir, solution, out_dir, qat_epochs=qat_epochs, data_path=data_path,
+                               drop_unreachable=not all_stages)
     click.echo(manifest_summary(manifest))
     click.echo(f"\nwrote {out_dir}: {', '.join(manifest['c_sources'])}, manifest.json")
     if board_name:

@@ -260,3 +260,23 @@ def test_malformed_thresholds_in_pareto_json_are_one_line(run, tmp_path):
     (run / "pareto.json").write_text(json.dumps(p))
     res = CliRunner().invoke(main, ["export", str(run), "--out", str(tmp_path / "d")])
     _one_line_error(res, "pareto.json", "thresholds must be a list", "'abc'")
+
+
+# ------------------------------------------------------------------ stages that never run
+
+def test_export_leaves_out_the_stages_after_an_exit_every_image_stops_at_unless_asked(run, tmp_path):
+    """The fixture's solution has threshold -inf at exit 2: its final stage never runs, so `export` leaves it out
+    and says so; `--all-stages` keeps it (to try other thresholds on the device)."""
+    sol = json.loads((run / "pareto.json").read_text())["solutions"][0]
+    assert sol["thresholds"][2] == "-inf" and len(sol["exit_macs"]) == 4
+    res = CliRunner().invoke(main, ["export", str(run), "--out", str(tmp_path / "cut")])
+    assert res.exit_code == 0, res.output
+    assert "not exported: final" in res.output
+    cut = json.loads((tmp_path / "cut" / "manifest.json").read_text())
+    assert [st["exit"] for st in cut["stages"]] == ["exit_0", "exit_1", "exit_2"]
+    assert cut["exits_not_exported"] == ["final"] and not (tmp_path / "cut" / "stage3.tflite").exists()
+    res = CliRunner().invoke(main, ["export", str(run), "--out", str(tmp_path / "all"), "--all-stages"])
+    assert res.exit_code == 0, res.output
+    every = json.loads((tmp_path / "all" / "manifest.json").read_text())
+    assert len(every["stages"]) == 4 and every["exits_not_exported"] == [] and "not exported" not in res.output
+    assert [st["bytes"] for st in every["stages"][:2]] == [st["bytes"] for st in cut["stages"][:2]]

@@ -139,7 +139,7 @@ def _sha256_file(path: Path) -> str:
 
 def export_solution(run_dir: PathLike, solution: Union[int, str], out_dir: PathLike, qat_epochs: int = 0,
                     data: Optional[Dataset] = None, data_path: Optional[str] = None, num_samples: int = 256,
-                    seed: int = 0) -> Dict[str, Any]:
+                    seed: int = 0, drop_unreachable: bool = True) -> Dict[str, Any]:
     """Export one admissible solution of a run as staged int8 TFLite + C sources; returns the manifest.
 
     Args:
@@ -149,6 +149,8 @@ def export_solution(run_dir: PathLike, solution: Union[int, str], out_dir: PathL
         qat_epochs: quantisation-aware fine-tuning epochs (0: post-training quantisation).
         data: the run's dataset, if already loaded; data_path: where it is now, if it moved.
         num_samples: calibration images; seed: their draw.
+        drop_unreachable: leave out the stages after an early exit whose threshold is -inf (see
+            `c_export.convert_eenn`); False exports every stage.
     Returns:
         The manifest written to ``out_dir/manifest.json``.
     Raises:
@@ -170,7 +172,7 @@ def export_solution(run_dir: PathLike, solution: Union[int, str], out_dir: PathL
     with staging_dir(out) as tmp:
         manifest = export_eenn(model, tmp, rep, sol.rule, sol.thresholds, sol.exit_macs,
                                qat_epochs=qat_epochs, train_xy=train_xy, num_samples=num_samples,
-                               name=f"nachos_{sol.id}")
+                               name=f"nachos_{sol.id}", drop_unreachable=drop_unreachable)
         manifest["solution"] = sol.id       # which solution of the run this folder holds, also on disk
         manifest["source"] = {"solution": sol.id, "model": str(sol.model_path), "model_sha256": model_sha}
         atomic_write_json(tmp / MANIFEST, manifest, sort_keys=False)
