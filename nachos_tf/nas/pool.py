@@ -11,6 +11,7 @@ import hashlib
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..genome import Genome
+from ..policy import exported_stages
 from ..records import CandidateRecord, utc_now
 from ..results import Archive, admissible_front
 from .interrupt import check_interrupt
@@ -32,9 +33,13 @@ def candidate_line(rec: CandidateRecord) -> str:
         return f"  {rec.id}: failed ({rec.error[:120]})"
     if rec.pruned:
         return f"  {rec.id}: not trained: {rec.pruned}"
-    state = "feasible" if rec.feasible else "infeasible"
+    missed = [n for n, v in rec.constraints.items() if v is not None and v > 0]
+    state = "feasible" if rec.feasible else "infeasible" + (f" ({', '.join(missed)})" if missed else "")
+    n = len(rec.exit_macs)
+    kept = exported_stages(rec.thresholds) if len(rec.thresholds) == n - 1 else n
+    exits = f"{n} exits" + (f", every image out by exit {kept - 1}" if kept < n else "")
     return (f"  {rec.id}: val acc {m.accuracy:.4f}, E[MACs] {_human(m.expected_macs)} "
-            f"(full {_human(rec.exit_macs[-1])}, {len(rec.exit_macs)} exits), {state}, {fmt_time(rec.seconds)}")
+            f"(full {_human(rec.exit_macs[-1])}, {exits}), {state}, {fmt_time(rec.seconds)}")
 
 
 class CandidatePool:
